@@ -1,0 +1,260 @@
+"""The interfaces of runstore's parts, with the invariants each must keep.
+
+This module re-exports the zope.interface tools (:class:`Interface`,
+:class:`Attribute`, :func:`implementer`, :func:`verifyClass`,
+:func:`verifyObject`), declares runstore's own interfaces, and renders any
+interface as reStructuredText or HTML with :func:`describe_interface`.
+
+The tests check every class that declares one of these interfaces with
+``verifyClass`` and one of its instances with ``verifyObject``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zope.interface.document
+from zope.interface import Attribute, Interface, implementer
+from zope.interface.verify import verifyClass, verifyObject
+
+from .errors import OptionalDependencyError
+
+__all__ = [
+    # zope.interface, re-exported
+    "Interface",
+    "Attribute",
+    "implementer",
+    "verifyClass",
+    "verifyObject",
+    # rendering
+    "describe_interface",
+    # runstore's interfaces
+    "IPersistent",
+    "IContainer",
+    "IReference",
+    "IRun",
+    "IRunStore",
+    "IArrayStore",
+    "IExecutor",
+]
+
+
+def describe_interface(iface: Any, format: str = "rst") -> Any:
+    """Render an interface's documentation.
+
+    Parameters
+    ----------
+    iface
+        The interface.
+    format
+        ``"rst"`` returns reStructuredText, ``"html"`` an HTML fragment (needs
+        docutils), ``"ipython"`` an ``IPython.display.HTML`` object that shows
+        in a notebook (needs docutils and IPython).
+    """
+    rst = zope.interface.document.asReStructuredText(iface)
+    if format == "rst":
+        return rst
+    if format not in ("html", "ipython"):
+        raise ValueError(
+            f"unknown format {format!r} for describe_interface; use 'rst', 'html' "
+            f"or 'ipython'"
+        )
+    try:
+        from docutils.core import publish_parts
+    except ImportError as exc:
+        raise OptionalDependencyError("docutils", "html", f"format={format!r}") from exc
+    html: str = publish_parts(
+        rst, writer_name="html",
+        settings_overrides={"report_level": 5, "halt_level": 5},
+    )["body"]
+    if format == "html":
+        return html
+    try:
+        from IPython.display import HTML
+    except ImportError as exc:
+        raise OptionalDependencyError("ipython", "test", "format='ipython'") from exc
+    return HTML(html)
+
+
+class IPersistent(Interface):
+    """An object defined by a few attributes, persisted by those alone.
+
+    Invariants:
+
+    - the defining attributes are those set before the base ``__init__`` ran
+      (or added as keys of a mapping container); ``picklable_attributes``
+      lists them in lexicographic order;
+    - pickles, stored results and run ids hold the defining attributes and
+      nothing else; everything else is temporary and rebuilt by ``init()``;
+    - ``init()`` runs at the end of construction, after unpickling, after
+      ``copy.copy`` and after loading from a store;
+    - ``initialized`` is false from the moment a defining attribute changes
+      until ``init()`` completes;
+    - two objects are equal when they have the same type and equal defining
+      attributes; ``repr`` shows ``Class(name=value, ...)`` over them.
+    """
+
+    picklable_attributes = Attribute(
+        "picklable_attributes", "Names of the defining attributes, sorted."
+    )
+    initialized = Attribute(
+        "initialized", "Whether init() has run since a defining attribute changed."
+    )
+
+    def init() -> None:
+        """Build the temporary state from the defining attributes."""
+
+    def __getstate__() -> Any:
+        """Return a dict of the defining attributes."""
+
+    def __setstate__(state: Any) -> None:
+        """Set the defining attributes from ``state``, then call init()."""
+
+
+class IContainer(IPersistent):
+    """A bag of named values: an IPersistent whose attributes are its content.
+
+    Invariants: ``len`` counts the defining attributes; iteration and ``in``
+    follow the container's kind (names for a mapping, values for a sequence);
+    a key that would shadow a method is refused.
+    """
+
+    def __len__() -> int:
+        """Return the number of defining attributes."""
+
+    def __iter__() -> Any:
+        """Iterate over the values (or the names, for a mapping)."""
+
+    def __contains__(item: Any) -> bool:
+        """Test membership."""
+
+
+class IReference(Interface):
+    """Something named in a store that loading did not import.
+
+    Invariant: creating, comparing and encoding a reference never imports or
+    runs code; only an explicit ``resolve()`` does. A reference encodes to
+    exactly the tree of the thing it names, so ids recomputed from loaded
+    values match the stored ones.
+    """
+
+    def resolve() -> Any:
+        """Import what the reference names and return it."""
+
+
+class IRun(Interface):
+    """One calculation: a run type and its parameters.
+
+    Invariants:
+
+    - ``id`` is ``generate_id(parameters)``; by default the run identity of
+      :mod:`runstore.identity`, so any change of a parameter name, value or
+      type, or of the run type, changes it;
+    - parameters whose names start with ``_`` are passed to ``run`` but are
+      neither in ``parameters`` nor in the id;
+    - a run with the same id as a run already done is never computed again;
+    - ``result`` is loaded lazily and then cached; ``runtime`` is measured
+      with a monotonic clock.
+    """
+
+    parameters = Attribute("parameters", "The parameters that define the run.")
+    id = Attribute("id", "The 40-hex run id.")
+    index = Attribute("index", "The position of the run in its batch.")
+    done = Attribute("done", "Whether a result is stored.")
+    result = Attribute("result", "The result, loaded on first access.")
+    runtime = Attribute("runtime", "Seconds the computation took, or None.")
+    filename = Attribute("filename", "The HDF5 side file holding its arrays, or None.")
+
+    def generate_id(parameters: Any) -> str:
+        """Return the id of a run with these parameters."""
+
+    def run(**parameters: Any) -> Any:
+        """Compute and return the result (written by the user)."""
+
+    def __call__() -> Any:
+        """Compute the result, or load it if already done, and return it."""
+
+    def clear() -> None:
+        """Forget the stored result; the run becomes pending again."""
+
+
+class IRunStore(Interface):
+    """Where runs, their states and their results are kept.
+
+    Invariants:
+
+    - a run id appears once per batch; registering runs is one bulk write and
+      one set query for the ids already done;
+    - a run's state changes only PENDING -> RUNNING -> DONE | FAILED,
+      FAILED -> PENDING on retry, expired RUNNING -> PENDING, each by one
+      atomic compare-and-set statement;
+    - a result's rows are committed only after its arrays are closed on disk;
+      committed rows are never changed by a crash;
+    - opening, querying and loading never unpickle and never import code,
+      unless the store was opened with ``allow_pickle=True``.
+    """
+
+    path = Attribute("path", "The SQLite file of the store.")
+
+    def add_runs(batch: str, runs: Any) -> Any:
+        """Register runs (type name, id, encoded parameters) in a batch."""
+
+    def claim(batch: str, owner: str, limit: int, lease: float) -> Any:
+        """Atomically move up to ``limit`` pending runs to RUNNING for ``owner``."""
+
+    def complete(results: Any) -> None:
+        """Record finished runs (DONE or FAILED) in one transaction."""
+
+    def query(batch: str, conditions: Any) -> Any:
+        """Return the ids of the runs of a batch matching the conditions."""
+
+    def load_result(run_id: str) -> Any:
+        """Load the stored result of a run."""
+
+    def check(fix: bool = False) -> Any:
+        """Report (and with ``fix=True`` repair) inconsistencies."""
+
+
+class IArrayStore(Interface):
+    """HDF5 side files holding the arrays of results.
+
+    Invariants:
+
+    - arrays are written into a new side file that is closed before any row
+      pointing into it is committed;
+    - a side file that committed rows point into is never opened for writing
+      again;
+    - handles are short-lived: each call opens and closes its file;
+    - the array store knows nothing of SQL.
+    """
+
+    directory = Attribute("directory", "The folder holding the side files.")
+
+    def write(arrays: Any) -> str:
+        """Write named arrays into a new side file, close it, return its name."""
+
+    def read(filename: str, key: str) -> Any:
+        """Read one array back."""
+
+    def files() -> Any:
+        """List the side files present."""
+
+    def remove(filename: str) -> None:
+        """Delete a side file that no committed row points into."""
+
+
+class IExecutor(Interface):
+    """What draining a batch needs of an executor: a concurrent.futures.Executor.
+
+    Invariant: tasks are functions of one run's (or one chunk's) parameters
+    and never carry the whole batch; results come back as futures. Any
+    ``concurrent.futures.Executor`` provides this interface (check one with
+    ``verifyObject(IExecutor, executor, tentative=True)``).
+    """
+
+    def submit(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``fn(*args, **kwargs)`` and return a Future."""
+
+    def shutdown(wait: bool = True) -> None:
+        """Release the executor's resources."""
+

@@ -1,0 +1,1 @@
+"""The runstore test suite."""

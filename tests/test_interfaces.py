@@ -1,0 +1,123 @@
+"""runstore.interfaces: zope declarations, verification and rendering."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import inspect
+import pkgutil
+
+import numpy as np
+import pytest
+from zope.interface import implementedBy
+from zope.interface.exceptions import BrokenImplementation, BrokenMethodImplementation
+
+import runstore
+from runstore.containers import Container, ContainerDict, ContainerList, Object
+from runstore.encoding import FunctionRef, ObjectRef
+from runstore.interfaces import (
+    Attribute,
+    IExecutor,
+    Interface,
+    IRun,
+    describe_interface,
+    implementer,
+    verifyClass,
+    verifyObject,
+)
+
+
+class IAdder(Interface):
+    """Interface for objects that support addition."""
+
+    value = Attribute("value", "Current value of object")
+
+    def add(other):
+        """Return self + other."""
+
+
+def test_broken_signature_fails_verify_class():
+    @implementer(IAdder)
+    class AdderBroken:
+        def add(self, one, another):
+            return one + another
+
+    with pytest.raises(BrokenMethodImplementation, match="too many arguments"):
+        verifyClass(IAdder, AdderBroken)
+
+
+def test_missing_attribute_fails_only_verify_object():
+    @implementer(IAdder)
+    class AdderBroken:
+        def add(self, other):
+            return other
+
+    assert verifyClass(IAdder, AdderBroken)
+    with pytest.raises(BrokenImplementation, match="value attribute was not provided"):
+        verifyObject(IAdder, AdderBroken())
+
+
+def test_correct_adder_passes_both():
+    @implementer(IAdder)
+    class Adder:
+        def __init__(self, value=0):
+            self.value = value
+
+        def add(self, other):
+            return self.value + other
+
+    assert verifyClass(IAdder, Adder) and verifyObject(IAdder, Adder())
+
+
+def test_describe_interface_as_rst_html_and_ipython():
+    rst = describe_interface(IAdder)
+    assert rst.startswith("``IAdder``") and "``add(other)`` -- Return self + other." in rst
+    html = describe_interface(IAdder, format="html")
+    assert '<tt class="docutils literal">value</tt>' in html or "<code" in html
+    assert "Current value of object" in html and "<html" not in html
+    shown = describe_interface(IRun, format="ipython")
+    assert "generate_id(parameters)" in shown._repr_html_()
+    with pytest.raises(ValueError, match="use 'rst', 'html' or 'ipython'"):
+        describe_interface(IAdder, format="pdf")
+
+
+class Grid(Object):
+    def __init__(self, N=4):
+        self.N = N
+        Object.__init__(self)
+
+
+# One instance of every runstore class that declares an interface.
+INSTANCES = {
+    Object: lambda: Grid(),
+    Container: lambda: Container(a=1),
+    ContainerList: lambda: ContainerList(a=1),
+    ContainerDict: lambda: ContainerDict(a=np.zeros(2)),
+    FunctionRef: lambda: FunctionRef("builtins.max"),
+    ObjectRef: lambda: ObjectRef("example.State", {"N": 1}),
+}
+
+
+def _implementations():
+    for info in pkgutil.walk_packages(runstore.__path__, "runstore."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and list(implementedBy(cls)):
+                yield cls
+
+
+def test_every_implementation_is_verified_with_an_instance():
+    found = set(_implementations())
+    assert found == set(INSTANCES), "add an instance of each new implementation above"
+    for cls in found:
+        instance = INSTANCES[cls]()
+        for iface in implementedBy(cls).flattened():
+            if iface is Interface:
+                continue
+            assert verifyClass(iface, cls)
+            assert verifyObject(iface, instance)
+
+
+def test_standard_executors_provide_the_executor_interface():
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert verifyObject(IExecutor, pool, tentative=True)
