@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -54,7 +55,7 @@ def values_equal(a: Any, b: Any) -> bool:
     """Return whether two attribute values are equal, comparing arrays whole.
 
     Arrays are equal when their dtypes (byte order aside), shapes and values
-    are; NaNs in the same places count as equal.
+    are; NaN equals NaN, in arrays, floats and inside lists, tuples and dicts.
     """
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (
@@ -63,6 +64,16 @@ def values_equal(a: Any, b: Any) -> bool:
             and a.dtype.newbyteorder("<") == b.dtype.newbyteorder("<")
             and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
         )
+    if type(a) is not type(b):
+        return bool(a == b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(values_equal, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, complex):
+        return values_equal(a.real, b.real) and values_equal(a.imag, b.imag)
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
     return bool(a == b)
 
 

@@ -124,6 +124,8 @@ def qualified_name(obj: Any, path: str = "value") -> str:
         If ``obj`` is a lambda, is defined inside a function, or cannot be
         found again under its name.
     """
+    module: str | None
+    qualname: str | None
     if isinstance(obj, np.ufunc):
         module, qualname = "numpy", obj.__name__
     else:

@@ -61,10 +61,11 @@ def describe_interface(iface: Any, format: str = "rst") -> Any:
         )
     try:
         from docutils.core import publish_parts
+        from docutils.writers import get_writer_class
     except ImportError as exc:
         raise OptionalDependencyError("docutils", "html", f"format={format!r}") from exc
     html: str = publish_parts(
-        rst, writer_name="html",
+        rst, writer=get_writer_class("html")(),
         settings_overrides={"report_level": 5, "halt_level": 5},
     )["body"]
     if format == "html":
@@ -143,7 +144,7 @@ class IReference(Interface):
 
 
 class IRun(Interface):
-    """One calculation: a run type and its parameters.
+    """One calculation, defined by a run type and its parameters.
 
     Invariants:
 
