@@ -10,6 +10,12 @@ runstore raises derives from :class:`RunstoreError` (:mod:`runstore.errors`).
 """
 
 __all__ = [
+    # running and keeping calculations
+    "Batch",
+    "Run",
+    "ResultRun",
+    "Store",
+    "RunState",
     # serialization layer
     "Object",
     "Container",
@@ -30,22 +36,46 @@ __all__ = [
     "ReservedNameError",
     "UnresolvedReferenceError",
     "OptionalDependencyError",
+    "BatchNameError",
+    "ParameterError",
+    "QueryError",
+    "RunNotFound",
+    "RunsFailedError",
+    "NotAStoreError",
+    "SchemaTooNewError",
+    "SchemaOutdatedError",
+    "ArrayFileError",
+    "CodeChangedWarning",
     "__version__",
 ]
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .batch import Batch
 from .containers import Container, ContainerDict, ContainerList, Object
 from .encoding import ArrayRef, FunctionRef, ObjectRef
 from .errors import (
+    ArrayFileError,
+    BatchNameError,
+    CodeChangedWarning,
     DecodingError,
     EncodingError,
+    NotAStoreError,
     OptionalDependencyError,
+    ParameterError,
+    QueryError,
     ReservedNameError,
+    RunNotFound,
+    RunsFailedError,
     RunstoreError,
+    SchemaOutdatedError,
+    SchemaTooNewError,
     UnresolvedReferenceError,
 )
 from .identity import SCHEME_VERSION, compute_id, type_name
+from .run import ResultRun, Run
+from .schema import RunState
+from .store import Store
 
 try:
     __version__ = version("runstore")

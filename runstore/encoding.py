@@ -44,6 +44,7 @@ import hashlib
 import importlib
 import json
 import math
+import pickle
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -437,6 +438,7 @@ def decode(
     arrays: Mapping[str, np.ndarray] | None = None,
     import_code: bool = False,
     path: str = "value",
+    allow_pickle: bool = False,
 ) -> Any:
     """Rebuild a value from its encoded tree, never importing code by default.
 
@@ -453,12 +455,27 @@ def decode(
         rebuilt. If false (the default), they come back as
         :class:`FunctionRef` and :class:`ObjectRef`; runstore's own containers
         are always rebuilt.
+    allow_pickle
+        Results of a store created with ``allow_pickle=True`` may hold pickled
+        values (tag ``"pickle"``). Unpickling can run code, so they are only
+        loaded when this is true; otherwise they raise :class:`DecodingError`.
 
     Raises
     ------
     DecodingError
         If the tree is not a valid encoding.
     """
+    return _decode(tree, _Options(arrays, import_code, allow_pickle), path)
+
+
+@dataclass(frozen=True)
+class _Options:
+    arrays: Mapping[str, np.ndarray] | None
+    import_code: bool
+    allow_pickle: bool
+
+
+def _decode(tree: Any, opts: _Options, path: str) -> Any:
     if tree is None or isinstance(tree, (bool, int, str)):
         return tree
     if isinstance(tree, float):
@@ -472,7 +489,7 @@ def decode(
     if decoder is None:
         raise DecodingError(path, f"the unknown tag {tag!r}")
     try:
-        return decoder(payload, arrays, import_code, path)
+        return decoder(payload, opts, path)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         if isinstance(exc, DecodingError):
             raise
@@ -484,31 +501,31 @@ def _describe(tree: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def _decode_items(payload: Any, arrays: Any, import_code: bool, path: str) -> list[Any]:
+def _decode_items(payload: Any, opts: _Options, path: str) -> list[Any]:
     if not isinstance(payload, list):
         raise DecodingError(path, f"{_describe(payload)} where a list belongs")
-    return [decode(item, arrays, import_code, f"{path}[{i}]") for i, item in enumerate(payload)]
+    return [_decode(item, opts, f"{path}[{i}]") for i, item in enumerate(payload)]
 
 
 def _decode_float(payload: Any, *_: Any) -> float:
     return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}[payload]
 
 
-def _decode_dict(payload: Any, arrays: Any, import_code: bool, path: str) -> dict[Any, Any]:
+def _decode_dict(payload: Any, opts: _Options, path: str) -> dict[Any, Any]:
     if not isinstance(payload, list):
         raise DecodingError(path, f"{_describe(payload)} where a list of pairs belongs")
     result = {}
     for key_tree, value_tree in payload:
-        key = decode(key_tree, arrays, import_code, f"{path} key")
-        result[key] = decode(value_tree, arrays, import_code, f"{path}[{key!r}]")
+        key = _decode(key_tree, opts, f"{path} key")
+        result[key] = _decode(value_tree, opts, f"{path}[{key!r}]")
     return result
 
 
-def _decode_array(payload: Any, arrays: Any, import_code: bool, path: str) -> Any:
+def _decode_array(payload: Any, opts: _Options, path: str) -> Any:
     dtype, shape, digest = payload["dtype"], tuple(payload["shape"]), payload["digest"]
     if not isinstance(dtype, str) or np.dtype(dtype).hasobject:
         raise DecodingError(path, f"the array dtype {dtype!r}")
-    found = None if arrays is None else arrays.get(digest)
+    found = None if opts.arrays is None else opts.arrays.get(digest)
     if found is None:
         return ArrayRef(dtype, shape, digest)
     if found.dtype.str != dtype or found.shape != shape:
@@ -517,14 +534,14 @@ def _decode_array(payload: Any, arrays: Any, import_code: bool, path: str) -> An
     return found
 
 
-def _decode_callable(payload: Any, arrays: Any, import_code: bool, path: str) -> Any:
+def _decode_callable(payload: Any, opts: _Options, path: str) -> Any:
     if not isinstance(payload, str):
         raise DecodingError(path, f"{_describe(payload)} where a callable's name belongs")
     ref = FunctionRef(payload)
-    return ref.resolve() if import_code else ref
+    return ref.resolve() if opts.import_code else ref
 
 
-def _decode_object(payload: Any, arrays: Any, import_code: bool, path: str) -> Any:
+def _decode_object(payload: Any, opts: _Options, path: str) -> Any:
     name, items = payload
     if not isinstance(name, str):
         raise DecodingError(path, f"{_describe(name)} where a class name belongs")
@@ -532,26 +549,41 @@ def _decode_object(payload: Any, arrays: Any, import_code: bool, path: str) -> A
     for attr, item in items:
         if not isinstance(attr, str):
             raise DecodingError(path, f"the attribute name {_describe(attr)}")
-        state[attr] = decode(item, arrays, import_code, f"{path}.{attr}")
+        state[attr] = _decode(item, opts, f"{path}.{attr}")
     trusted = _TRUSTED_CLASSES.get(name)
     if trusted is not None:
         return _rebuild(trusted, state, name)
     ref = ObjectRef(name, state)
-    return ref.resolve() if import_code else ref
+    return ref.resolve() if opts.import_code else ref
 
 
-_DECODERS: dict[str, Callable[[Any, Any, bool, str], Any]] = {
+def _decode_pickle(payload: Any, opts: _Options, path: str) -> Any:
+    if not opts.allow_pickle:
+        raise DecodingError(
+            path, "a pickled value. Unpickling can run any code, so runstore loads "
+            "pickles only from a store opened with allow_pickle=True (do that only "
+            "if you trust where it came from); the refusal")
+    return pickle.loads(base64.b64decode(payload.encode("ascii"), validate=True))
+
+
+def _decode_complex(payload: Any, opts: _Options, path: str) -> complex:
+    real, imag = (_decode(x, opts, path) for x in payload)
+    return complex(real, imag)
+
+
+_DECODERS: dict[str, Callable[[Any, _Options, str], Any]] = {
     "float": _decode_float,
-    "complex": lambda p, a, i, path: complex(*(decode(x, a, i, path) for x in p)),
-    "bytes": lambda p, a, i, path: base64.b64decode(p.encode("ascii"), validate=True),
+    "complex": _decode_complex,
+    "bytes": lambda p, o, path: base64.b64decode(p.encode("ascii"), validate=True),
     "list": _decode_items,
-    "tuple": lambda p, a, i, path: tuple(_decode_items(p, a, i, path)),
-    "set": lambda p, a, i, path: set(_decode_items(p, a, i, path)),
-    "frozenset": lambda p, a, i, path: frozenset(_decode_items(p, a, i, path)),
+    "tuple": lambda p, o, path: tuple(_decode_items(p, o, path)),
+    "set": lambda p, o, path: set(_decode_items(p, o, path)),
+    "frozenset": lambda p, o, path: frozenset(_decode_items(p, o, path)),
     "dict": _decode_dict,
     "ndarray": _decode_array,
     "callable": _decode_callable,
     "object": _decode_object,
+    "pickle": _decode_pickle,
 }
 
 

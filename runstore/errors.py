@@ -15,6 +15,18 @@ __all__ = [
     "ReservedNameError",
     "UnresolvedReferenceError",
     "OptionalDependencyError",
+    "ArrayFileError",
+    "StoreError",
+    "NotAStoreError",
+    "SchemaTooNewError",
+    "SchemaOutdatedError",
+    "ReadOnlyStoreError",
+    "BatchNameError",
+    "ParameterError",
+    "QueryError",
+    "RunNotFound",
+    "RunsFailedError",
+    "CodeChangedWarning",
 ]
 
 
@@ -130,3 +142,191 @@ class OptionalDependencyError(RunstoreError, ImportError):
             f"'runstore[{extra}]')",
             name=package,
         )
+
+
+class ArrayFileError(RunstoreError, OSError):
+    """An HDF5 side file is missing, truncated or unreadable.
+
+    Attributes
+    ----------
+    filename : str
+        The side file's name.
+    """
+
+    def __init__(self, filename: str, problem: str) -> None:
+        self.filename = filename
+        super().__init__(
+            f"the array file {filename!r} {problem}. The arrays of the runs stored "
+            f"in it cannot be loaded; other runs are not affected. Run "
+            f"`runstore check STORE` to list the affected runs, and clear them "
+            f"(run.clear()) to compute them again."
+        )
+
+
+class StoreError(RunstoreError):
+    """Base class of problems with a store file.
+
+    Attributes
+    ----------
+    path : str
+        The store's SQLite file.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class NotAStoreError(StoreError, ValueError):
+    """The file is not a SQLite database, or not one runstore made."""
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(
+            path, f"{path} is not a runstore store: {found}. Pass the path of a "
+            f"store's .db file, or a path where no file exists yet to create one."
+        )
+
+
+class SchemaTooNewError(StoreError):
+    """The store was written by a newer runstore with a newer schema.
+
+    Attributes
+    ----------
+    revision : str
+        The store's schema revision.
+    """
+
+    def __init__(self, path: str, revision: str, supported: str) -> None:
+        self.revision = revision
+        super().__init__(
+            path, f"{path} has schema revision {revision!r}, newer than this "
+            f"runstore knows (up to {supported!r}); it was written by a newer "
+            f"runstore. Upgrade runstore (pip install -U runstore) to open it."
+        )
+
+
+class SchemaOutdatedError(StoreError):
+    """A store opened read-only has an older schema that needs an upgrade.
+
+    Attributes
+    ----------
+    revision : str
+        The store's schema revision.
+    """
+
+    def __init__(self, path: str, revision: str, head: str) -> None:
+        self.revision = revision
+        super().__init__(
+            path, f"{path} has the older schema revision {revision!r} (this "
+            f"runstore uses {head!r}) and was opened read-only, so it was not "
+            f"upgraded. Upgrade it with: runstore upgrade {path}"
+        )
+
+
+class ReadOnlyStoreError(StoreError, PermissionError):
+    """A write was attempted on a store opened read-only."""
+
+    def __init__(self, path: str, action: str) -> None:
+        super().__init__(
+            path, f"cannot {action}: {path} is open read-only (a shared bundle, "
+            f"or opened with readonly=True). Import its runs into a store of "
+            f"your own to add to them."
+        )
+
+
+class BatchNameError(RunstoreError, ValueError):
+    """A batch name that cannot be used as a file and SQL name.
+
+    Attributes
+    ----------
+    name : str
+        The rejected name.
+    """
+
+    def __init__(self, name: object) -> None:
+        self.name = name
+        super().__init__(
+            f"invalid batch name {name!r}: use letters, digits, '_', '-' and '.', "
+            f"starting with a letter or digit (no '/', no '..', at most 100 "
+            f"characters), e.g. 'example' or 'sweep-2026.1'"
+        )
+
+
+class ParameterError(RunstoreError, TypeError):
+    """Parameters that the run class's ``run`` method does not accept.
+
+    Attributes
+    ----------
+    run_type : str
+        The run class.
+    unknown : list of str
+        The names that ``run`` does not accept.
+    accepted : list of str
+        The names it accepts.
+    """
+
+    def __init__(self, run_type: str, unknown: list[str], accepted: list[str]) -> None:
+        self.run_type = run_type
+        self.unknown = unknown
+        self.accepted = accepted
+        super().__init__(
+            f"{run_type}.run() does not accept the parameter(s) "
+            f"{', '.join(map(repr, unknown))}; it accepts "
+            f"{', '.join(map(repr, accepted)) or 'none'}. Fix the name, or add it "
+            f"to the signature of run()."
+        )
+
+
+class QueryError(RunstoreError, ValueError):
+    """A query names an unknown parameter or operator, or compares badly."""
+
+
+class RunNotFound(RunstoreError, KeyError):
+    """No run with this id is in the store.
+
+    Attributes
+    ----------
+    run_id : str
+        The id looked for.
+    """
+
+    def __init__(self, run_id: str, where: str) -> None:
+        self.run_id = run_id
+        self.message = (
+            f"no run with id {run_id!r} in {where}. Check the id (save_ids() "
+            f"writes the ids of a batch), or open the store or bundle that holds it."
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RunsFailedError(RunstoreError, RuntimeError):
+    """Some runs of a batch raised; their errors are stored, the others' results too.
+
+    Attributes
+    ----------
+    failures : list of tuple
+        ``(run_id, parameters, error line)`` for each failed run.
+    """
+
+    def __init__(self, batch: str, failures: list[tuple[str, dict[str, object], str]],
+                 total: int) -> None:
+        self.failures = failures
+        lines = [
+            f"  {run_id[:12]} {parameters!r}: {error}"
+            for run_id, parameters, error in failures[:20]
+        ]
+        if len(failures) > 20:
+            lines.append(f"  ... and {len(failures) - 20} more")
+        super().__init__(
+            f"{len(failures)} of {total} runs of batch {batch!r} failed; the other "
+            f"results are stored.\n" + "\n".join(lines) + "\nSee run.error for a "
+            f"traceback; fix the cause, then batch(retry_failed=True) runs the "
+            f"failed ones again."
+        )
+
+
+class CodeChangedWarning(UserWarning):
+    """A stored result was computed by a different version of the run class's code."""

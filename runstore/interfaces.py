@@ -146,6 +146,9 @@ class IReference(Interface):
 class IRun(Interface):
     """One calculation, defined by a run type and its parameters.
 
+    The user writes ``run(self, A=0, B=...)``: its signature, which is the
+    user's own and so not declared here, defines the parameters and defaults.
+
     Invariants:
 
     - ``id`` is ``generate_id(parameters)``; by default the run identity of
@@ -168,9 +171,6 @@ class IRun(Interface):
 
     def generate_id(parameters: Any) -> str:
         """Return the id of a run with these parameters."""
-
-    def run(**parameters: Any) -> Any:
-        """Compute and return the result (written by the user)."""
 
     def __call__() -> Any:
         """Compute the result, or load it if already done, and return it."""

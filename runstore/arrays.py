@@ -1,0 +1,126 @@
+"""HDF5 side files holding the arrays of results (no SQL). Internal module.
+
+Each call to :meth:`ArrayStore.write` writes a *new* file: it is written under
+a temporary ``.part`` name, closed, and renamed; only then does the store
+commit the rows that point into it. A file that rows point into is never
+opened for writing again, so a crash can only leave behind ``.part`` files or
+files no row points into, which ``check``/``gc`` find. Every read opens and
+closes its file.
+
+Inside a file, the arrays of run ``<id>`` sit at ``/<id>/<digest>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import ArrayFileError
+from .interfaces import IArrayStore, implementer
+
+__all__ = ["ArrayStore", "MemoryArrayStore"]
+
+_SUFFIX = ".h5"
+_PARTIAL = ".part"
+
+
+@implementer(IArrayStore)
+class ArrayStore:
+    """The folder of HDF5 side files beside a store's SQLite file."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+        """Write ``{run_id: {digest: array}}`` into a new file; return its name."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        final = self.directory / name
+        partial = final.with_name(name + _PARTIAL)
+        with h5py.File(partial, "w") as f:
+            for run_id, named in arrays.items():
+                group = f.create_group(run_id)
+                for digest, array in named.items():
+                    if digest not in group:
+                        group.create_dataset(digest, data=array)
+        os.replace(partial, final)
+        return name
+
+    def path(self, filename: str) -> Path:
+        """Return the full path of a side file, refusing names that leave the folder."""
+        if Path(filename).name != filename or not filename.endswith(_SUFFIX):
+            raise ArrayFileError(filename, "is not the name of a side file")
+        return self.directory / filename
+
+    def read(self, filename: str, key: str) -> np.ndarray:
+        """Read one array, ``key`` being ``"<run_id>/<digest>"``."""
+        (array,) = self.read_many(filename, [key]).values()
+        return array
+
+    def read_many(self, filename: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """Read several arrays from one file, opening it once."""
+        path = self.path(filename)
+        try:
+            with h5py.File(path, "r") as f:
+                return {key: np.asarray(f[key][()]) for key in keys}
+        except FileNotFoundError:
+            raise ArrayFileError(filename, f"is missing from {self.directory}") from None
+        except (OSError, KeyError) as exc:
+            raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
+
+    def files(self) -> list[str]:
+        """List the complete side files present, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.glob(f"*{_SUFFIX}"))
+
+    def partial_files(self) -> list[str]:
+        """List files left half-written by a writer that died."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.glob(f"*{_SUFFIX}{_PARTIAL}"))
+
+    def remove(self, filename: str) -> None:
+        """Delete a side file (that no committed row points into)."""
+        target = self.directory / filename
+        if Path(filename).name != filename:
+            raise ArrayFileError(filename, "is not the name of a side file")
+        target.unlink(missing_ok=True)
+
+
+class MemoryArrayStore(ArrayStore):
+    """Side "files" kept in memory, for stores that keep results in memory only."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("(memory)"))
+        self._files: dict[str, dict[str, np.ndarray]] = {}
+
+    def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+        name = f"{uuid.uuid4().hex}{_SUFFIX}"
+        self._files[name] = {
+            f"{run_id}/{digest}": array
+            for run_id, named in arrays.items() for digest, array in named.items()
+        }
+        return name
+
+    def read_many(self, filename: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        try:
+            stored = self._files[filename]
+            return {key: stored[key] for key in keys}
+        except KeyError:
+            raise ArrayFileError(filename, "is not in memory") from None
+
+    def files(self) -> list[str]:
+        return sorted(self._files)
+
+    def partial_files(self) -> list[str]:
+        return []
+
+    def remove(self, filename: str) -> None:
+        self._files.pop(filename, None)

@@ -1,0 +1,356 @@
+"""Batches: add runs, run the pending ones, query and load results.
+
+A :class:`Batch` is a named, ordered set of runs in a store. Adding runs
+computes their ids and registers them in bulk; calling the batch computes the
+pending ones in this process and commits their results in batches of rows;
+:meth:`Batch.get_runs_with` is one indexed SQL query.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .encoding import Tree
+from .errors import BatchNameError, CodeChangedWarning, RunNotFound, RunsFailedError
+from .identity import type_name
+from .interfaces import IRun, verifyClass
+from .results import decode_result, encode_result
+from .run import ResultRun, Run, code_fingerprint, pack, unpack
+from .schema import RunState
+from .store import Completion, RunRow, Store
+
+__all__ = ["Batch", "RunList"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+#: Commit finished runs at least this often (seconds), and at most this many at once.
+_FLUSH_SECONDS, _FLUSH_RUNS, _FLUSH_BYTES = 1.0, 5000, 256 * 2**20
+
+
+def check_batch_name(name: object) -> str:
+    """Return ``name`` if it is a valid batch name, else raise BatchNameError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise BatchNameError(name)
+    return name
+
+
+class RunList(Sequence[Run]):
+    """The runs of a batch in insertion order, read from the store on demand."""
+
+    _PAGE = 2000
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return self._batch.store.count(self._batch._id)
+
+    @overload
+    def __getitem__(self, index: int) -> Run: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Run]: ...
+
+    def __getitem__(self, index: int | slice) -> Run | list[Run]:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            rows = self._batch.store.rows(self._batch._id, min(start, stop), max(start, stop))
+            runs = [self._batch._run(row) for row in rows]
+            return runs[::step] if step > 0 else runs[::-1][:: -step]
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"run index {index} out of range: the batch has {n} runs")
+        (row,) = self._batch.store.rows(self._batch._id, index, index + 1)
+        return self._batch._run(row)
+
+    def __iter__(self) -> Iterator[Run]:
+        start = 0
+        while True:
+            rows = self._batch.store.rows(self._batch._id, start, start + self._PAGE)
+            for row in rows:
+                yield self._batch._run(row)
+            if len(rows) < self._PAGE:
+                return
+            start += self._PAGE
+
+    def ids(self) -> Iterator[str]:
+        """The run ids in order, without building run objects."""
+        start = 0
+        while True:
+            rows = self._batch.store.rows(self._batch._id, start, start + self._PAGE)
+            yield from (row.id for row in rows)
+            if len(rows) < self._PAGE:
+                return
+            start += self._PAGE
+
+
+class Batch:
+    """A named, ordered set of runs kept in a store.
+
+    Parameters
+    ----------
+    name
+        The batch name: letters, digits, ``_``, ``-`` and ``.``.
+    path
+        The folder of the default store, ``<path>/_res/<name>.db``.
+    saveresult
+        If false, results are kept in memory only (an in-memory store).
+    store
+        A :class:`~runstore.store.Store`, or the path of a store file, to share
+        one store between batches.
+    allow_pickle
+        Store results with no canonical encoding as pickles (and load them).
+    """
+
+    def __init__(self, name: str, path: str | os.PathLike[str] = "", saveresult: bool = True,
+                 store: Store | str | os.PathLike[str] | None = None,
+                 allow_pickle: bool = False) -> None:
+        self.name = check_batch_name(name)
+        self.saveresult = saveresult
+        self._folder = Path(path) / "_res"
+        if isinstance(store, Store):
+            self.store = store
+        elif store is not None:
+            self.store = Store(store, allow_pickle=allow_pickle)
+        elif saveresult:
+            self.store = Store(self._folder / f"{name}.db", allow_pickle=allow_pickle)
+        else:
+            self.store = Store(None, allow_pickle=allow_pickle)
+        batch_id = self.store.batch_id(name, create=not self.store.readonly)
+        if batch_id is None:
+            raise RunNotFound(name, f"the batches of {self.store.path}")
+        self._id = batch_id
+        self._classes: dict[str, type[Run]] = {}
+
+    # -- adding runs -----------------------------------------------------------------
+
+    @property
+    def run(self) -> RunList:
+        """The runs of the batch, in the order they were added."""
+        return RunList(self)
+
+    def _register_class(self, runclass: type[Run]) -> str:
+        if not (isinstance(runclass, type) and issubclass(runclass, Run)):
+            raise TypeError(f"expected a subclass of runstore.Run, got {runclass!r}")
+        name = type_name(runclass)
+        if name not in self._classes:
+            verifyClass(IRun, runclass)
+            self._classes[name] = runclass
+        return name
+
+    def add_run(self, runclass: type[Run], parameters: Mapping[str, Any] | None = None) -> Run:
+        """Add one run; return it. A run already in the batch is not added twice."""
+        self._add(runclass, [dict(parameters or {})])
+        rid = pack(runclass, dict(parameters or {}))[0]
+        (row,) = self.store.rows_of(self._id, [rid])
+        return self._run(row)
+
+    def add_factorial_runs(self, runclass: type[Run],
+                           parameters: Mapping[str, Any]) -> None:
+        """Add a full factorial design: every combination of the given levels.
+
+        Each value is a list of levels (a list-valued parameter is given as a
+        list of lists); any other value is one level. The last parameter
+        varies fastest.
+        """
+        names = list(parameters)
+        levels = [v if isinstance(v, (list, range)) else [v] for v in parameters.values()]
+        self._add(runclass, (dict(zip(names, combo)) for combo in itertools.product(*levels)))
+
+    def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]]) -> None:
+        rtype = self._register_class(runclass)
+        packed: dict[str, tuple[str, str, str, Any]] = {}
+        for params in combos:
+            rid, document, forms = pack(runclass, params)
+            packed.setdefault(rid, (rid, rtype, document, forms))
+        new = self.store.not_in_batch(self._id, list(packed))
+        self.store.add_runs(self._id, [packed[rid] for rid in new])
+
+    def add_resultrun(self, ids: str | Iterable[str]) -> None:
+        """Add stored runs by id (one id or many); their classes are not needed."""
+        wanted = [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+        missing = self.store.add_existing(self._id, wanted)
+        if missing:
+            raise RunNotFound(missing[0], f"{self.store.path} ({len(missing)} of "
+                              f"{len(wanted)} ids missing; none was added)")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _run(self, row: RunRow) -> Run:
+        cls = self._classes.get(row.run_type, ResultRun)
+        return cls._from_row(self, row.position, row.id, row.parameters, row.state)
+
+    def get_runs_with(self, **conditions: Any) -> list[Run]:
+        """Return the runs whose parameters match all conditions, in batch order.
+
+        ``name=value`` tests equality; ``name__ne``, ``__lt``, ``__le``,
+        ``__gt``, ``__ge`` and ``__in`` (a list of values) the other
+        comparisons. Floats are equal within numpy's ``isclose`` tolerances;
+        lists, arrays and functions compare exactly. An unknown parameter or
+        operator raises :class:`~runstore.errors.QueryError`.
+        """
+        return [self._run(row) for row in self.store.query(self._id, conditions)]
+
+    def _load_result(self, run: Run) -> Any:
+        record = self.store.run_record(run.id)
+        tree = json.loads(record["result"]) if record["result"] is not None else None
+        digests = list(_array_digests(tree))
+        arrays = self.store.load_arrays(run.id, record["array_file"], digests)
+        return decode_result(tree, arrays, import_code=run._import_code,
+                             allow_pickle=self.store.allow_pickle)
+
+    def save_ids(self, filename: str | os.PathLike[str] | None = None) -> Path:
+        """Write the run ids to ``_res/<name>_ids.npy`` and ``_res/<name>_ids.py``."""
+        target = Path(filename) if filename else self._folder / f"{self.name}_ids.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ids = list(self.run.ids())
+        np.save(target, np.array(ids, dtype="<U40"))
+        target.with_suffix(".py").write_text(
+            f'"""Run ids of batch {self.name!r}."""\n\nids = {ids!r}\n')
+        return target
+
+    # -- running ---------------------------------------------------------------------------
+
+    def __call__(self, verbose: int = 1, retry_failed: bool = False,
+                 recompute_changed: bool = False) -> None:
+        """Compute the pending runs in this process, with a progress bar.
+
+        Parameters
+        ----------
+        verbose
+            0 shows nothing; 1 shows a progress bar.
+        retry_failed
+            Run the runs that failed before again.
+        recompute_changed
+            Recompute the results of runs whose class's code changed since they
+            were computed (otherwise a :class:`CodeChangedWarning` is issued).
+
+        Raises
+        ------
+        RunsFailedError
+            After all runs were tried, if some raised; the others' results are
+            stored.
+        """
+        self._prepare(retry_failed, recompute_changed)
+        pending = self.store.state_counts(self._id).get(RunState.PENDING.value, 0)
+        types = list(self._classes)
+        with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
+                  unit="run", leave=False) as bar:
+            failed = self._drain(lambda after, n: self.store.claim(self._id, types, n, after),
+                                 bar)
+        self._raise_failures(failed)
+
+    def _execute(self, runs: Sequence[Run]) -> None:
+        """Compute the given runs now (used when a single run is called)."""
+        for run in runs:
+            self._register_class(type(run))
+        ids = [run.id for run in runs]
+        failed = self._drain(lambda after, n: self.store.claim_ids(ids) if after < 0 else [],
+                             None)
+        self._raise_failures(failed)
+
+    def _prepare(self, retry_failed: bool, recompute_changed: bool) -> None:
+        if retry_failed:
+            failed = [r[0] for r in self.store.failed_runs(self._id)]
+            self.store.reset(failed, [RunState.FAILED])
+        for rtype, cls in self._classes.items():
+            changed = self.store.changed_code(self._id, rtype, code_fingerprint(cls))
+            if changed and recompute_changed:
+                self.store.reset(changed, [RunState.DONE])
+            elif changed:
+                warnings.warn(CodeChangedWarning(
+                    f"{len(changed)} stored results of {rtype} were computed by a "
+                    f"different version of its code; they are served as they are. "
+                    f"Call the batch with recompute_changed=True to recompute them."),
+                    stacklevel=3)
+
+    def _drain(self, claim: Any, bar: Any) -> list[str]:
+        """Claim, compute and commit until nothing is left; return the failed ids."""
+        failed: list[str] = []
+        buffer: list[Completion] = []
+        size, last_flush, after, chunk = 0, time.monotonic(), -1, 1
+        try:
+            while rows := claim(after, chunk):
+                started = time.monotonic()
+                for row in rows:
+                    completion = self._compute(row)
+                    buffer.append(completion)
+                    size += sum(a.nbytes for a in (completion.arrays or {}).values())
+                    if completion.state is RunState.FAILED:
+                        failed.append(row.id)
+                    if bar is not None:
+                        bar.update(1)
+                        if failed:
+                            bar.set_postfix(failed=len(failed), refresh=False)
+                    if (len(buffer) >= _FLUSH_RUNS or size >= _FLUSH_BYTES
+                            or time.monotonic() - last_flush >= _FLUSH_SECONDS):
+                        self.store.complete(buffer)
+                        buffer, size, last_flush = [], 0, time.monotonic()
+                after = max(row.position for row in rows)
+                # Claim about half a second of work at a time.
+                elapsed = time.monotonic() - started
+                chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
+        except BaseException:
+            self.store.complete(buffer)  # keep what was computed
+            self.store.release()
+            raise
+        self.store.complete(buffer)
+        return failed
+
+    def _compute(self, row: RunRow) -> Completion:
+        cls = self._classes[row.run_type]
+        run = cls._from_row(self, row.position, row.id, row.parameters, row.state)
+        public, private = run._unpacked()
+        started_at, t0 = time.time(), time.perf_counter()
+        try:
+            result = run.run(**public, **private)
+            runtime = time.perf_counter() - t0
+            encoded = encode_result(result, allow_pickle=self.store.allow_pickle)
+        except Exception as exc:
+            return Completion(
+                row.id, RunState.FAILED, error_type=type(exc).__qualname__,
+                error_message=str(exc), traceback=traceback.format_exc(),
+                started_at=started_at, finished_at=time.time(),
+                runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
+        return Completion(
+            row.id, RunState.DONE, result_json=encoded.json, scalars=encoded.scalars,
+            arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
+            runtime=runtime, code_fingerprint=code_fingerprint(cls))
+
+    def _raise_failures(self, failed: list[str]) -> None:
+        if not failed:
+            return
+        wanted = set(failed)
+        details = [
+            (rid, unpack(params, import_code=False)[0],
+             f"{etype}: {(message or '').splitlines()[0] if message else ''}")
+            for rid, params, etype, message in self.store.failed_runs(self._id)
+            if rid in wanted]
+        raise RunsFailedError(self.name, details, len(self.run))
+
+    def __repr__(self) -> str:
+        counts = self.store.state_counts(self._id)
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+def _array_digests(tree: Tree) -> Iterator[str]:
+    if isinstance(tree, list):
+        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
+            yield tree[1]["digest"]
+        else:
+            for item in tree:
+                yield from _array_digests(item)

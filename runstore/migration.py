@@ -1,0 +1,51 @@
+"""Schema upgrades with Alembic, on the migrations shipped in the package. Internal module.
+
+Imported only when a store's schema revision is not the current one, or by
+``runstore upgrade``, so that opening an up-to-date store does not load Alembic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+__all__ = ["script_location", "alembic_config", "head", "is_known", "upgrade"]
+
+
+def script_location() -> Path:
+    """The folder of the Alembic environment (``runstore.migrations``)."""
+    from . import migrations
+
+    return Path(migrations.__file__).parent
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest revision of the shipped migrations."""
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if revision is None:
+        raise RuntimeError(f"no Alembic revisions found in {script_location()}")
+    return revision
+
+
+def is_known(revision: str) -> bool:
+    """Whether a revision is one of the shipped migrations."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return any(rev.revision == revision for rev in script.walk_revisions())
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade a store's schema in one transaction."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)

@@ -1,0 +1,173 @@
+"""``get_runs_with`` conditions, translated to one indexed SQL query. Internal module.
+
+A condition is ``name=value`` or ``name__op=value`` with ``op`` one of
+:data:`OPERATORS`. Values are encoded canonically, so the query compares what
+the store indexes:
+
+- equality of numbers is numeric: an int matches ints and floats equal to it;
+  a float matches numbers within numpy's ``isclose`` defaults
+  (``|stored - value| <= 1e-8 + 1e-5 * |value|``); NaN matches NaN;
+- strings compare as text, booleans only with booleans, ``None`` only with
+  ``None``; lists, tuples, dicts, arrays, callables and objects compare exactly
+  by their canonical encoding;
+- ``__ne`` is the exact complement of equality among the runs that have the
+  parameter; ``__lt``, ``__le``, ``__gt``, ``__ge`` order numbers or strings
+  (other stored values never match them); ``__in`` takes a list of values.
+
+Parameter names are bound as SQL parameters, never pasted into SQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from .encoding import Indexed, encode, indexed
+from .errors import QueryError
+
+__all__ = ["OPERATORS", "RTOL", "ATOL", "Query", "Condition"]
+
+#: The operators a condition may use: ``name__op=value``.
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
+#: Relative and absolute tolerance of float equality (numpy.isclose defaults).
+RTOL, ATOL = 1e-5, 1e-8
+
+_ORDER = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_INT64 = 2**63
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition on one parameter."""
+
+    name: str
+    op: str
+    value: Any
+
+    def predicate(self, a: str) -> tuple[str, list[Any]]:
+        """SQL over the parameters row aliased ``a``, with its arguments."""
+        if self.op == "eq":
+            return _equal(a, self._form(self.value))
+        if self.op == "ne":
+            sql, args = _equal(a, self._form(self.value))
+            return f"NOT COALESCE(({sql}), 0)", args
+        if self.op == "in":
+            terms = [_equal(a, self._form(v)) for v in self._members()]
+            if not terms:
+                return "0", []
+            return "(" + " OR ".join(sql for sql, _ in terms) + ")", [
+                arg for _, args in terms for arg in args]
+        return self._order(a)
+
+    def _form(self, value: Any) -> Indexed:
+        return indexed(encode(value, f"the query value of {self.name!r}"))
+
+    def _members(self) -> list[Any]:
+        value = self.value
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise QueryError(
+                f"{self.name}__in needs a list of values, got {value!r}; for one "
+                f"value use {self.name}={value!r}")
+        return list(value.tolist() if isinstance(value, np.ndarray) else value)
+
+    def _order(self, a: str) -> tuple[str, list[Any]]:
+        form = self._form(self.value)
+        sign = _ORDER[self.op]
+        if form.kind in ("int", "float") and form.number is not None:
+            return f"({a}.kind IN ('int', 'float') AND {a}.num {sign} ?)", [form.number]
+        if form.kind == "text":
+            return f"({a}.kind = 'text' AND {a}.text {sign} ?)", [form.text]
+        raise QueryError(
+            f"{self.name}__{self.op}={self.value!r}: ordering compares numbers or "
+            f"strings, not {form.kind} values; use {self.name}=... or "
+            f"{self.name}__ne=... for exact matches")
+
+
+def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
+    kind, number = form.kind, form.number
+    if kind == "float" and number is not None and math.isfinite(number):
+        tol = ATOL + RTOL * abs(number)
+        return (f"({a}.kind IN ('int', 'float') AND {a}.num BETWEEN ? AND ?)",
+                [number - tol, number + tol])
+    if kind == "float" and number is not None:  # an infinity
+        return f"({a}.kind = 'float' AND {a}.num = ?)", [number]
+    if kind == "int" and isinstance(number, int):
+        return f"({a}.kind IN ('int', 'float') AND {a}.num = ?)", [number]
+    if kind == "bool":
+        return f"({a}.kind = 'bool' AND {a}.num = ?)", [number]
+    if kind == "null":
+        return f"{a}.kind = 'null'", []
+    if kind == "text":
+        return f"({a}.kind = 'text' AND {a}.text = ?)", [form.text]
+    return f"{a}.canonical = ?", [form.canonical]  # structured, NaN, huge ints
+
+
+@dataclass(frozen=True)
+class _MaybeOperator(Condition):
+    """``name__xx=value`` where ``xx`` is no operator: a name, or a typo."""
+
+    base: str = ""
+    suffix: str = ""
+
+
+_PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
+
+
+class Query:
+    """Conditions parsed from keyword arguments."""
+
+    def __init__(self, conditions: dict[str, Any]) -> None:
+        self.conditions = [self._parse(key, value) for key, value in conditions.items()]
+
+    @staticmethod
+    def _parse(key: str, value: Any) -> Condition:
+        name, sep, op = key.rpartition("__")
+        if sep and op in OPERATORS:
+            return Condition(name, op, value)
+        if sep and name:
+            # Either a parameter whose name contains "__", or an unknown
+            # operator: check_names tells which, naming the valid ones.
+            return _MaybeOperator(key, "eq", value, base=name, suffix=op)
+        return Condition(key, "eq", value)
+
+    def check_names(self, conn: sa.Connection) -> None:
+        """Raise :class:`QueryError` for parameters no stored run has."""
+        for condition in self.conditions:
+            if conn.exec_driver_sql("SELECT 1 FROM parameters WHERE name = ? LIMIT 1",
+                                    (condition.name,)).scalar():
+                continue
+            known = [r[0] for r in conn.exec_driver_sql(
+                "SELECT DISTINCT name FROM parameters ORDER BY name")]
+            if isinstance(condition, _MaybeOperator) and condition.base in known:
+                raise QueryError(
+                    f"unknown operator {condition.suffix!r} in {condition.name!r}; use one "
+                    f"of {', '.join('__' + op for op in OPERATORS)} (or no suffix for "
+                    f"equality)")
+            raise QueryError(
+                f"no run has a parameter {condition.name!r}; the parameters are "
+                f"{', '.join(map(repr, known)) or 'none (the store is empty)'}")
+
+    def sql(self, batch: int) -> tuple[str, list[Any]]:
+        """The query's SQL and arguments; rows as in :class:`runstore.store.RunRow`."""
+        select = "SELECT e.position, r.id, r.run_type, r.parameters, r.state "
+        if not self.conditions:
+            return (select + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
+                    "AND r.id = e.run_id ORDER BY e.position", [batch])
+        first, *rest = sorted(self.conditions, key=lambda c: _PRIORITY[c.op])
+        where, args = first.predicate("p0")
+        # CROSS JOIN fixes the join order: the indexed parameter lookup drives.
+        sql = (select + "FROM parameters p0 CROSS JOIN entries e CROSS JOIN runs r "
+               f"WHERE p0.name = ? AND {where} AND e.run_id = p0.run_id "
+               "AND e.batch_id = ? AND r.id = e.run_id")
+        params: list[Any] = [first.name, *args, batch]
+        for i, condition in enumerate(rest, 1):
+            where, args = condition.predicate(f"p{i}")
+            sql += (f" AND EXISTS (SELECT 1 FROM parameters p{i} WHERE p{i}.run_id = "
+                    f"p0.run_id AND p{i}.name = ? AND {where})")
+            params += [condition.name, *args]
+        return sql + " ORDER BY e.position", params

@@ -1,0 +1,293 @@
+"""Runs: the user's calculation (:class:`Run`) and stored results (:class:`ResultRun`).
+
+A user subclasses :class:`Run` and writes ``run(self, A=0, B=...)``; the
+signature defines the parameters and their defaults. A run's parameters are
+packed into one canonical JSON document that the store keeps: the public
+parameters (which define the id), the private ones (names starting with
+``_``: passed to ``run`` but not part of the id) and the content of any array
+parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
+from .errors import ParameterError, RunstoreError
+from .identity import encode_parameters, run_id, type_name
+from .interfaces import IRun, implementer
+from .schema import RunState
+
+if TYPE_CHECKING:
+    from .batch import Batch
+
+__all__ = ["Run", "ResultRun", "RunError"]
+
+_UNSET = object()
+
+
+class RunError(RunstoreError, RuntimeError):
+    """A run cannot do what was asked (compute without code, a bad id ...)."""
+
+
+@functools.lru_cache(maxsize=None)
+def signature_defaults(cls: type) -> tuple[dict[str, Any], bool]:
+    """The parameters of ``cls.run`` with their defaults, and whether it takes ``**kwargs``."""
+    sig = inspect.signature(cls.run)
+    defaults: dict[str, Any] = {}
+    var_kw = False
+    for name, p in list(sig.parameters.items())[1:]:  # skip self
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            defaults[name] = None if p.default is p.empty else p.default
+    return defaults, var_kw
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(cls: type) -> str:
+    """A digest of the run class's source (or bytecode), to notice code changes."""
+    try:
+        text = inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        code = cls.run.__code__
+        text = code.co_code + repr(code.co_consts).encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
+
+
+def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, Indexed]]:
+    """Return the id, the parameters document and the indexed forms of a run."""
+    defaults, var_kw = signature_defaults(cls)
+    unknown = [name for name in given if name not in defaults and not var_kw]
+    if unknown:
+        raise ParameterError(type_name(cls), unknown, list(defaults))
+    merged = {**defaults, **given}
+    public = {k: v for k, v in merged.items() if not k.startswith("_")}
+    private = {k: v for k, v in merged.items() if k.startswith("_")}
+    arrays: dict[str, np.ndarray] = {}
+    encoded = encode_parameters(public, arrays)
+    if cls.generate_id is Run.generate_id:
+        rid = run_id(type_name(cls), encoded)
+    else:
+        rid = cls.__new__(cls).generate_id(public)
+        if not (isinstance(rid, str) and len(rid) == 40
+                and all(c in "0123456789abcdef" for c in rid)):
+            raise RunError(f"{type_name(cls)}.generate_id returned {rid!r}; it must "
+                           "return 40 lowercase hexadecimal digits")
+    document: dict[str, Tree] = {"values": [[k, encoded[k]] for k in sorted(encoded)]}
+    if private:
+        document["private"] = [[k, encode(v, f"parameter {k!r}", arrays)]
+                               for k, v in sorted(private.items())]
+    if arrays:
+        document["arrays"] = {
+            digest: {"dtype": a.dtype.str, "shape": list(a.shape),
+                     "data": base64.b64encode(a.tobytes()).decode("ascii")}
+            for digest, a in arrays.items()}
+    forms = {name: indexed(tree) for name, tree in encoded.items()}
+    return rid, canonical_json(document), forms  # type: ignore[arg-type]
+
+
+def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the public and private parameters from a parameters document."""
+    data = json.loads(document)
+    arrays = {
+        digest: np.frombuffer(base64.b64decode(spec["data"]), dtype=np.dtype(spec["dtype"])
+                              ).reshape(spec["shape"]).copy()
+        for digest, spec in data.get("arrays", {}).items()}
+    public = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in data["values"]}
+    private = {k: decode(v, arrays, import_code, f"parameter {k!r}")
+               for k, v in data.get("private", [])}
+    return public, private
+
+
+@implementer(IRun)
+class Run:
+    """A calculation: subclass it and write ``run(self, **parameters)``.
+
+    The parameters of ``run`` and their defaults define the run; inside
+    ``run``, ``self.parameters`` holds them. Runs are normally made by
+    :meth:`runstore.Batch.add_run`; ``Run(A=1)`` makes one without a batch,
+    which computes in memory when called.
+
+    Attributes
+    ----------
+    parameters : dict
+        The parameters that define the run (defaults filled in; names starting
+        with ``_`` left out).
+    id : str
+        The run id: 40 hex digits (see :meth:`generate_id`).
+    index : int or None
+        The position of the run in its batch.
+    """
+
+    #: The name that identifies the run type in ids; defaults to module.Class.
+    __runstore_name__: str | None = None
+
+    def __init__(self, batch: Batch | None = None, saveresult: bool = True,
+                 **parameters: Any) -> None:
+        rid, document, _ = pack(type(self), parameters)
+        self._init(batch, None, rid, document, None)
+        self._values = unpack(document, import_code=True)
+        if batch is not None:
+            added = batch.add_run(type(self), parameters)
+            self.index = added.index
+
+    def _init(self, batch: Batch | None, index: int | None, rid: str, document: str,
+              state: str | None) -> None:
+        self._batch = batch
+        self.index = index
+        self._id = rid
+        self._document = document
+        self._values: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._state = state
+        self._result: Any = _UNSET
+
+    @classmethod
+    def _from_row(cls, batch: Batch, index: int, rid: str, document: str,
+                  state: str) -> Run:
+        run = cls.__new__(cls)
+        run._init(batch, index, rid, document, state)
+        return run
+
+    # -- what the user writes ---------------------------------------------------------
+
+    def run(self, **parameters: Any) -> Any:
+        """Compute and return the result. Override this in a subclass."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define run(self, ...) returning the result")
+
+    def generate_id(self, parameters: Mapping[str, Any]) -> str:
+        """Return the id of a run of this class with these parameters.
+
+        The default is the canonical run id (see the explanation page). An
+        override must return 40 lowercase hexadecimal digits, and must give
+        different ids to runs that differ.
+        """
+        return run_id(type_name(type(self)), encode_parameters(parameters))
+
+    # -- properties -------------------------------------------------------------------
+
+    _import_code = True  # the run class is present, so its own code may be imported
+
+    def _unpacked(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self._values is None:
+            self._values = unpack(self._document, import_code=self._import_code)
+        return self._values
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The parameters that define the run."""
+        return self._unpacked()[0]
+
+    @property
+    def id(self) -> str:
+        """The 40-hex run id."""
+        return self._id
+
+    @property
+    def state(self) -> str:
+        """``'pending'``, ``'running'``, ``'done'`` or ``'failed'``."""
+        if self._state != RunState.DONE.value and self._batch is not None:
+            self._state = self._batch.store.states([self._id]).get(self._id, self._state)
+        elif self._batch is None and self._state is None:
+            self._state = RunState.PENDING.value
+        return self._state or RunState.PENDING.value
+
+    @property
+    def done(self) -> bool:
+        """Whether a result is stored."""
+        return self.state == RunState.DONE.value
+
+    @property
+    def result(self) -> Any:
+        """The result (arrays loaded), read on first access; None if not done."""
+        if self._result is _UNSET:
+            if not self.done or self._batch is None:
+                return None
+            self._result = self._batch._load_result(self)
+        return self._result
+
+    def _record(self) -> dict[str, Any]:
+        if self._batch is None:
+            return {}
+        return self._batch.store.run_record(self._id)
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds the computation took (monotonic clock), or None."""
+        return self._record().get("runtime")
+
+    @property
+    def filename(self) -> str | None:
+        """The HDF5 side file holding the run's arrays; None if it has none."""
+        name = self._record().get("array_file")
+        if name is None or self._batch is None:
+            return None
+        return str(self._batch.store.arrays.path(name))
+
+    @property
+    def error(self) -> str | None:
+        """The traceback of the error, for a failed run."""
+        return self._record().get("traceback")
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where, when and by what the result was computed."""
+        record = self._record()
+        keys = ("started_at", "finished_at", "runtime", "host", "pid",
+                "runstore_version", "python_version", "code_fingerprint", "attempts")
+        return {k: record.get(k) for k in keys}
+
+    # -- actions ------------------------------------------------------------------------
+
+    def __call__(self) -> Any:
+        """Compute the result, or load it if already done, and return it."""
+        if self._batch is None:
+            if self._result is _UNSET:
+                public, private = self._unpacked()
+                self._result = self.run(**public, **private)
+            return self._result
+        if not self.done:
+            self._batch._execute([self])
+        self._state = None
+        return self.result
+
+    def clear(self) -> None:
+        """Forget the stored result (or error); the run becomes pending again."""
+        if self._batch is not None:
+            self._batch.store.reset([self._id], [RunState.DONE, RunState.FAILED])
+        self._result = _UNSET
+        self._state = None
+
+    def __repr__(self) -> str:
+        index = "" if self.index is None else f"#{self.index} "
+        return f"<{type(self).__name__} {index}{self._id[:12]} {self.state}>"
+
+
+class ResultRun(Run):
+    """A stored run whose class is not defined here: results only.
+
+    Parameters and results load without importing any code: functions come
+    back as :class:`~runstore.encoding.FunctionRef`, objects of user classes as
+    :class:`~runstore.encoding.ObjectRef`.
+    """
+
+    _import_code = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RunError("ResultRuns come from a store: use Batch.add_resultrun(ids)")
+
+    def run(self, **parameters: Any) -> Any:
+        raise RunError(
+            f"run {self._id} is a ResultRun: its class is not defined here, so it "
+            "cannot be computed. Define or import the run class and add the run with "
+            "Batch.add_run to compute it.")
+

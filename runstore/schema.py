@@ -1,0 +1,144 @@
+"""The store's tables (SQLAlchemy 2 models) and run states. Internal module.
+
+Tables:
+
+``batches``
+    One row per batch name.
+``runs``
+    One row per run id: its run type, state, canonical parameters, encoded
+    result, the side file holding its arrays, its error if it failed, its lease
+    while it runs, and its provenance.
+``entries``
+    The runs of each batch, in insertion order (``position``, from 0 without
+    gaps); a run id can sit in several batches, once in each.
+``parameters``
+    One row per run and parameter, typed for indexed queries: ``kind``,
+    ``num`` (numbers), ``text`` (strings) and ``canonical`` (every value).
+``result_values``
+    The same for the scalar values of each result (nested keys dotted).
+
+The schema is versioned by Alembic; :data:`SCHEMA_REVISION` is the head
+revision this library writes, checked against the migrations by the tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
+           "Parameter", "ResultValue", "Number"]
+
+#: The Alembic revision of the schema this version of runstore reads and writes.
+SCHEMA_REVISION = "0001"
+
+
+class RunState(str, enum.Enum):
+    """The states of a run.
+
+    PENDING -> RUNNING -> DONE | FAILED; FAILED -> PENDING on retry; a RUNNING
+    run whose lease expired (or whose worker died) -> PENDING.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Number(sa.types.UserDefinedType[Any]):
+    """A NUMERIC column without conversions: ints stay exact, floats stay floats."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "NUMERIC"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    run_type: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(
+        sa.Enum(*(s.value for s in RunState), name="run_state",
+                native_enum=False, create_constraint=True, length=8),
+        default=RunState.PENDING.value,
+    )
+    parameters: Mapped[str] = mapped_column(sa.Text)
+    result: Mapped[str | None] = mapped_column(sa.Text)
+    array_file: Mapped[str | None] = mapped_column(sa.Text)
+    error_type: Mapped[str | None] = mapped_column(sa.Text)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    owner: Mapped[str | None] = mapped_column(sa.Text)
+    lease_expires: Mapped[float | None] = mapped_column(sa.Float)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    started_at: Mapped[float | None] = mapped_column(sa.Float)
+    finished_at: Mapped[float | None] = mapped_column(sa.Float)
+    runtime: Mapped[float | None] = mapped_column(sa.Float)
+    host: Mapped[str | None] = mapped_column(sa.Text)
+    pid: Mapped[int | None] = mapped_column(sa.Integer)
+    runstore_version: Mapped[str | None] = mapped_column(sa.Text)
+    python_version: Mapped[str | None] = mapped_column(sa.Text)
+    code_fingerprint: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (sa.Index("ix_runs_state", "state"),)
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"))
+
+    __table_args__ = (
+        sa.Index("ix_entries_run", "run_id", "batch_id"),
+        sa.UniqueConstraint("batch_id", "run_id", name="uq_entries_batch_run"),
+    )
+
+
+class Parameter(Base):
+    __tablename__ = "parameters"
+
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    num: Mapped[Any] = mapped_column(Number(), nullable=True)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    canonical: Mapped[str] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.Index("ix_parameters_num", "name", "num", "run_id"),
+        sa.Index("ix_parameters_text", "name", "text", "run_id"),
+        sa.Index("ix_parameters_canonical", "name", "canonical", "run_id"),
+    )
+
+
+class ResultValue(Base):
+    __tablename__ = "result_values"
+
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    num: Mapped[Any] = mapped_column(Number(), nullable=True)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    canonical: Mapped[str] = mapped_column(sa.Text)
+
+    __table_args__ = (sa.Index("ix_result_values_num", "key", "num", "run_id"),)

@@ -1,0 +1,532 @@
+"""The store: runs, their states and results in SQLite, arrays in HDF5 side files.
+
+A :class:`Store` is one SQLite file (WAL mode, busy timeout) plus a folder of
+HDF5 side files beside it (``<name>.arrays/``). It is the only module that
+speaks SQL to the run tables. Its invariants:
+
+- registering runs is a few bulk statements per call, whatever the count;
+- a run's state changes only by compare-and-set statements (a claim is one
+  ``UPDATE ... RETURNING``), and no computation runs inside a transaction;
+- a result's rows are committed only after its side file is closed, and a
+  side file that rows point into is never opened for writing again;
+- opening, querying and loading never unpickle and never import code, unless
+  asked to (``allow_pickle=True``, or the run class being present).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.pool import StaticPool
+
+from .arrays import ArrayStore, MemoryArrayStore
+from .encoding import Indexed
+from .errors import (
+    ArrayFileError,
+    NotAStoreError,
+    ReadOnlyStoreError,
+    RunNotFound,
+    SchemaOutdatedError,
+    SchemaTooNewError,
+)
+from .interfaces import IRunStore, implementer
+from .query import Query
+from .schema import SCHEMA_REVISION, Base, RunState
+
+__all__ = ["Store", "RunRow", "Completion", "owner_token"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: Seconds a claim lasts before another worker may take the run over.
+DEFAULT_LEASE = 600.0
+
+
+def owner_token() -> str:
+    """Identify this process uniquely: host, pid and process start time."""
+    proc = psutil.Process()
+    return f"{socket.gethostname()}:{proc.pid}:{proc.create_time():.3f}"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the store holds it, without its result."""
+
+    position: int
+    id: str
+    run_type: str
+    parameters: str
+    state: str
+
+
+@dataclass
+class Completion:
+    """The outcome of one run, ready to be committed."""
+
+    run_id: str
+    state: RunState
+    result_json: str | None = None
+    scalars: dict[str, Indexed] | None = None
+    arrays: dict[str, np.ndarray] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    runtime: float | None = None
+    code_fingerprint: str | None = None
+
+
+def arrays_folder(db_path: Path) -> Path:
+    """The folder of side files that belongs to a store file."""
+    return db_path.with_name(db_path.name.removesuffix(".db") + ".arrays")
+
+
+@implementer(IRunStore)
+class Store:
+    """A runstore store file, opened.
+
+    Parameters
+    ----------
+    path
+        The SQLite file; created (with its folder) if it does not exist, unless
+        ``readonly``. ``None`` makes a store in memory that vanishes with the
+        process (what ``Batch(..., saveresult=False)`` uses).
+    readonly
+        Open without writing anything: queries and loads only.
+    allow_pickle
+        Store results that have no canonical encoding as pickles, and load
+        pickles. Pickles can run code when loaded: only for stores you trust.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
+                 allow_pickle: bool = False) -> None:
+        self.readonly = readonly
+        self.allow_pickle = allow_pickle
+        self.owner = owner_token()
+        if path is None:
+            self.path = ":memory:"
+            self.engine = sa.create_engine("sqlite://", poolclass=StaticPool)
+            self.arrays: ArrayStore = MemoryArrayStore()
+        else:
+            db = Path(path)
+            self.path = str(db)
+            self._validate_file(db)
+            url = f"sqlite:///file:{db}?mode=ro&uri=true" if readonly else f"sqlite:///{db}"
+            if not readonly:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url)
+            self.arrays = ArrayStore(arrays_folder(db))
+        event.listen(self.engine, "connect", self._on_connect)
+        event.listen(self.engine, "begin", self._on_begin)
+        self._check_schema()
+        if not readonly:
+            self.recover()
+
+    # -- opening ------------------------------------------------------------------
+
+    def _validate_file(self, db: Path) -> None:
+        if db.is_dir():
+            raise NotAStoreError(str(db), "it is a directory")
+        if not db.exists():
+            if self.readonly:
+                raise NotAStoreError(str(db), "the file does not exist")
+            return
+        with open(db, "rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise NotAStoreError(str(db), "the file is not a SQLite database")
+
+    def _on_connect(self, dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        if not self.readonly and self.path != ":memory:":
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    def _on_begin(self, conn: sa.Connection) -> None:
+        conn.exec_driver_sql(conn.info.get("begin", "BEGIN"))
+
+    @contextmanager
+    def _writing(self, action: str = "write to the store") -> Iterator[sa.Connection]:
+        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE)."""
+        if self.readonly:
+            raise ReadOnlyStoreError(self.path, action)
+        with self.engine.connect() as conn:
+            conn.info["begin"] = "BEGIN IMMEDIATE"
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info["begin"] = "BEGIN"
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _check_schema(self) -> None:
+        try:
+            with self._reading() as conn:
+                tables = set(sa.inspect(conn).get_table_names())
+                revision = None
+                if "alembic_version" in tables:
+                    revision = conn.exec_driver_sql(
+                        "SELECT version_num FROM alembic_version").scalar()
+        except sa.exc.DatabaseError as exc:
+            raise NotAStoreError(self.path, f"SQLite cannot read it ({exc.orig})") from exc
+        if revision == SCHEMA_REVISION:
+            return
+        if revision is None:
+            if tables:
+                raise NotAStoreError(self.path, "it is a SQLite database without "
+                                     f"runstore's tables (it has {sorted(tables)})")
+            if self.readonly:
+                raise NotAStoreError(self.path, "it is an empty database")
+            self._create_schema()
+            return
+        from . import migration
+
+        if not migration.is_known(revision):
+            raise SchemaTooNewError(self.path, revision, SCHEMA_REVISION)
+        if self.readonly:
+            raise SchemaOutdatedError(self.path, revision, SCHEMA_REVISION)
+        migration.upgrade(self.engine)
+
+    def _create_schema(self) -> None:
+        with self._writing() as conn:
+            Base.metadata.create_all(conn)
+            conn.exec_driver_sql(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+            conn.exec_driver_sql("INSERT INTO alembic_version VALUES (?)",
+                                 (SCHEMA_REVISION,))
+
+    def recover(self) -> int:
+        """Return to PENDING the runs claimed by processes of this host that died.
+
+        Runs claimed on other hosts return to PENDING when their lease expires.
+        Returns how many runs were released.
+        """
+        host = socket.gethostname()
+        with self._reading() as conn:
+            owners = [row[0] for row in conn.exec_driver_sql(
+                "SELECT DISTINCT owner FROM runs WHERE state = 'running'")]
+        dead = [owner for owner in owners if _is_dead_local_owner(owner, host)]
+        released = 0
+        if owners:
+            with self._writing() as conn:
+                for owner in dead:
+                    released += conn.exec_driver_sql(
+                        "UPDATE runs SET state = 'pending', owner = NULL, "
+                        "lease_expires = NULL WHERE state = 'running' AND owner = ?",
+                        (owner,)).rowcount
+                released += conn.exec_driver_sql(
+                    "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                    "WHERE state = 'running' AND lease_expires < ?", (time.time(),)).rowcount
+        return released
+
+    # -- batches and registration ---------------------------------------------------
+
+    def batch_id(self, name: str, create: bool = True) -> int | None:
+        """Return the id of a batch, creating it if asked."""
+        with self._reading() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT id FROM batches WHERE name = ?", (name,)).scalar()
+        if found is not None or not create:
+            return found
+        with self._writing() as conn:
+            conn.exec_driver_sql(
+                "INSERT OR IGNORE INTO batches (name, created_at) VALUES (?, ?)",
+                (name, time.time()))
+            return conn.exec_driver_sql(  # type: ignore[no-any-return]
+                "SELECT id FROM batches WHERE name = ?", (name,)).scalar()
+
+    def batch_names(self) -> list[str]:
+        with self._reading() as conn:
+            return [r[0] for r in conn.exec_driver_sql("SELECT name FROM batches ORDER BY id")]
+
+    def add_runs(self, batch: int, runs: Sequence[tuple[str, str, str, dict[str, Indexed]]]
+                 ) -> None:
+        """Append runs ``(id, run_type, parameters_json, indexed)`` to a batch.
+
+        Runs new to the store are inserted PENDING with their typed
+        parameters; runs already stored keep their state and result.
+        """
+        if not runs:
+            return
+        with self._writing("add runs") as conn:
+            start = conn.exec_driver_sql(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
+                (batch,)).scalar()
+            conn.exec_driver_sql(
+                "INSERT OR IGNORE INTO runs (id, run_type, state, parameters, attempts) "
+                "VALUES (?, ?, 'pending', ?, 0)",
+                [(rid, rtype, params) for rid, rtype, params, _ in runs])
+            conn.exec_driver_sql(
+                "INSERT OR IGNORE INTO parameters (run_id, name, kind, num, text, canonical) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(rid, name, f.kind, f.number, f.text, f.canonical)
+                 for rid, _, _, forms in runs for name, f in forms.items()])
+            conn.exec_driver_sql(
+                "INSERT INTO entries (batch_id, position, run_id) VALUES (?, ?, ?)",
+                [(batch, start + i, run[0]) for i, run in enumerate(runs)])
+
+    def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
+        """Append runs already in the store to a batch; return the missing ids."""
+        found = self.states(run_ids)
+        missing = [rid for rid in run_ids if rid not in found]
+        if missing:
+            return missing
+        present = self.not_in_batch(batch, list(dict.fromkeys(run_ids)))
+        if present:
+            with self._writing("add runs") as conn:
+                start = conn.exec_driver_sql(
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
+                    (batch,)).scalar()
+                conn.exec_driver_sql(
+                    "INSERT INTO entries (batch_id, position, run_id) VALUES (?, ?, ?)",
+                    [(batch, start + i, rid) for i, rid in enumerate(present)])
+        return missing
+
+    # -- reading runs -----------------------------------------------------------------
+
+    def count(self, batch: int) -> int:
+        with self._reading() as conn:
+            return conn.exec_driver_sql(  # type: ignore[no-any-return]
+                "SELECT COUNT(*) FROM entries WHERE batch_id = ?", (batch,)).scalar()
+
+    _ROW_SQL = ("SELECT e.position, r.id, r.run_type, r.parameters, r.state "
+                "FROM entries e CROSS JOIN runs r ")
+
+    def rows(self, batch: int, start: int = 0, stop: int | None = None) -> list[RunRow]:
+        """The runs of a batch with ``start <= position < stop``, in order."""
+        stop = sys.maxsize if stop is None else stop
+        with self._reading() as conn:
+            result = conn.exec_driver_sql(
+                self._ROW_SQL + "WHERE e.batch_id = ? AND e.position >= ? AND "
+                "e.position < ? AND r.id = e.run_id ORDER BY e.position",
+                (batch, start, stop))
+            return [RunRow(*row) for row in result]
+
+    def rows_of(self, batch: int, run_ids: Sequence[str]) -> list[RunRow]:
+        """The rows of the given runs in a batch, in batch order."""
+        rows: list[RunRow] = []
+        with self._reading() as conn:
+            for chunk in _chunks(run_ids):
+                rows += [RunRow(*row) for row in conn.exec_driver_sql(
+                    self._ROW_SQL + "WHERE e.batch_id = ? AND e.run_id IN "
+                    f"({','.join('?' * len(chunk))}) AND r.id = e.run_id", (batch, *chunk))]
+        return sorted(rows, key=lambda r: r.position)
+
+    def not_in_batch(self, batch: int, run_ids: Sequence[str]) -> list[str]:
+        """The given ids that are not yet in the batch, in the given order."""
+        present: set[str] = set()
+        with self._reading() as conn:
+            for chunk in _chunks(run_ids):
+                present.update(r[0] for r in conn.exec_driver_sql(
+                    "SELECT run_id FROM entries WHERE batch_id = ? AND run_id IN "
+                    f"({','.join('?' * len(chunk))})", (batch, *chunk)))
+        return [rid for rid in run_ids if rid not in present]
+
+    def query(self, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
+        """The runs of a batch whose parameters match, in batch order."""
+        query = Query(conditions)
+        with self._reading() as conn:
+            query.check_names(conn)
+            sql, args = query.sql(batch)
+            return [RunRow(*row) for row in conn.exec_driver_sql(sql, tuple(args))]
+
+    def states(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Map run ids to their states (ids not in the store are left out)."""
+        ids = list(run_ids)
+        out: dict[str, str] = {}
+        with self._reading() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(conn.exec_driver_sql(
+                    f"SELECT id, state FROM runs WHERE id IN ({marks})", tuple(chunk)).all())
+        return out
+
+    def state_counts(self, batch: int) -> dict[str, int]:
+        with self._reading() as conn:
+            return dict(conn.exec_driver_sql(
+                "SELECT r.state, COUNT(*) FROM entries e CROSS JOIN runs r "
+                "WHERE e.batch_id = ? AND r.id = e.run_id GROUP BY r.state", (batch,)).all())
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """Everything stored about one run, except its arrays."""
+        with self._reading() as conn:
+            row = conn.exec_driver_sql("SELECT * FROM runs WHERE id = ?", (run_id,)).mappings().first()
+        if row is None:
+            raise RunNotFound(run_id, self.path)
+        return dict(row)
+
+    def load_arrays(self, run_id: str, filename: str | None, digests: Iterable[str]
+                    ) -> dict[str, np.ndarray]:
+        keys = [f"{run_id}/{digest}" for digest in digests]
+        if not keys:
+            return {}
+        if filename is None:
+            raise ArrayFileError("(none)", f"is not recorded for run {run_id}")
+        found = self.arrays.read_many(filename, keys)
+        return {key.split("/", 1)[1]: array for key, array in found.items()}
+
+    # -- running ------------------------------------------------------------------------
+
+    def claim(self, batch: int, run_types: Sequence[str], limit: int, after: int = -1,
+              lease: float = DEFAULT_LEASE) -> list[RunRow]:
+        """Atomically move up to ``limit`` pending runs of a batch to RUNNING.
+
+        Runs are taken in batch order after position ``after``; only runs of
+        the given types (whose classes the caller has) are taken.
+        """
+        if not run_types:
+            return []
+        marks = ",".join("?" * len(run_types))
+        with self._writing("run the batch") as conn:
+            candidates = conn.exec_driver_sql(
+                "SELECT e.position, e.run_id FROM entries e CROSS JOIN runs r "
+                "WHERE e.batch_id = ? AND e.position > ? AND r.id = e.run_id AND "
+                f"r.state = 'pending' AND r.run_type IN ({marks}) "
+                "ORDER BY e.position LIMIT ?", (batch, after, *run_types, limit)).all()
+            return self._claim(conn, dict((rid, pos) for pos, rid in candidates), lease)
+
+    def claim_ids(self, run_ids: Sequence[str], lease: float = DEFAULT_LEASE) -> list[RunRow]:
+        """Atomically move the given runs, those still pending, to RUNNING."""
+        with self._writing("run runs") as conn:
+            return self._claim(conn, {rid: i for i, rid in enumerate(run_ids)}, lease)
+
+    def _claim(self, conn: sa.Connection, positions: dict[str, int],
+               lease: float) -> list[RunRow]:
+        if not positions:
+            return []
+        marks = ",".join("?" * len(positions))
+        claimed = conn.exec_driver_sql(
+            "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
+            "attempts = attempts + 1, host = ?, pid = ? "
+            f"WHERE id IN ({marks}) AND state = 'pending' "
+            "RETURNING id, run_type, parameters",
+            (self.owner, time.time() + lease, socket.gethostname(), os.getpid(),
+             *positions)).all()
+        rows = [RunRow(positions[rid], rid, rtype, params, RunState.RUNNING.value)
+                for rid, rtype, params in claimed]
+        return sorted(rows, key=lambda r: r.position)
+
+    def complete(self, completions: Sequence[Completion]) -> int:
+        """Record finished runs: arrays to a new side file, then one transaction.
+
+        Only runs still RUNNING under this store's owner are updated (a run
+        whose lease was lost to another worker keeps that worker's result).
+        Returns the number of runs recorded.
+        """
+        if not completions:
+            return 0
+        arrays = {c.run_id: c.arrays for c in completions if c.arrays}
+        filename = self.arrays.write(arrays) if arrays else None
+        versions = (_runstore_version(), sys.version.split()[0])
+        with self._writing("store results") as conn:
+            recorded = conn.exec_driver_sql(
+                "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+                "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+                "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+                "runstore_version = ?, python_version = ?, owner = NULL, "
+                "lease_expires = NULL WHERE id = ? AND state = 'running' AND owner = ?",
+                [(c.state.value, c.result_json, filename if c.arrays else None,
+                  c.error_type, c.error_message, c.traceback, c.started_at,
+                  c.finished_at, c.runtime, c.code_fingerprint, *versions,
+                  c.run_id, self.owner) for c in completions]).rowcount
+            conn.exec_driver_sql(
+                "INSERT OR REPLACE INTO result_values (run_id, key, kind, num, text, canonical) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.run_id, key, f.kind, f.number, f.text, f.canonical)
+                 for c in completions if c.scalars for key, f in c.scalars.items()])
+        return recorded
+
+    def release(self) -> int:
+        """Return this process's RUNNING runs to PENDING (after an interruption)."""
+        with self._writing("release runs") as conn:
+            return conn.exec_driver_sql(  # type: ignore[no-any-return]
+                "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                "WHERE state = 'running' AND owner = ?", (self.owner,)).rowcount
+
+    def reset(self, run_ids: Sequence[str], from_states: Sequence[RunState]) -> int:
+        """Move runs in one of ``from_states`` back to PENDING, forgetting results."""
+        states = [s.value for s in from_states]
+        count = 0
+        with self._writing("reset runs") as conn:
+            for i in range(0, len(run_ids), 500):
+                chunk = list(run_ids[i:i + 500])
+                marks, smarks = ",".join("?" * len(chunk)), ",".join("?" * len(states))
+                count += conn.exec_driver_sql(
+                    "UPDATE runs SET state = 'pending', result = NULL, array_file = NULL, "
+                    "error_type = NULL, error_message = NULL, traceback = NULL, "
+                    "runtime = NULL, started_at = NULL, finished_at = NULL "
+                    f"WHERE id IN ({marks}) AND state IN ({smarks})",
+                    (*chunk, *states)).rowcount
+                conn.exec_driver_sql(
+                    f"DELETE FROM result_values WHERE run_id IN ({marks}) AND run_id IN "
+                    f"(SELECT id FROM runs WHERE state = 'pending')", tuple(chunk))
+        return count
+
+    def failed_runs(self, batch: int) -> list[tuple[str, str, str | None, str | None]]:
+        """``(id, parameters, error_type, error_message)`` of the batch's failed runs."""
+        with self._reading() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(  # type: ignore[misc]
+                "SELECT r.id, r.parameters, r.error_type, r.error_message "
+                "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? AND "
+                "r.id = e.run_id AND r.state = 'failed' ORDER BY e.position", (batch,))]
+
+    def changed_code(self, batch: int, run_type: str, fingerprint: str) -> list[str]:
+        """Ids of DONE runs of a type whose stored code fingerprint differs."""
+        with self._reading() as conn:
+            return [r[0] for r in conn.exec_driver_sql(
+                "SELECT DISTINCT r.id FROM entries e CROSS JOIN runs r WHERE "
+                "e.batch_id = ? AND r.id = e.run_id AND r.state = 'done' AND "
+                "r.run_type = ? AND r.code_fingerprint IS NOT ? ",
+                (batch, run_type, fingerprint))]
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        mode = ", readonly" if self.readonly else ""
+        return f"Store({self.path!r}{mode})"
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _is_dead_local_owner(owner: str | None, host: str) -> bool:
+    if not owner:
+        return True
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != host:
+        return False
+    pid, started = int(parts[1]), float(parts[2])
+    try:
+        return abs(psutil.Process(pid).create_time() - started) > 0.01
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _runstore_version() -> str:
+    from . import __version__
+
+    return __version__
