@@ -1,12 +1,19 @@
 """runstore: run large batches of similar calculations once, and keep their results.
 
-Data flows one way through the package. A user's run class and its parameters
-are encoded canonically (:mod:`runstore.encoding`), which gives each run its
-40-hex id (:mod:`runstore.identity`); values that define a run or make up a
-result are :class:`Object` and container instances (:mod:`runstore.containers`)
-or plain Python and numpy values. The parts that keep runs, states and arrays
-are specified as zope interfaces (:mod:`runstore.interfaces`), and every error
-runstore raises derives from :class:`RunstoreError` (:mod:`runstore.errors`).
+Data flows one way through the package. A user subclasses :class:`Run`; its
+``run`` signature defines the parameters. :class:`Batch` encodes each run's
+parameters canonically (:mod:`runstore.encoding`), which gives the run its
+40-hex id (:mod:`runstore.identity`), and registers the runs in bulk in a
+:class:`Store`: SQLite rows (:mod:`runstore.schema`, versioned by Alembic)
+with typed, indexed parameters. Calling the batch claims pending runs,
+computes them outside any transaction, encodes each result
+(:mod:`runstore.results`), writes its arrays to a new HDF5 side file
+(:mod:`runstore.arrays`) and only then commits the rows that point into it.
+:meth:`Batch.get_runs_with` is one indexed SQL query (:mod:`runstore.query`).
+Values that define a run or make up a result may be :class:`Object` and
+container instances (:mod:`runstore.containers`); the parts are specified as
+zope interfaces (:mod:`runstore.interfaces`), and every error derives from
+:class:`RunstoreError` (:mod:`runstore.errors`).
 """
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "QueryError",
     "RunNotFound",
     "RunsFailedError",
+    "RunError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -65,6 +73,7 @@ from .errors import (
     ParameterError,
     QueryError,
     ReservedNameError,
+    RunError,
     RunNotFound,
     RunsFailedError,
     RunstoreError,

@@ -26,6 +26,7 @@ __all__ = [
     "QueryError",
     "RunNotFound",
     "RunsFailedError",
+    "RunError",
     "CodeChangedWarning",
 ]
 
@@ -326,6 +327,10 @@ class RunsFailedError(RunstoreError, RuntimeError):
             f"traceback; fix the cause, then batch(retry_failed=True) runs the "
             f"failed ones again."
         )
+
+
+class RunError(RunstoreError, RuntimeError):
+    """A run cannot do what was asked: compute without its class, a bad custom id."""
 
 
 class CodeChangedWarning(UserWarning):

@@ -196,24 +196,37 @@ class IRunStore(Interface):
     """
 
     path = Attribute("path", "The SQLite file of the store.")
+    readonly = Attribute("readonly", "Whether the store refuses writes.")
+    arrays = Attribute("arrays", "The IArrayStore holding the side files.")
 
-    def add_runs(batch: str, runs: Any) -> Any:
-        """Register runs (type name, id, encoded parameters) in a batch."""
+    def add_runs(batch: int, runs: Any) -> None:
+        """Append runs ``(id, run_type, parameters, indexed)`` to a batch in bulk."""
 
-    def claim(batch: str, owner: str, limit: int, lease: float) -> Any:
-        """Atomically move up to ``limit`` pending runs to RUNNING for ``owner``."""
+    def claim(batch: int, run_types: Any, limit: int, after: int = -1,
+              lease: float = 600.0) -> Any:
+        """Atomically move up to ``limit`` pending runs to RUNNING for this owner."""
 
-    def complete(results: Any) -> None:
-        """Record finished runs (DONE or FAILED) in one transaction."""
+    def complete(completions: Any) -> int:
+        """Write the arrays to a new side file, then record the outcomes in one
+        transaction; return how many runs were recorded."""
 
-    def query(batch: str, conditions: Any) -> Any:
-        """Return the ids of the runs of a batch matching the conditions."""
+    def release() -> int:
+        """Return this owner's RUNNING runs to PENDING."""
 
-    def load_result(run_id: str) -> Any:
-        """Load the stored result of a run."""
+    def reset(run_ids: Any, from_states: Any) -> int:
+        """Return runs in the given states to PENDING, forgetting their results."""
 
-    def check(fix: bool = False) -> Any:
-        """Report (and with ``fix=True`` repair) inconsistencies."""
+    def query(batch: int, conditions: Any) -> Any:
+        """Return the runs of a batch whose parameters match, in batch order."""
+
+    def rows(batch: int, start: int = 0, stop: Any = None) -> Any:
+        """Return the runs of a batch between two positions."""
+
+    def run_record(run_id: str) -> Any:
+        """Return everything stored about a run except its arrays."""
+
+    def load_arrays(run_id: str, filename: Any, digests: Any) -> Any:
+        """Read a run's arrays by digest from its side file."""
 
 
 class IArrayStore(Interface):

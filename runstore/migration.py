@@ -18,9 +18,12 @@ __all__ = ["script_location", "alembic_config", "head", "is_known", "upgrade"]
 
 def script_location() -> Path:
     """The folder of the Alembic environment (``runstore.migrations``)."""
-    from . import migrations
+    import importlib
 
-    return Path(migrations.__file__).parent
+    # runstore.migrations is the top-level migrations/ folder, mapped into the
+    # package at install time (see pyproject.toml).
+    migrations = importlib.import_module("runstore.migrations")
+    return Path(migrations.__file__ or "").parent
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

@@ -11,7 +11,6 @@ parameters.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import inspect
 import json
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
-from .errors import ParameterError, RunstoreError
+from .errors import ParameterError, RunError
 from .identity import encode_parameters, run_id, type_name
 from .interfaces import IRun, implementer
 from .schema import RunState
@@ -29,18 +28,24 @@ from .schema import RunState
 if TYPE_CHECKING:
     from .batch import Batch
 
-__all__ = ["Run", "ResultRun", "RunError"]
+__all__ = ["Run", "ResultRun"]
 
 _UNSET = object()
 
 
-class RunError(RunstoreError, RuntimeError):
-    """A run cannot do what was asked (compute without code, a bad id ...)."""
+_SIGNATURES: dict[type, tuple[dict[str, Any], bool]] = {}
+_FINGERPRINTS: dict[type, str] = {}
 
 
-@functools.lru_cache(maxsize=None)
-def signature_defaults(cls: type) -> tuple[dict[str, Any], bool]:
+def signature_defaults(cls: type[Run]) -> tuple[dict[str, Any], bool]:
     """The parameters of ``cls.run`` with their defaults, and whether it takes ``**kwargs``."""
+    found = _SIGNATURES.get(cls)
+    if found is None:
+        found = _SIGNATURES[cls] = _signature_defaults(cls)
+    return found
+
+
+def _signature_defaults(cls: type[Run]) -> tuple[dict[str, Any], bool]:
     sig = inspect.signature(cls.run)
     defaults: dict[str, Any] = {}
     var_kw = False
@@ -52,15 +57,17 @@ def signature_defaults(cls: type) -> tuple[dict[str, Any], bool]:
     return defaults, var_kw
 
 
-@functools.lru_cache(maxsize=None)
-def code_fingerprint(cls: type) -> str:
+def code_fingerprint(cls: type[Run]) -> str:
     """A digest of the run class's source (or bytecode), to notice code changes."""
-    try:
-        text = inspect.getsource(cls).encode()
-    except (OSError, TypeError):
-        code = cls.run.__code__
-        text = code.co_code + repr(code.co_consts).encode()
-    return hashlib.blake2b(text, digest_size=8).hexdigest()
+    found = _FINGERPRINTS.get(cls)
+    if found is None:
+        try:
+            text = inspect.getsource(cls).encode()
+        except (OSError, TypeError):
+            code = cls.run.__code__
+            text = code.co_code + repr(code.co_consts).encode()
+        found = _FINGERPRINTS[cls] = hashlib.blake2b(text, digest_size=8).hexdigest()
+    return found
 
 
 def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, Indexed]]:
@@ -82,7 +89,7 @@ def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, 
                 and all(c in "0123456789abcdef" for c in rid)):
             raise RunError(f"{type_name(cls)}.generate_id returned {rid!r}; it must "
                            "return 40 lowercase hexadecimal digits")
-    document: dict[str, Tree] = {"values": [[k, encoded[k]] for k in sorted(encoded)]}
+    document: dict[str, Any] = {"values": [[k, encoded[k]] for k in sorted(encoded)]}
     if private:
         document["private"] = [[k, encode(v, f"parameter {k!r}", arrays)]
                                for k, v in sorted(private.items())]
@@ -92,7 +99,7 @@ def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, 
                      "data": base64.b64encode(a.tobytes()).decode("ascii")}
             for digest, a in arrays.items()}
     forms = {name: indexed(tree) for name, tree in encoded.items()}
-    return rid, canonical_json(document), forms  # type: ignore[arg-type]
+    return rid, canonical_json(document), forms
 
 
 def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -115,27 +122,20 @@ class Run:
     The parameters of ``run`` and their defaults define the run; inside
     ``run``, ``self.parameters`` holds them. Runs are normally made by
     :meth:`runstore.Batch.add_run`; ``Run(A=1)`` makes one without a batch,
-    which computes in memory when called.
-
-    Attributes
-    ----------
-    parameters : dict
-        The parameters that define the run (defaults filled in; names starting
-        with ``_`` left out).
-    id : str
-        The run id: 40 hex digits (see :meth:`generate_id`).
-    index : int or None
-        The position of the run in its batch.
+    which computes in memory when called. ``index`` is the run's position in
+    its batch. Parameters whose names start with ``_`` are passed to ``run``
+    but are neither in :attr:`parameters` nor in the id.
     """
 
     #: The name that identifies the run type in ids; defaults to module.Class.
     __runstore_name__: str | None = None
 
+    index: int | None
+
     def __init__(self, batch: Batch | None = None, saveresult: bool = True,
                  **parameters: Any) -> None:
         rid, document, _ = pack(type(self), parameters)
         self._init(batch, None, rid, document, None)
-        self._values = unpack(document, import_code=True)
         if batch is not None:
             added = batch.add_run(type(self), parameters)
             self.index = added.index

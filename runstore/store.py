@@ -251,8 +251,9 @@ class Store:
             conn.exec_driver_sql(
                 "INSERT OR IGNORE INTO batches (name, created_at) VALUES (?, ?)",
                 (name, time.time()))
-            return conn.exec_driver_sql(  # type: ignore[no-any-return]
-                "SELECT id FROM batches WHERE name = ?", (name,)).scalar()
+            created: int = conn.exec_driver_sql(
+                "SELECT id FROM batches WHERE name = ?", (name,)).scalar_one()
+            return created
 
     def batch_names(self) -> list[str]:
         with self._reading() as conn:
@@ -268,9 +269,9 @@ class Store:
         if not runs:
             return
         with self._writing("add runs") as conn:
-            start = conn.exec_driver_sql(
+            start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
-                (batch,)).scalar()
+                (batch,)).scalar_one()
             conn.exec_driver_sql(
                 "INSERT OR IGNORE INTO runs (id, run_type, state, parameters, attempts) "
                 "VALUES (?, ?, 'pending', ?, 0)",
@@ -293,9 +294,9 @@ class Store:
         present = self.not_in_batch(batch, list(dict.fromkeys(run_ids)))
         if present:
             with self._writing("add runs") as conn:
-                start = conn.exec_driver_sql(
+                start: int = conn.exec_driver_sql(
                     "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
-                    (batch,)).scalar()
+                    (batch,)).scalar_one()
                 conn.exec_driver_sql(
                     "INSERT INTO entries (batch_id, position, run_id) VALUES (?, ?, ?)",
                     [(batch, start + i, rid) for i, rid in enumerate(present)])
@@ -305,8 +306,9 @@ class Store:
 
     def count(self, batch: int) -> int:
         with self._reading() as conn:
-            return conn.exec_driver_sql(  # type: ignore[no-any-return]
-                "SELECT COUNT(*) FROM entries WHERE batch_id = ?", (batch,)).scalar()
+            count: int = conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM entries WHERE batch_id = ?", (batch,)).scalar_one()
+            return count
 
     _ROW_SQL = ("SELECT e.position, r.id, r.run_type, r.parameters, r.state "
                 "FROM entries e CROSS JOIN runs r ")
@@ -459,9 +461,10 @@ class Store:
     def release(self) -> int:
         """Return this process's RUNNING runs to PENDING (after an interruption)."""
         with self._writing("release runs") as conn:
-            return conn.exec_driver_sql(  # type: ignore[no-any-return]
+            released: int = conn.exec_driver_sql(
                 "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
                 "WHERE state = 'running' AND owner = ?", (self.owner,)).rowcount
+            return released
 
     def reset(self, run_ids: Sequence[str], from_states: Sequence[RunState]) -> int:
         """Move runs in one of ``from_states`` back to PENDING, forgetting results."""
@@ -485,7 +488,7 @@ class Store:
     def failed_runs(self, batch: int) -> list[tuple[str, str, str | None, str | None]]:
         """``(id, parameters, error_type, error_message)`` of the batch's failed runs."""
         with self._reading() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(  # type: ignore[misc]
+            return [(r[0], r[1], r[2], r[3]) for r in conn.exec_driver_sql(
                 "SELECT r.id, r.parameters, r.error_type, r.error_message "
                 "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? AND "
                 "r.id = e.run_id AND r.state = 'failed' ORDER BY e.position", (batch,))]
@@ -521,7 +524,8 @@ def _is_dead_local_owner(owner: str | None, host: str) -> bool:
         return False
     pid, started = int(parts[1]), float(parts[2])
     try:
-        return abs(psutil.Process(pid).create_time() - started) > 0.01
+        alive_since: float = psutil.Process(pid).create_time()
+        return abs(alive_since - started) > 0.01
     except psutil.NoSuchProcess:
         return True
 

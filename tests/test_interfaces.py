@@ -13,6 +13,8 @@ from zope.interface import implementedBy
 from zope.interface.exceptions import BrokenImplementation, BrokenMethodImplementation
 
 import runstore
+from runstore import Batch, ResultRun, Run, Store
+from runstore.arrays import ArrayStore, MemoryArrayStore
 from runstore.containers import Container, ContainerDict, ContainerList, Object
 from runstore.encoding import FunctionRef, ObjectRef
 from runstore.interfaces import (
@@ -87,14 +89,33 @@ class Grid(Object):
         Object.__init__(self)
 
 
+class Square(Run):
+    def run(self, x=1):
+        return {"y": x * x}
+
+
+def _result_run(tmp):
+    batch = Batch("b", path=tmp)
+    batch.add_run(Square, {"x": 2})
+    ids = [r.id for r in batch.run]
+    other = Batch("other", store=batch.store)
+    other.add_resultrun(ids)
+    return other.run[0]
+
+
 # One instance of every runstore class that declares an interface.
 INSTANCES = {
-    Object: lambda: Grid(),
-    Container: lambda: Container(a=1),
-    ContainerList: lambda: ContainerList(a=1),
-    ContainerDict: lambda: ContainerDict(a=np.zeros(2)),
-    FunctionRef: lambda: FunctionRef("builtins.max"),
-    ObjectRef: lambda: ObjectRef("example.State", {"N": 1}),
+    Object: lambda tmp: Grid(),
+    Container: lambda tmp: Container(a=1),
+    ContainerList: lambda tmp: ContainerList(a=1),
+    ContainerDict: lambda tmp: ContainerDict(a=np.zeros(2)),
+    FunctionRef: lambda tmp: FunctionRef("builtins.max"),
+    ObjectRef: lambda tmp: ObjectRef("example.State", {"N": 1}),
+    Run: lambda tmp: Batch("b", path=tmp).add_run(Square, {"x": 3}),
+    ResultRun: _result_run,
+    Store: lambda tmp: Store(tmp / "s.db"),
+    ArrayStore: lambda tmp: ArrayStore(tmp / "arrays"),
+    MemoryArrayStore: lambda tmp: MemoryArrayStore(),
 }
 
 
@@ -106,11 +127,12 @@ def _implementations():
                 yield cls
 
 
-def test_every_implementation_is_verified_with_an_instance():
+def test_every_implementation_is_verified_with_an_instance(tmp_path):
     found = set(_implementations())
     assert found == set(INSTANCES), "add an instance of each new implementation above"
     for cls in found:
-        instance = INSTANCES[cls]()
+        instance = INSTANCES[cls](tmp_path)
+        assert isinstance(instance, cls)
         for iface in implementedBy(cls).flattened():
             if iface is Interface:
                 continue
