@@ -276,9 +276,9 @@ class Store:
                 "INSERT OR IGNORE INTO runs (id, run_type, state, parameters, attempts) "
                 "VALUES (?, ?, 'pending', ?, 0)",
                 [(rid, rtype, params) for rid, rtype, params, _ in runs])
-            conn.exec_driver_sql(
-                "INSERT OR IGNORE INTO parameters (run_id, name, kind, num, text, canonical) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+            _executemany(
+                conn, "INSERT OR IGNORE INTO parameters (run_id, name, kind, num, text, "
+                "canonical) VALUES (?, ?, ?, ?, ?, ?)",
                 [(rid, name, f.kind, f.number, f.text, f.canonical)
                  for rid, _, _, forms in runs for name, f in forms.items()])
             conn.exec_driver_sql(
@@ -451,9 +451,9 @@ class Store:
                   c.error_type, c.error_message, c.traceback, c.started_at,
                   c.finished_at, c.runtime, c.code_fingerprint, *versions,
                   c.run_id, self.owner) for c in completions]).rowcount
-            conn.exec_driver_sql(
-                "INSERT OR REPLACE INTO result_values (run_id, key, kind, num, text, canonical) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+            _executemany(
+                conn, "INSERT OR REPLACE INTO result_values "
+                "(run_id, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
                 [(c.run_id, key, f.kind, f.number, f.text, f.canonical)
                  for c in completions if c.scalars for key, f in c.scalars.items()])
         return recorded
@@ -509,6 +509,12 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
+
+
+def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run one statement over many rows; nothing to do for no rows."""
+    if rows:
+        conn.exec_driver_sql(sql, rows)
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:

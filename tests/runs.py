@@ -1,0 +1,99 @@
+"""Run classes shared by the tests (module level, so that they are importable)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+import runstore
+
+
+class ExampleRun(runstore.Run):
+    """The Quickstart's run, without the print."""
+
+    def run(self, A=0, B=[1, 2, 3], operator=max):  # noqa: B006 (the Quickstart's signature)
+        return {"val": self.parameters["A"] * self.parameters["operator"](self.parameters["B"])}
+
+
+class OtherRun(runstore.Run):
+    def run(self, A=0, B=[1, 2, 3], operator=max):  # noqa: B006
+        return {"val": -A}
+
+
+class Sweep(runstore.Run):
+    """A trivial sweep run: the benchmark's W1 workload."""
+
+    def run(self, A=0, B=0, C=0):
+        return {"val": A * B + C}
+
+
+class Arrays(runstore.Run):
+    """Returns arrays of several shapes and dtypes, and nested values."""
+
+    def run(self, n=4, seed=0):
+        rng = np.random.default_rng(seed)
+        return {
+            "x": rng.normal(size=n),
+            "m": np.arange(n * n, dtype=np.int16).reshape(n, n),
+            "flags": rng.normal(size=n) > 0,
+            "z": np.full(2, 1 + 2j, dtype=np.complex64),
+            "stats": {"mean": float(rng.normal()), "n": n, "label": f"n={n}"},
+            "none": None,
+            "c": 1 - 1j,
+        }
+
+
+class Flaky(runstore.Run):
+    """Fails for odd x, with a message naming x."""
+
+    def run(self, x=0):
+        if x % 2:
+            raise ValueError(f"odd x={x} is not allowed\nsecond line")
+        return {"y": x}
+
+
+class Private(runstore.Run):
+    """Has a private parameter that is passed to run but not hashed."""
+
+    def run(self, a=1, _verbose=False):
+        return {"a": a, "verbose": _verbose}
+
+
+class Sleepy(runstore.Run):
+    """Sleeps, then returns arrays: slow enough to be killed mid-batch."""
+
+    def run(self, i=0, seconds=0.01):
+        time.sleep(seconds)
+        return {"i": i, "data": np.full(1000, float(i)), "pid": os.getpid()}
+
+
+class Counting(runstore.Run):
+    """Appends to a file each time it computes, to count computations."""
+
+    def run(self, x=0, log=""):
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return {"x": x}
+
+
+class Unstorable(runstore.Run):
+    def run(self, x=0):
+        return {"ok": 1, "bad": object()}
+
+
+class CustomId(runstore.Run):
+    def generate_id(self, parameters):
+        return f"{parameters['k']:040x}"
+
+    def run(self, k=0):
+        return {"k": k}
+
+
+class BadId(runstore.Run):
+    def generate_id(self, parameters):
+        return "not-hex"
+
+    def run(self, k=0):
+        return {"k": k}

@@ -1,0 +1,149 @@
+"""runstore.query: get_runs_with is one indexed SQL query with exact semantics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import runstore
+from runstore import Batch
+from runstore.errors import EncodingError, QueryError
+from runstore.query import Query
+
+from .runs import ExampleRun, Sweep
+
+
+class Mixed(runstore.Run):
+    def run(self, v=None, tag=""):
+        return {"v": v}
+
+
+MIXED_VALUES = [0, 1, 2, 2.0, 2.000001, 2.5, 3, -1, True, False, None, "2", "abc",
+                [2], (2,), math.inf, math.nan, 2**70, np.arange(3)]
+
+
+@pytest.fixture
+def mixed(in_tmp):
+    batch = Batch("mixed")
+    for i, v in enumerate(MIXED_VALUES):
+        batch.add_run(Mixed, {"v": v, "tag": f"t{i}"})
+    return batch
+
+
+def values_of(runs):
+    return [MIXED_VALUES[int(r.parameters["tag"][1:])] for r in runs]
+
+
+def test_quickstart_query(in_tmp):
+    batch = Batch("example")
+    batch.add_run(ExampleRun, {"A": 10, "B": [3, 2, 4, 3, 8]})
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4, 5],
+                                          "B": [[2, 5, 8], [1, 9, 6, 3, 9]],
+                                          "operator": [min, max]})
+    runs = batch.get_runs_with(A__ge=3, B=[2, 5, 8], operator=max)
+    assert [(r.parameters["A"], r.index) for r in runs] == [(3, 10), (4, 14), (5, 18)]
+    assert all(r.parameters["B"] == [2, 5, 8] and r.parameters["operator"] is max for r in runs)
+
+
+def test_equality_is_typed_and_numeric_with_float_tolerance(mixed):
+    assert values_of(mixed.get_runs_with(v=2)) == [2, 2.0]
+    assert values_of(mixed.get_runs_with(v=2.0)) == [2, 2.0, 2.000001]  # isclose
+    assert values_of(mixed.get_runs_with(v=True)) == [True]
+    assert values_of(mixed.get_runs_with(v=None)) == [None]
+    assert values_of(mixed.get_runs_with(v="2")) == ["2"]
+    assert values_of(mixed.get_runs_with(v=[2])) == [[2]]
+    assert values_of(mixed.get_runs_with(v=(2,))) == [(2,)]
+    assert values_of(mixed.get_runs_with(v=math.inf)) == [math.inf]
+    assert len(mixed.get_runs_with(v=math.nan)) == 1
+    assert values_of(mixed.get_runs_with(v=2**70)) == [2**70]
+    assert len(mixed.get_runs_with(v=np.arange(3))) == 1
+    assert mixed.get_runs_with(v=np.arange(4)) == []
+    assert values_of(mixed.get_runs_with(v=np.float64(2.5))) == [2.5]
+
+
+def test_ordering_compares_numbers_or_strings_and_none_never_crashes(mixed):
+    assert values_of(mixed.get_runs_with(v__ge=2.5)) == [2.5, 3, math.inf, 2**70]
+    assert values_of(mixed.get_runs_with(v__lt=1)) == [0, -1]
+    assert values_of(mixed.get_runs_with(v__gt="2")) == ["abc"]
+    assert values_of(mixed.get_runs_with(v__le=0, tag="t0")) == [0]
+    with pytest.raises(QueryError, match="ordering compares numbers or strings"):
+        mixed.get_runs_with(v__ge=None)
+    with pytest.raises(QueryError, match="ordering compares numbers or strings"):
+        mixed.get_runs_with(v__lt=[1])
+
+
+def test_in_takes_a_list_of_values(mixed):
+    assert values_of(mixed.get_runs_with(v__in=[None, "abc", 3])) == [3, None, "abc"]
+    assert mixed.get_runs_with(v__in=[]) == []
+    with pytest.raises(QueryError, match="needs a list of values"):
+        mixed.get_runs_with(v__in=3)
+
+
+def test_ne_is_the_exact_complement_of_equality(mixed):
+    everything = {r.id for r in mixed.run}
+    for value in [2, 2.0, None, "2", [2], True, math.nan, 2**70]:
+        equal = {r.id for r in mixed.get_runs_with(v=value)}
+        different = {r.id for r in mixed.get_runs_with(v__ne=value)}
+        assert equal | different == everything and not equal & different
+
+
+def test_unknown_parameter_or_operator_is_an_error_naming_the_valid_ones(mixed):
+    with pytest.raises(QueryError, match="no run has a parameter 'w'; the parameters are 'tag', 'v'"):
+        mixed.get_runs_with(w=1)
+    with pytest.raises(QueryError, match="unknown operator 'gte' in 'v__gte'.*__ge"):
+        mixed.get_runs_with(v__gte=1)
+    with pytest.raises(EncodingError, match="query value of 'v'"):
+        mixed.get_runs_with(v=lambda x: x)
+
+
+def test_no_conditions_gives_every_run_in_order(mixed):
+    assert [r.index for r in mixed.get_runs_with()] == list(range(len(MIXED_VALUES)))
+
+
+def test_queries_only_see_their_own_batch(in_tmp):
+    a = Batch("a")
+    b = Batch("b", store=a.store)
+    a.add_factorial_runs(Sweep, {"A": [1, 2]})
+    b.add_factorial_runs(Sweep, {"A": [2, 3]})
+    assert [r.parameters["A"] for r in a.get_runs_with(A__ge=2)] == [2]
+    assert [r.index for r in b.get_runs_with(A__ge=2)] == [0, 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=12), st.integers(-3, 3),
+       st.sampled_from(["eq", "ne", "lt", "le", "gt", "ge"]))
+def test_queries_agree_with_python_comparisons(tmp_path_factory, values, probe, op):
+    batch = Batch("prop", saveresult=False)
+    batch.add_factorial_runs(Sweep, {"A": values})
+    got = [r.parameters["A"] for r in batch.get_runs_with(**{f"A__{op}": probe})]
+    compare = {"eq": int.__eq__, "ne": int.__ne__, "lt": int.__lt__, "le": int.__le__,
+               "gt": int.__gt__, "ge": int.__ge__}[op]
+    assert got == [v for v in dict.fromkeys(values) if compare(v, probe)]
+
+
+def test_selective_query_plan_uses_indexes_not_full_scans(in_tmp):
+    batch = Batch("plan")
+    batch.add_factorial_runs(Sweep, {"A": list(range(20)), "B": list(range(20)), "C": [0, 1]})
+    for conditions in ({"A": 3, "B": 7}, {"A__ge": 18, "C": 1}, {"B__in": [1, 2]},
+                       {"A": 3, "B__ne": 4}):
+        sql, args = Query(conditions).sql(batch._id)
+        with batch.store.engine.connect() as conn:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql,
+                                                            tuple(args))]
+        scans = [step for step in plan if step.startswith("SCAN")]
+        assert not scans, f"full scan in plan for {conditions}: {plan}"
+        assert any("USING" in step and "INDEX" in step and "p0" in step for step in plan), plan
+        expected = [r for r in batch.run if all(
+            _matches(r.parameters[k.split("__")[0]], k, v) for k, v in conditions.items())]
+        assert [r.id for r in batch.get_runs_with(**conditions)] == [r.id for r in expected]
+
+
+def _matches(value, key, probe):
+    op = key.split("__")[1] if "__" in key else "eq"
+    if op == "in":
+        return value in probe
+    return {"eq": value.__eq__, "ne": value.__ne__, "ge": value.__ge__}[op](probe)
