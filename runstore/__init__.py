@@ -47,6 +47,7 @@ __all__ = [
     "ParameterError",
     "QueryError",
     "RunNotFound",
+    "BatchNotFound",
     "RunsFailedError",
     "RunError",
     "NotAStoreError",
@@ -65,6 +66,7 @@ from .encoding import ArrayRef, FunctionRef, ObjectRef
 from .errors import (
     ArrayFileError,
     BatchNameError,
+    BatchNotFound,
     CodeChangedWarning,
     DecodingError,
     EncodingError,

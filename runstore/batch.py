@@ -23,7 +23,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .encoding import Tree
-from .errors import BatchNameError, CodeChangedWarning, RunNotFound, RunsFailedError
+from .errors import (
+    BatchNameError,
+    BatchNotFound,
+    CodeChangedWarning,
+    RunNotFound,
+    RunsFailedError,
+)
 from .identity import type_name
 from .interfaces import IRun, verifyClass
 from .results import decode_result, encode_result
@@ -131,7 +137,7 @@ class Batch:
             self.store = Store(None, allow_pickle=allow_pickle)
         batch_id = self.store.batch_id(name, create=not self.store.readonly)
         if batch_id is None:
-            raise RunNotFound(name, f"the batches of {self.store.path}")
+            raise BatchNotFound(name, self.store.path, self.store.batch_names())
         self._id = batch_id
         self._classes: dict[str, type[Run]] = {}
 

@@ -25,6 +25,7 @@ __all__ = [
     "ParameterError",
     "QueryError",
     "RunNotFound",
+    "BatchNotFound",
     "RunsFailedError",
     "RunError",
     "CodeChangedWarning",
@@ -155,13 +156,17 @@ class ArrayFileError(RunstoreError, OSError):
     """
 
     def __init__(self, filename: str, problem: str) -> None:
-        self.filename = filename
-        super().__init__(
+        self.message = (
             f"the array file {filename!r} {problem}. The arrays of the runs stored "
             f"in it cannot be loaded; other runs are not affected. Run "
             f"`runstore check STORE` to list the affected runs, and clear them "
             f"(run.clear()) to compute them again."
         )
+        super().__init__(self.message)
+        self.filename = filename
+
+    def __str__(self) -> str:  # OSError would print errno and filename instead
+        return self.message
 
 
 class StoreError(RunstoreError):
@@ -296,6 +301,30 @@ class RunNotFound(RunstoreError, KeyError):
         self.message = (
             f"no run with id {run_id!r} in {where}. Check the id (save_ids() "
             f"writes the ids of a batch), or open the store or bundle that holds it."
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BatchNotFound(RunstoreError, KeyError):
+    """A store opened read-only has no batch of this name.
+
+    Attributes
+    ----------
+    name : str
+        The batch asked for.
+    known : list of str
+        The batches the store has.
+    """
+
+    def __init__(self, name: str, path: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        self.message = (
+            f"{path} has no batch {name!r}; it has {', '.join(map(repr, known)) or 'none'}. "
+            f"Open one of those, or open the store writable to create the batch."
         )
         super().__init__(self.message)
 

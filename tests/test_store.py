@@ -1,0 +1,129 @@
+"""runstore.store, runstore.arrays and the schema: opening, versions, damage."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from runstore import Batch, Store
+from runstore import migration
+from runstore.errors import (
+    ArrayFileError,
+    BatchNotFound,
+    NotAStoreError,
+    ReadOnlyStoreError,
+    SchemaTooNewError,
+)
+from runstore.schema import SCHEMA_REVISION, Base
+
+from .runs import Arrays, Sweep
+
+
+def test_new_store_is_wal_with_schema_at_head(tmp_path):
+    store = Store(tmp_path / "deep" / "s.db")
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == (
+            SCHEMA_REVISION)
+    assert migration.head() == SCHEMA_REVISION
+
+
+def test_migrations_build_exactly_the_models_schema(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    migration.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+@pytest.mark.parametrize("content, found", [
+    (b"hello, not a database at all" * 10, "not a SQLite database"),
+])
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path, content, found):
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+    with pytest.raises(NotAStoreError, match=found):
+        Store(path)
+    assert path.read_bytes() == content  # untouched
+
+
+def test_a_sqlite_file_of_another_program_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    with pytest.raises(NotAStoreError, match=r"without runstore's tables \(it has \['people'\]\)"):
+        Store(path)
+
+
+def test_a_directory_or_missing_file_opened_readonly_is_refused(tmp_path):
+    with pytest.raises(NotAStoreError, match="is a directory"):
+        Store(tmp_path)
+    with pytest.raises(NotAStoreError, match="does not exist"):
+        Store(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_store_from_a_newer_schema_is_refused_with_the_fix(tmp_path):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaTooNewError, match="'9999', newer than.*pip install -U runstore"):
+        Store(path)
+
+
+def test_readonly_store_reads_but_refuses_writes(tmp_path):
+    batch = Batch("ro", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2]})
+    batch(verbose=0)
+    batch.store.close()
+    before = (tmp_path / "_res" / "ro.db").read_bytes()
+    ro = Batch("ro", store=Store(tmp_path / "_res" / "ro.db", readonly=True))
+    assert [r.result for r in ro.run] == [{"val": 0}, {"val": 0}]
+    with pytest.raises(ReadOnlyStoreError, match="open read-only"):
+        ro.add_run(Sweep, {"A": 3})
+    with pytest.raises(BatchNotFound, match="has no batch 'unknown-batch'; it has 'ro'"):
+        Batch("unknown-batch", store=Store(tmp_path / "_res" / "ro.db", readonly=True))
+
+
+def _computed(tmp_path):
+    batch = Batch("damaged", path=tmp_path)
+    batch.add_factorial_runs(Arrays, {"n": [2, 3], "seed": [0]})
+    batch(verbose=0)
+    first = batch.run[0].filename
+    batch.add_factorial_runs(Arrays, {"n": [4], "seed": [0]})
+    batch(verbose=0)
+    assert batch.run[2].filename != first  # a new side file, the old one untouched
+    return batch
+
+
+def test_a_missing_side_file_names_itself_and_other_runs_still_load(tmp_path):
+    batch = _computed(tmp_path)
+    Path(batch.run[0].filename).unlink()
+    fresh = Batch("damaged", path=tmp_path)
+    with pytest.raises(ArrayFileError, match="is missing.*runstore check"):
+        fresh.run[0].result
+    assert fresh.run[2].result["m"].shape == (4, 4)
+
+
+def test_a_truncated_side_file_names_itself_and_other_runs_still_load(tmp_path):
+    batch = _computed(tmp_path)
+    path = Path(batch.run[2].filename)
+    path.write_bytes(path.read_bytes()[:100])
+    fresh = Batch("damaged", path=tmp_path)
+    with pytest.raises(ArrayFileError, match="cannot be read"):
+        fresh.run[2].result
+    assert np.array_equal(fresh.run[0].result["m"], np.arange(4, dtype=np.int16).reshape(2, 2))
+
+
+def test_side_file_names_cannot_leave_the_folder(tmp_path):
+    store = Store(tmp_path / "s.db")
+    for name in ("../../etc/passwd", "a/b.h5", "x.txt"):
+        with pytest.raises(ArrayFileError, match="not the name of a side file"):
+            store.arrays.path(name)
