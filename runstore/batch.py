@@ -254,7 +254,7 @@ class Batch:
         pending = self.store.state_counts(self._id).get(RunState.PENDING.value, 0)
         types = list(self._classes)
         with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
-                  unit="run", leave=False) as bar:
+                  unit="run") as bar:
             failed = self._drain(lambda after, n: self.store.claim(self._id, types, n, after),
                                  bar)
         self._raise_failures(failed)

@@ -179,7 +179,11 @@ class Run:
 
     def _unpacked(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self._values is None:
-            self._values = unpack(self._document, import_code=self._import_code)
+            public, private = unpack(self._document, import_code=self._import_code)
+            if self._import_code:  # the class is here: show its signature's order
+                order = signature_defaults(type(self))[0]
+                public = {**{k: public[k] for k in order if k in public}, **public}
+            self._values = public, private
         return self._values
 
     @property
