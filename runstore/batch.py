@@ -327,12 +327,12 @@ class Batch:
             encoded = encode_result(result, allow_pickle=self.store.allow_pickle)
         except Exception as exc:
             return Completion(
-                row.id, RunState.FAILED, error_type=type(exc).__qualname__,
+                row.id, row.key, RunState.FAILED, error_type=type(exc).__qualname__,
                 error_message=str(exc), traceback=traceback.format_exc(),
                 started_at=started_at, finished_at=time.time(),
                 runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
         return Completion(
-            row.id, RunState.DONE, result_json=encoded.json, scalars=encoded.scalars,
+            row.id, row.key, RunState.DONE, result_json=encoded.json, scalars=encoded.scalars,
             arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
             runtime=runtime, code_fingerprint=code_fingerprint(cls))
 

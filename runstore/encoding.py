@@ -178,12 +178,24 @@ def _type_name(value: Any) -> str:
     )
 
 
+_JSON_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False, sort_keys=True)
+_JSON_STRING = json.encoder.encode_basestring_ascii  # what that encoder uses for str
+_JSON_SCALARS = {None: "null", True: "true", False: "false"}
+
+
 def canonical_json(tree: Tree) -> str:
     """Serialize an encoded tree to its one canonical JSON text (ASCII)."""
-    return json.dumps(
-        tree, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
-        sort_keys=True,
-    )
+    # Scalars take a shortcut that writes exactly what json.dumps writes.
+    if isinstance(tree, str):
+        return _JSON_STRING(tree)
+    if tree is None or isinstance(tree, bool):
+        return _JSON_SCALARS[tree]
+    if isinstance(tree, int):
+        return int.__repr__(tree)
+    if isinstance(tree, float) and math.isfinite(tree):
+        return float.__repr__(tree)
+    return _JSON_ENCODER.encode(tree)
 
 
 def _sorted_items(items: list[list[Any]]) -> list[list[Any]]:

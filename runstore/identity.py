@@ -20,11 +20,15 @@ import numpy as np
 
 from .encoding import Tree, canonical_json, encode
 
-__all__ = ["SCHEME_VERSION", "type_name", "encode_parameters", "run_id", "compute_id"]
+__all__ = ["SCHEME_VERSION", "type_name", "encode_parameters", "run_id", "run_id_of_pairs",
+           "compute_id"]
 
 #: Version of the id scheme. Scheme 1 hashes encoding version 1; the golden-id
 #: tests fail if either changes, and a changed encoding needs a new scheme.
 SCHEME_VERSION = 1
+
+
+_TYPE_NAMES: dict[type, str] = {}
 
 
 def type_name(cls: type) -> str:
@@ -34,6 +38,13 @@ def type_name(cls: type) -> str:
     a ``__runstore_name__`` class attribute; declare one to keep ids stable
     when the class moves to another module.
     """
+    found = _TYPE_NAMES.get(cls)
+    if found is None:
+        found = _TYPE_NAMES[cls] = _type_name(cls)
+    return found
+
+
+def _type_name(cls: type) -> str:
     declared = cls.__dict__.get("__runstore_name__")
     if declared is not None:
         if not isinstance(declared, str) or not declared:
@@ -60,9 +71,17 @@ def encode_parameters(
 
 def run_id(run_type: str, encoded: Mapping[str, Tree]) -> str:
     """Return the run id of a run type and its already encoded parameters."""
-    payload = ["runstore.run", SCHEME_VERSION, run_type,
-               [[name, encoded[name]] for name in sorted(encoded)]]
-    text = canonical_json(payload)
+    pairs = canonical_json([[name, encoded[name]] for name in sorted(encoded)])
+    return run_id_of_pairs(run_type, pairs)
+
+
+def run_id_of_pairs(run_type: str, pairs: str) -> str:
+    """Return the run id from the canonical JSON of the sorted parameter pairs.
+
+    The hashed text is ``canonical_json(["runstore.run", SCHEME_VERSION,
+    run_type, pairs])``, written here without serializing the pairs again.
+    """
+    text = f'["runstore.run",{SCHEME_VERSION},{canonical_json(run_type)},{pairs}]'
     return hashlib.blake2b(text.encode("ascii"), digest_size=20).hexdigest()
 
 

@@ -102,9 +102,7 @@ def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
         return f"({a}.kind = 'bool' AND {a}.num = ?)", [number]
     if kind == "null":
         return f"{a}.kind = 'null'", []
-    if kind == "text":
-        return f"({a}.kind = 'text' AND {a}.text = ?)", [form.text]
-    return f"{a}.canonical = ?", [form.canonical]  # structured, NaN, huge ints
+    return f"{a}.canonical = ?", [form.canonical]  # text, structured, NaN, huge ints
 
 
 @dataclass(frozen=True)
@@ -154,20 +152,20 @@ class Query:
 
     def sql(self, batch: int) -> tuple[str, list[Any]]:
         """The query's SQL and arguments; rows as in :class:`runstore.store.RunRow`."""
-        select = "SELECT e.position, r.id, r.run_type, r.parameters, r.state "
+        select = "SELECT e.position, r.id, r.run_type, r.parameters, r.state, r.key "
         if not self.conditions:
             return (select + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
-                    "AND r.id = e.run_id ORDER BY e.position", [batch])
+                    "AND r.key = e.run_key ORDER BY e.position", [batch])
         first, *rest = sorted(self.conditions, key=lambda c: _PRIORITY[c.op])
         where, args = first.predicate("p0")
         # CROSS JOIN fixes the join order: the indexed parameter lookup drives.
         sql = (select + "FROM parameters p0 CROSS JOIN entries e CROSS JOIN runs r "
-               f"WHERE p0.name = ? AND {where} AND e.run_id = p0.run_id "
-               "AND e.batch_id = ? AND r.id = e.run_id")
+               f"WHERE p0.name = ? AND {where} AND e.run_key = p0.run_key "
+               "AND e.batch_id = ? AND r.key = e.run_key")
         params: list[Any] = [first.name, *args, batch]
         for i, condition in enumerate(rest, 1):
             where, args = condition.predicate(f"p{i}")
-            sql += (f" AND EXISTS (SELECT 1 FROM parameters p{i} WHERE p{i}.run_id = "
-                    f"p0.run_id AND p{i}.name = ? AND {where})")
+            sql += (f" AND EXISTS (SELECT 1 FROM parameters p{i} WHERE p{i}.run_key = "
+                    f"p0.run_key AND p{i}.name = ? AND {where})")
             params += [condition.name, *args]
         return sql + " ORDER BY e.position", params

@@ -21,7 +21,7 @@ import numpy as np
 
 from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
 from .errors import ParameterError, RunError
-from .identity import encode_parameters, run_id, type_name
+from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
 from .schema import RunState
 
@@ -81,14 +81,18 @@ def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, 
     private = {k: v for k, v in merged.items() if k.startswith("_")}
     arrays: dict[str, np.ndarray] = {}
     encoded = encode_parameters(public, arrays)
+    pairs = canonical_json([[k, encoded[k]] for k in sorted(encoded)])
     if cls.generate_id is Run.generate_id:
-        rid = run_id(type_name(cls), encoded)
+        rid = run_id_of_pairs(type_name(cls), pairs)
     else:
         rid = cls.__new__(cls).generate_id(public)
         if not (isinstance(rid, str) and len(rid) == 40
                 and all(c in "0123456789abcdef" for c in rid)):
             raise RunError(f"{type_name(cls)}.generate_id returned {rid!r}; it must "
                            "return 40 lowercase hexadecimal digits")
+    if not private and not arrays:  # the common case: no second serialization
+        forms = {name: indexed(tree) for name, tree in encoded.items()}
+        return rid, f'{{"values":{pairs}}}', forms
     document: dict[str, Any] = {"values": [[k, encoded[k]] for k in sorted(encoded)]}
     if private:
         document["private"] = [[k, encode(v, f"parameter {k!r}", arrays)]

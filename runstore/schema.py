@@ -5,7 +5,8 @@ Tables:
 ``batches``
     One row per batch name.
 ``runs``
-    One row per run id: its run type, state, canonical parameters, encoded
+    One row per run: an integer ``key`` (what the other tables refer to), the
+    40-hex ``id``, its run type, state, canonical parameters, encoded
     result, the side file holding its arrays, its error if it failed, its lease
     while it runs, and its provenance.
 ``entries``
@@ -13,7 +14,8 @@ Tables:
     gaps); a run id can sit in several batches, once in each.
 ``parameters``
     One row per run and parameter, typed for indexed queries: ``kind``,
-    ``num`` (numbers), ``text`` (strings) and ``canonical`` (every value).
+    ``num`` (numbers, indexed), ``text`` (strings) and ``canonical`` (every
+    value, indexed; strings compare equal through it).
 ``result_values``
     The same for the scalar values of each result (nested keys dotted).
 
@@ -73,7 +75,8 @@ class Batch(Base):
 class Run(Base):
     __tablename__ = "runs"
 
-    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    key: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(40), unique=True)
     run_type: Mapped[str] = mapped_column(sa.Text)
     state: Mapped[str] = mapped_column(
         sa.Enum(*(s.value for s in RunState), name="run_state",
@@ -98,7 +101,11 @@ class Run(Base):
     python_version: Mapped[str | None] = mapped_column(sa.Text)
     code_fingerprint: Mapped[str | None] = mapped_column(sa.Text)
 
-    __table_args__ = (sa.Index("ix_runs_state", "state"),)
+    # Only RUNNING runs are looked up by state (to recover them), so only they
+    # are indexed: a full state index would be rewritten at every transition.
+    __table_args__ = (
+        sa.Index("ix_runs_running", "owner", sqlite_where=sa.text("state = 'running'")),
+    )
 
 
 class Entry(Base):
@@ -106,18 +113,17 @@ class Entry(Base):
 
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), primary_key=True)
     position: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"))
+    run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"))
 
     __table_args__ = (
-        sa.Index("ix_entries_run", "run_id", "batch_id"),
-        sa.UniqueConstraint("batch_id", "run_id", name="uq_entries_batch_run"),
+        sa.UniqueConstraint("batch_id", "run_key", name="uq_entries_batch_run"),
     )
 
 
 class Parameter(Base):
     __tablename__ = "parameters"
 
-    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
+    run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"), primary_key=True)
     name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(10))
     num: Mapped[Any] = mapped_column(Number(), nullable=True)
@@ -125,20 +131,23 @@ class Parameter(Base):
     canonical: Mapped[str] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.Index("ix_parameters_num", "name", "num", "run_id"),
-        sa.Index("ix_parameters_text", "name", "text", "run_id"),
-        sa.Index("ix_parameters_canonical", "name", "canonical", "run_id"),
+        sa.Index("ix_parameters_num", "name", "num", "run_key"),
+        sa.Index("ix_parameters_canonical", "name", "canonical", "run_key"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class ResultValue(Base):
     __tablename__ = "result_values"
 
-    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
+    run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"), primary_key=True)
     key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(10))
     num: Mapped[Any] = mapped_column(Number(), nullable=True)
     text: Mapped[str | None] = mapped_column(sa.Text)
     canonical: Mapped[str] = mapped_column(sa.Text)
 
-    __table_args__ = (sa.Index("ix_result_values_num", "key", "num", "run_id"),)
+    __table_args__ = (
+        sa.Index("ix_result_values_num", "key", "num", "run_key"),
+        {"sqlite_with_rowid": False},
+    )

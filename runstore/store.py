@@ -67,6 +67,7 @@ class RunRow:
     run_type: str
     parameters: str
     state: str
+    key: int
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Completion:
     """The outcome of one run, ready to be committed."""
 
     run_id: str
+    run_key: int
     state: RunState
     result_json: str | None = None
     scalars: dict[str, Indexed] | None = None
@@ -151,6 +153,10 @@ class Store:
         dbapi_conn.isolation_level = None  # transactions are begun explicitly below
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
+        # Run ids are random keys: B-tree inserts touch pages all over the
+        # file, so a page cache larger than SQLite's 2 MB default pays off.
+        cursor.execute("PRAGMA cache_size = -131072")  # KiB, i.e. up to 128 MiB
+        cursor.execute("PRAGMA temp_store = MEMORY")
         if not self.readonly and self.path != ":memory:":
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
@@ -272,21 +278,30 @@ class Store:
             start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
                 (batch,)).scalar_one()
-            conn.exec_driver_sql(
-                "INSERT OR IGNORE INTO runs (id, run_type, state, parameters, attempts) "
-                "VALUES (?, ?, 'pending', ?, 0)",
-                [(rid, rtype, params) for rid, rtype, params, _ in runs])
+            keys = _keys(conn, [run[0] for run in runs])
+            next_key: int = conn.exec_driver_sql(
+                "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
+            new = [run for run in runs if run[0] not in keys]
+            for i, run in enumerate(new):
+                keys[run[0]] = next_key + i
             _executemany(
-                conn, "INSERT OR IGNORE INTO parameters (run_id, name, kind, num, text, "
-                "canonical) VALUES (?, ?, ?, ?, ?, ?)",
-                [(rid, name, f.kind, f.number, f.text, f.canonical)
-                 for rid, _, _, forms in runs for name, f in forms.items()])
-            conn.exec_driver_sql(
-                "INSERT INTO entries (batch_id, position, run_id) VALUES (?, ?, ?)",
-                [(batch, start + i, run[0]) for i, run in enumerate(runs)])
+                conn, "INSERT INTO runs (key, id, run_type, state, parameters, attempts) "
+                "VALUES (?, ?, ?, 'pending', ?, 0)",
+                [(keys[rid], rid, rtype, params) for rid, rtype, params, _ in new])
+            _executemany(
+                conn, "INSERT INTO parameters (run_key, name, kind, num, text, canonical) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(keys[rid], name, f.kind, f.number, f.text, f.canonical)
+                 for rid, _, _, forms in new for name, f in forms.items()])
+            _executemany(
+                conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
+                [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
-        """Append runs already in the store to a batch; return the missing ids."""
+        """Append runs already in the store to a batch; return the missing ids.
+
+        Nothing is added if any id is missing.
+        """
         found = self.states(run_ids)
         missing = [rid for rid in run_ids if rid not in found]
         if missing:
@@ -297,10 +312,11 @@ class Store:
                 start: int = conn.exec_driver_sql(
                     "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
                     (batch,)).scalar_one()
-                conn.exec_driver_sql(
-                    "INSERT INTO entries (batch_id, position, run_id) VALUES (?, ?, ?)",
-                    [(batch, start + i, rid) for i, rid in enumerate(present)])
-        return missing
+                keys = _keys(conn, present)
+                _executemany(
+                    conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
+                    [(batch, start + i, keys[rid]) for i, rid in enumerate(present)])
+        return []
 
     # -- reading runs -----------------------------------------------------------------
 
@@ -310,17 +326,16 @@ class Store:
                 "SELECT COUNT(*) FROM entries WHERE batch_id = ?", (batch,)).scalar_one()
             return count
 
-    _ROW_SQL = ("SELECT e.position, r.id, r.run_type, r.parameters, r.state "
-                "FROM entries e CROSS JOIN runs r ")
+    _COLUMNS = "SELECT e.position, r.id, r.run_type, r.parameters, r.state, r.key "
 
     def rows(self, batch: int, start: int = 0, stop: int | None = None) -> list[RunRow]:
         """The runs of a batch with ``start <= position < stop``, in order."""
         stop = sys.maxsize if stop is None else stop
         with self._reading() as conn:
             result = conn.exec_driver_sql(
-                self._ROW_SQL + "WHERE e.batch_id = ? AND e.position >= ? AND "
-                "e.position < ? AND r.id = e.run_id ORDER BY e.position",
-                (batch, start, stop))
+                self._COLUMNS + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
+                "AND e.position >= ? AND e.position < ? AND r.key = e.run_key "
+                "ORDER BY e.position", (batch, start, stop))
             return [RunRow(*row) for row in result]
 
     def rows_of(self, batch: int, run_ids: Sequence[str]) -> list[RunRow]:
@@ -329,8 +344,9 @@ class Store:
         with self._reading() as conn:
             for chunk in _chunks(run_ids):
                 rows += [RunRow(*row) for row in conn.exec_driver_sql(
-                    self._ROW_SQL + "WHERE e.batch_id = ? AND e.run_id IN "
-                    f"({','.join('?' * len(chunk))}) AND r.id = e.run_id", (batch, *chunk))]
+                    self._COLUMNS + "FROM runs r CROSS JOIN entries e WHERE r.id IN "
+                    f"({','.join('?' * len(chunk))}) AND e.run_key = r.key AND "
+                    "e.batch_id = ?", (*chunk, batch))]
         return sorted(rows, key=lambda r: r.position)
 
     def not_in_batch(self, batch: int, run_ids: Sequence[str]) -> list[str]:
@@ -339,8 +355,9 @@ class Store:
         with self._reading() as conn:
             for chunk in _chunks(run_ids):
                 present.update(r[0] for r in conn.exec_driver_sql(
-                    "SELECT run_id FROM entries WHERE batch_id = ? AND run_id IN "
-                    f"({','.join('?' * len(chunk))})", (batch, *chunk)))
+                    "SELECT r.id FROM runs r CROSS JOIN entries e WHERE r.id IN "
+                    f"({','.join('?' * len(chunk))}) AND e.run_key = r.key AND "
+                    "e.batch_id = ?", (*chunk, batch)))
         return [rid for rid in run_ids if rid not in present]
 
     def query(self, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
@@ -367,7 +384,7 @@ class Store:
         with self._reading() as conn:
             return dict(conn.exec_driver_sql(
                 "SELECT r.state, COUNT(*) FROM entries e CROSS JOIN runs r "
-                "WHERE e.batch_id = ? AND r.id = e.run_id GROUP BY r.state", (batch,)).all())
+                "WHERE e.batch_id = ? AND r.key = e.run_key GROUP BY r.state", (batch,)).all())
 
     def run_record(self, run_id: str) -> dict[str, Any]:
         """Everything stored about one run, except its arrays."""
@@ -401,18 +418,20 @@ class Store:
         marks = ",".join("?" * len(run_types))
         with self._writing("run the batch") as conn:
             candidates = conn.exec_driver_sql(
-                "SELECT e.position, e.run_id FROM entries e CROSS JOIN runs r "
-                "WHERE e.batch_id = ? AND e.position > ? AND r.id = e.run_id AND "
+                "SELECT e.position, r.key FROM entries e CROSS JOIN runs r "
+                "WHERE e.batch_id = ? AND e.position > ? AND r.key = e.run_key AND "
                 f"r.state = 'pending' AND r.run_type IN ({marks}) "
                 "ORDER BY e.position LIMIT ?", (batch, after, *run_types, limit)).all()
-            return self._claim(conn, dict((rid, pos) for pos, rid in candidates), lease)
+            return self._claim(conn, {key: pos for pos, key in candidates}, lease)
 
     def claim_ids(self, run_ids: Sequence[str], lease: float = DEFAULT_LEASE) -> list[RunRow]:
         """Atomically move the given runs, those still pending, to RUNNING."""
         with self._writing("run runs") as conn:
-            return self._claim(conn, {rid: i for i, rid in enumerate(run_ids)}, lease)
+            keys = _keys(conn, run_ids)
+            return self._claim(conn, {keys[rid]: i for i, rid in enumerate(run_ids)
+                                      if rid in keys}, lease)
 
-    def _claim(self, conn: sa.Connection, positions: dict[str, int],
+    def _claim(self, conn: sa.Connection, positions: dict[int, int],
                lease: float) -> list[RunRow]:
         if not positions:
             return []
@@ -420,12 +439,12 @@ class Store:
         claimed = conn.exec_driver_sql(
             "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
             "attempts = attempts + 1, host = ?, pid = ? "
-            f"WHERE id IN ({marks}) AND state = 'pending' "
-            "RETURNING id, run_type, parameters",
+            f"WHERE key IN ({marks}) AND state = 'pending' "
+            "RETURNING key, id, run_type, parameters",
             (self.owner, time.time() + lease, socket.gethostname(), os.getpid(),
              *positions)).all()
-        rows = [RunRow(positions[rid], rid, rtype, params, RunState.RUNNING.value)
-                for rid, rtype, params in claimed]
+        rows = [RunRow(positions[key], rid, rtype, params, RunState.RUNNING.value, key)
+                for key, rid, rtype, params in claimed]
         return sorted(rows, key=lambda r: r.position)
 
     def complete(self, completions: Sequence[Completion]) -> int:
@@ -446,15 +465,15 @@ class Store:
                 "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
                 "finished_at = ?, runtime = ?, code_fingerprint = ?, "
                 "runstore_version = ?, python_version = ?, owner = NULL, "
-                "lease_expires = NULL WHERE id = ? AND state = 'running' AND owner = ?",
+                "lease_expires = NULL WHERE key = ? AND state = 'running' AND owner = ?",
                 [(c.state.value, c.result_json, filename if c.arrays else None,
                   c.error_type, c.error_message, c.traceback, c.started_at,
                   c.finished_at, c.runtime, c.code_fingerprint, *versions,
-                  c.run_id, self.owner) for c in completions]).rowcount
+                  c.run_key, self.owner) for c in completions]).rowcount
             _executemany(
                 conn, "INSERT OR REPLACE INTO result_values "
-                "(run_id, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
-                [(c.run_id, key, f.kind, f.number, f.text, f.canonical)
+                "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.run_key, key, f.kind, f.number, f.text, f.canonical)
                  for c in completions if c.scalars for key, f in c.scalars.items()])
         return recorded
 
@@ -481,8 +500,8 @@ class Store:
                     f"WHERE id IN ({marks}) AND state IN ({smarks})",
                     (*chunk, *states)).rowcount
                 conn.exec_driver_sql(
-                    f"DELETE FROM result_values WHERE run_id IN ({marks}) AND run_id IN "
-                    f"(SELECT id FROM runs WHERE state = 'pending')", tuple(chunk))
+                    "DELETE FROM result_values WHERE run_key IN (SELECT key FROM runs "
+                    f"WHERE id IN ({marks}) AND state = 'pending')", tuple(chunk))
         return count
 
     def failed_runs(self, batch: int) -> list[tuple[str, str, str | None, str | None]]:
@@ -491,14 +510,14 @@ class Store:
             return [(r[0], r[1], r[2], r[3]) for r in conn.exec_driver_sql(
                 "SELECT r.id, r.parameters, r.error_type, r.error_message "
                 "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? AND "
-                "r.id = e.run_id AND r.state = 'failed' ORDER BY e.position", (batch,))]
+                "r.key = e.run_key AND r.state = 'failed' ORDER BY e.position", (batch,))]
 
     def changed_code(self, batch: int, run_type: str, fingerprint: str) -> list[str]:
         """Ids of DONE runs of a type whose stored code fingerprint differs."""
         with self._reading() as conn:
             return [r[0] for r in conn.exec_driver_sql(
                 "SELECT DISTINCT r.id FROM entries e CROSS JOIN runs r WHERE "
-                "e.batch_id = ? AND r.id = e.run_id AND r.state = 'done' AND "
+                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'done' AND "
                 "r.run_type = ? AND r.code_fingerprint IS NOT ? ",
                 (batch, run_type, fingerprint))]
 
@@ -515,6 +534,16 @@ def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> 
     """Run one statement over many rows; nothing to do for no rows."""
     if rows:
         conn.exec_driver_sql(sql, rows)
+
+
+def _keys(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, int]:
+    """Map the given run ids that are stored to their row keys."""
+    keys: dict[str, int] = {}
+    for chunk in _chunks(run_ids):
+        keys.update(conn.exec_driver_sql(
+            f"SELECT id, key FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
+            tuple(chunk)).all())
+    return keys
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:

@@ -29,7 +29,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "runs",
-        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("key", sa.Integer, primary_key=True),
+        sa.Column("id", sa.String(40), nullable=False, unique=True),
         sa.Column("run_type", sa.Text, nullable=False),
         sa.Column("state", sa.Enum(*STATES, name="run_state", native_enum=False,
                                    create_constraint=True, length=8), nullable=False),
@@ -51,29 +52,29 @@ def upgrade() -> None:
         sa.Column("python_version", sa.Text),
         sa.Column("code_fingerprint", sa.Text),
     )
-    op.create_index("ix_runs_state", "runs", ["state"])
+    op.create_index("ix_runs_running", "runs", ["owner"],
+                    sqlite_where=sa.text("state = 'running'"))
     op.create_table(
         "entries",
         sa.Column("batch_id", sa.Integer, sa.ForeignKey("batches.id"), primary_key=True),
         sa.Column("position", sa.Integer, primary_key=True),
-        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
-        sa.UniqueConstraint("batch_id", "run_id", name="uq_entries_batch_run"),
+        sa.Column("run_key", sa.Integer, sa.ForeignKey("runs.key"), nullable=False),
+        sa.UniqueConstraint("batch_id", "run_key", name="uq_entries_batch_run"),
     )
-    op.create_index("ix_entries_run", "entries", ["run_id", "batch_id"])
     for table, key in (("parameters", "name"), ("result_values", "key")):
         op.create_table(
             table,
-            sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+            sa.Column("run_key", sa.Integer, sa.ForeignKey("runs.key"), primary_key=True),
             sa.Column(key, sa.Text, primary_key=True),
             sa.Column("kind", sa.String(10), nullable=False),
             sa.Column("num", Number()),
             sa.Column("text", sa.Text),
             sa.Column("canonical", sa.Text, nullable=False),
+            sqlite_with_rowid=False,
         )
-    op.create_index("ix_parameters_num", "parameters", ["name", "num", "run_id"])
-    op.create_index("ix_parameters_text", "parameters", ["name", "text", "run_id"])
-    op.create_index("ix_parameters_canonical", "parameters", ["name", "canonical", "run_id"])
-    op.create_index("ix_result_values_num", "result_values", ["key", "num", "run_id"])
+    op.create_index("ix_parameters_num", "parameters", ["name", "num", "run_key"])
+    op.create_index("ix_parameters_canonical", "parameters", ["name", "canonical", "run_key"])
+    op.create_index("ix_result_values_num", "result_values", ["key", "num", "run_key"])
 
 
 def downgrade() -> None:
