@@ -43,7 +43,9 @@ class ArrayStore:
         name = f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
-        with h5py.File(partial, "w") as f:
+        # libver="latest": newer object headers write large datasets faster;
+        # any HDF5 since 1.10 (2017) reads them.
+        with h5py.File(partial, "w", libver="latest") as f:
             for run_id, named in arrays.items():
                 group = f.create_group(run_id)
                 for digest, array in named.items():

@@ -356,7 +356,7 @@ class Batch:
 def _array_digests(tree: Tree) -> Iterator[str]:
     if isinstance(tree, list):
         if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
-            yield tree[1]["digest"]
+            yield tree[1].get("name") or tree[1]["digest"]
         else:
             for item in tree:
                 yield from _array_digests(item)

@@ -46,6 +46,7 @@ import json
 import math
 import pickle
 import sys
+import zlib
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Union
@@ -67,6 +68,7 @@ __all__ = [
     "FunctionRef",
     "ObjectRef",
     "ArrayRef",
+    "NamedArrays",
     "Indexed",
     "indexed",
 ]
@@ -294,11 +296,30 @@ def _encode_array(value: np.ndarray, path: str, arrays: Any) -> Tree:
             "of arrays",
         )
     normal = _normalized_array(value)
+    if isinstance(arrays, NamedArrays):  # stored beside a result: name and checksum
+        name = str(len(arrays))
+        arrays[name] = normal
+        return ["ndarray", {"dtype": normal.dtype.str, "shape": list(normal.shape),
+                            "name": name, "crc32": _crc32(normal)}]
     digest = array_digest(normal)
     if arrays is not None:
         arrays[digest] = normal
     return ["ndarray", {"dtype": normal.dtype.str, "shape": list(normal.shape),
                         "digest": digest}]
+
+
+def _crc32(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).data)
+
+
+class NamedArrays(dict[str, np.ndarray]):
+    """Collects the arrays of a result under positional names, not digests.
+
+    Passed as ``arrays`` to :func:`encode`, it makes arrays encode as
+    ``["ndarray", {"dtype", "shape", "name", "crc32"}]``: no content digest
+    (hashing would halve the write speed of large results), a CRC-32 of the
+    content instead, which :func:`decode` checks. Run ids never use it.
+    """
 
 
 def _encode_complex(value: complex, path: str, arrays: Any) -> Tree:
@@ -377,7 +398,7 @@ class FunctionRef:
 
 @dataclass(frozen=True, eq=True)
 class ArrayRef:
-    """An array named by its digest whose content was not supplied to decode."""
+    """An array named by its digest (or name) whose content was not supplied."""
 
     dtype: str
     shape: tuple[int, ...]
@@ -440,6 +461,8 @@ _ENCODERS[ObjectRef] = lambda value, path, arrays: ["object", [
 ]]
 _ENCODERS[ArrayRef] = lambda value, path, arrays: ["ndarray", {
     "dtype": value.dtype, "shape": list(value.shape), "digest": value.digest}]
+# (a result's named array reloaded without its content cannot be encoded again:
+# its ArrayRef carries a name, not a digest, and ids only use parameters.)
 
 
 # -- decoding ---------------------------------------------------------------------
@@ -534,15 +557,19 @@ def _decode_dict(payload: Any, opts: _Options, path: str) -> dict[Any, Any]:
 
 
 def _decode_array(payload: Any, opts: _Options, path: str) -> Any:
-    dtype, shape, digest = payload["dtype"], tuple(payload["shape"]), payload["digest"]
+    dtype, shape = payload["dtype"], tuple(payload["shape"])
+    ref = payload["digest"] if "digest" in payload else payload["name"]
     if not isinstance(dtype, str) or np.dtype(dtype).hasobject:
         raise DecodingError(path, f"the array dtype {dtype!r}")
-    found = None if opts.arrays is None else opts.arrays.get(digest)
+    found = None if opts.arrays is None else opts.arrays.get(ref)
     if found is None:
-        return ArrayRef(dtype, shape, digest)
+        return ArrayRef(dtype, shape, ref)
     if found.dtype.str != dtype or found.shape != shape:
         raise DecodingError(path, f"an array of {found.dtype.str}{found.shape} stored "
-                            f"for digest {digest}, expected {dtype}{shape}")
+                            f"for {ref}, expected {dtype}{shape}")
+    if "crc32" in payload and _crc32(found) != payload["crc32"]:
+        raise DecodingError(path, f"an array whose content does not match its checksum "
+                            f"(array {ref})")
     return found
 
 

@@ -4,7 +4,8 @@ A result is any value :func:`runstore.encoding.encode` accepts, normally a dict
 or a :class:`~runstore.containers.Container`. It is stored three ways at once:
 
 - the encoded tree (canonical JSON), from which the result is rebuilt exactly;
-- its numpy arrays, by digest, for an HDF5 side file;
+- its numpy arrays, named ``0``, ``1`` ... with a CRC-32 of each (checked
+  when loaded), for an HDF5 side file;
 - one typed row per scalar (None, bool, int, float, str, complex as
   structured) under its key, nested dict keys joined with ``.``, so that
   results can be queried with SQL. A result that is not a mapping is stored
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import containers
-from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
+from .encoding import Indexed, NamedArrays, Tree, canonical_json, decode, encode, indexed
 from .errors import EncodingError
 
 __all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG"]
@@ -47,7 +48,7 @@ class EncodedResult:
 
 def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     """Encode a result; raise :class:`EncodingError` naming any bad key."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays = NamedArrays()
     if isinstance(result, (dict, containers.ContainerDict, containers.Container)):
         items = dict(result.items()) if isinstance(result, dict) else result.__getstate__()
         encoded_items = {

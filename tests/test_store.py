@@ -16,6 +16,7 @@ from runstore import migration
 from runstore.errors import (
     ArrayFileError,
     BatchNotFound,
+    DecodingError,
     NotAStoreError,
     ReadOnlyStoreError,
     SchemaTooNewError,
@@ -127,3 +128,17 @@ def test_side_file_names_cannot_leave_the_folder(tmp_path):
     for name in ("../../etc/passwd", "a/b.h5", "x.txt"):
         with pytest.raises(ArrayFileError, match="not the name of a side file"):
             store.arrays.path(name)
+
+
+def test_changed_array_content_fails_its_checksum_on_load(tmp_path):
+    import h5py
+
+    batch = _computed(tmp_path)
+    with h5py.File(batch.run[1].filename, "r+") as f:  # damage one run's array in place
+        group = f[batch.run[1].id]
+        name = sorted(group)[0]
+        group[name][...] = np.zeros_like(group[name][...]) + 7
+    fresh = Batch("damaged", path=tmp_path)
+    with pytest.raises(DecodingError, match="does not match its checksum"):
+        fresh.run[1].result
+    assert fresh.run[0].result["m"].shape == (2, 2)

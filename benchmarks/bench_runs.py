@@ -1,0 +1,33 @@
+"""Run classes and functions the benchmarks share (importable by worker processes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import runstore
+
+
+def trivial(A: int, B: int, C: int) -> dict[str, int]:
+    return {"val": A * B + C}
+
+
+class Trivial(runstore.Run):
+    def run(self, A=0, B=0, C=0):
+        return {"val": A * B + C}
+
+
+#: Arrays made before timing, so that runs return them without computing.
+ARRAYS: list[np.ndarray] = []
+
+
+def make_arrays(count: int, size: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    ARRAYS[:] = [rng.random(size) for _ in range(count)]
+    return ARRAYS
+
+
+class Stored(runstore.Run):
+    """Returns a prepared array: only storing it is measured."""
+
+    def run(self, i=0, size=0):
+        return {"x": ARRAYS[i]}
