@@ -33,7 +33,7 @@ from .errors import (
 from .identity import type_name
 from .interfaces import IRun, verifyClass
 from .results import decode_result, encode_result
-from .run import ResultRun, Run, code_fingerprint, pack, unpack
+from .run import Memo, ResultRun, Run, code_fingerprint, pack, unpack
 from .schema import RunState
 from .store import Completion, RunRow, Store
 
@@ -179,8 +179,9 @@ class Batch:
     def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]]) -> None:
         rtype = self._register_class(runclass)
         packed: dict[str, tuple[str, str, str, Any]] = {}
+        memo: Memo = {}
         for params in combos:
-            rid, document, forms = pack(runclass, params)
+            rid, document, forms = pack(runclass, params, memo)
             packed.setdefault(rid, (rid, rtype, document, forms))
         new = self.store.not_in_batch(self._id, list(packed))
         self.store.add_runs(self._id, [packed[rid] for rid in new])

@@ -639,9 +639,10 @@ class Indexed:
         ``"null"``, ``"bool"``, ``"int"``, ``"float"``, ``"text"`` or
         ``"structured"``.
     number : int | float | None
-        The numeric value for ``bool`` (0 or 1), ``int`` and ``float``; floats
-        that are NaN have none; integers beyond 64 bits keep a float
-        approximation, exact matches then go through ``canonical``.
+        The numeric value, set exactly for ``int`` and ``float`` values (not
+        for booleans, nor for NaN); integers beyond 64 bits keep a float
+        approximation, exact matches then go through ``canonical``. So a
+        store can index numbers alone and query them without checking kinds.
     text : str | None
         The string, for ``text``.
     canonical : str
@@ -663,8 +664,8 @@ def indexed(tree: Tree) -> Indexed:
     canonical = canonical_json(tree)
     if tree is None:
         return Indexed("null", None, None, canonical)
-    if isinstance(tree, bool):
-        return Indexed("bool", int(tree), None, canonical)
+    if isinstance(tree, bool):  # no number: numeric queries never match booleans
+        return Indexed("bool", None, None, canonical)
     if isinstance(tree, int):
         number = tree if -_INT64 <= tree < _INT64 else float(tree)
         return Indexed("int", number, None, canonical)

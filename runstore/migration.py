@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-__all__ = ["script_location", "alembic_config", "head", "is_known", "upgrade"]
+__all__ = ["script_location", "alembic_config", "head", "is_known", "upgrade", "revision_of"]
 
 
 def script_location() -> Path:
@@ -52,3 +52,17 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade a store's schema in one transaction."""
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
+
+
+def revision_of(path: str) -> str | None:
+    """The schema revision recorded in a store file (read without upgrading)."""
+    engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            revision: str | None = conn.exec_driver_sql(
+                "SELECT version_num FROM alembic_version").scalar()
+            return revision
+    finally:
+        engine.dispose()

@@ -79,7 +79,7 @@ class Condition:
         form = self._form(self.value)
         sign = _ORDER[self.op]
         if form.kind in ("int", "float") and form.number is not None:
-            return f"({a}.kind IN ('int', 'float') AND {a}.num {sign} ?)", [form.number]
+            return f"{a}.num {sign} ?", [form.number]
         if form.kind == "text":
             return f"({a}.kind = 'text' AND {a}.text {sign} ?)", [form.text]
         raise QueryError(
@@ -89,20 +89,20 @@ class Condition:
 
 
 def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
+    # Only int and float values have a number, so numeric tests need no kind
+    # check and are answered from the (name, num) index alone.
     kind, number = form.kind, form.number
     if kind == "float" and number is not None and math.isfinite(number):
         tol = ATOL + RTOL * abs(number)
-        return (f"({a}.kind IN ('int', 'float') AND {a}.num BETWEEN ? AND ?)",
-                [number - tol, number + tol])
+        return f"{a}.num BETWEEN ? AND ?", [number - tol, number + tol]
     if kind == "float" and number is not None:  # an infinity
-        return f"({a}.kind = 'float' AND {a}.num = ?)", [number]
+        return f"({a}.num = ? AND {a}.kind = 'float')", [number]
     if kind == "int" and isinstance(number, int):
-        return f"({a}.kind IN ('int', 'float') AND {a}.num = ?)", [number]
-    if kind == "bool":
-        return f"({a}.kind = 'bool' AND {a}.num = ?)", [number]
+        return f"{a}.num = ?", [number]
     if kind == "null":
         return f"{a}.kind = 'null'", []
-    return f"{a}.canonical = ?", [form.canonical]  # text, structured, NaN, huge ints
+    # bool, text, structured, NaN, huge ints: exactly by canonical encoding
+    return f"{a}.canonical = ?", [form.canonical]
 
 
 @dataclass(frozen=True)

@@ -70,13 +70,28 @@ def code_fingerprint(cls: type[Run]) -> str:
     return found
 
 
-def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, Indexed]]:
-    """Return the id, the parameters document and the indexed forms of a run."""
+#: Encodings of parameter values met in one add call: (name, id(value)) ->
+#: (value, canonical JSON, indexed form, whether it holds arrays).
+Memo = dict[tuple[str, int], tuple[Any, str, Indexed, bool]]
+
+
+def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
+         ) -> tuple[str, str, dict[str, Indexed]]:
+    """Return the id, the parameters document and the indexed forms of a run.
+
+    With a ``memo`` (shared by the runs of one factorial design), each
+    parameter value is encoded once, and a run's canonical text is assembled
+    from the texts of its values: the same text, so the same id.
+    """
     defaults, var_kw = signature_defaults(cls)
     unknown = [name for name in given if name not in defaults and not var_kw]
     if unknown:
         raise ParameterError(type_name(cls), unknown, list(defaults))
     merged = {**defaults, **given}
+    if memo is not None and cls.generate_id is Run.generate_id:
+        fast = _pack_memoized(cls, merged, memo)
+        if fast is not None:
+            return fast
     public = {k: v for k, v in merged.items() if not k.startswith("_")}
     private = {k: v for k, v in merged.items() if k.startswith("_")}
     arrays: dict[str, np.ndarray] = {}
@@ -104,6 +119,29 @@ def pack(cls: type[Run], given: Mapping[str, Any]) -> tuple[str, str, dict[str, 
             for digest, a in arrays.items()}
     forms = {name: indexed(tree) for name, tree in encoded.items()}
     return rid, canonical_json(document), forms
+
+
+def _pack_memoized(cls: type[Run], merged: dict[str, Any], memo: Memo
+                   ) -> tuple[str, str, dict[str, Indexed]] | None:
+    """The common case of :func:`pack`, or None when it does not apply."""
+    parts: list[str] = []
+    forms: dict[str, Indexed] = {}
+    for name in sorted(merged):
+        if name.startswith("_"):
+            return None  # private parameters go into the document: the general path
+        value = merged[name]
+        known = memo.get((name, id(value)))
+        if known is None:
+            arrays: dict[str, np.ndarray] = {}
+            tree = encode(value, f"parameter {name!r}", arrays)
+            known = memo[(name, id(value))] = (value, canonical_json(tree), indexed(tree),
+                                              bool(arrays))
+        if known[3]:
+            return None  # array contents go into the document: the general path
+        parts.append(f"[{canonical_json(name)},{known[1]}]")
+        forms[name] = known[2]
+    pairs = "[" + ",".join(parts) + "]"
+    return run_id_of_pairs(type_name(cls), pairs), f'{{"values":{pairs}}}', forms
 
 
 def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import runstore
 import runstore as batchpy
@@ -26,6 +28,7 @@ from runstore.errors import (
     RunsFailedError,
 )
 
+from .strategies import values
 from .runs import (
     Arrays,
     BadId,
@@ -332,3 +335,13 @@ def test_changed_code_warns_and_recompute_changed_recomputes(in_tmp):
         warnings.simplefilter("error")
         batch(verbose=0, recompute_changed=True)
     assert [r.result for r in batch.run] == [{"val": 0}, {"val": 0}]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(values, min_size=1, max_size=3), st.lists(values, min_size=1, max_size=3))
+def test_factorial_ids_equal_the_ids_of_single_runs(levels_a, levels_b):
+    batch = Batch("factorial", saveresult=False)
+    batch.add_factorial_runs(Sweep, {"A": levels_a, "B": levels_b})
+    expected = {runstore.compute_id(Sweep, {"A": a, "B": b, "C": 0})
+                for a in levels_a for b in levels_b}
+    assert set(batch.run.ids()) == expected

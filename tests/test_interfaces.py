@@ -121,6 +121,8 @@ INSTANCES = {
 
 def _implementations():
     for info in pkgutil.walk_packages(runstore.__path__, "runstore."):
+        if info.name.endswith("__main__") or info.name.startswith("runstore.migrations"):
+            continue  # entry points and Alembic scripts run when imported
         module = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ == module.__name__ and list(implementedBy(cls)):

@@ -1,0 +1,5 @@
+"""``python -m runstore``: the command line."""
+
+from .cli import run
+
+run()
