@@ -39,6 +39,7 @@ from .store import Completion, RunRow, Store
 
 __all__ = ["Batch", "RunList"]
 
+_DONE, _FAILED = RunState.DONE, RunState.FAILED
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 #: Commit finished runs at least this often (seconds), and at most this many at once.
 _FLUSH_SECONDS, _FLUSH_RUNS, _FLUSH_BYTES = 1.0, 5000, 256 * 2**20
@@ -296,7 +297,7 @@ class Batch:
                     completion = self._compute(row)
                     buffer.append(completion)
                     size += sum(a.nbytes for a in (completion.arrays or {}).values())
-                    if completion.state is RunState.FAILED:
+                    if completion.state is _FAILED:
                         failed.append(row.id)
                     if bar is not None:
                         bar.update(1)
@@ -328,12 +329,12 @@ class Batch:
             encoded = encode_result(result, allow_pickle=self.store.allow_pickle)
         except Exception as exc:
             return Completion(
-                row.id, row.key, RunState.FAILED, error_type=type(exc).__qualname__,
+                row.id, row.key, _FAILED, error_type=type(exc).__qualname__,
                 error_message=str(exc), traceback=traceback.format_exc(),
                 started_at=started_at, finished_at=time.time(),
                 runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
         return Completion(
-            row.id, row.key, RunState.DONE, result_json=encoded.json, scalars=encoded.scalars,
+            row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
             arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
             runtime=runtime, code_fingerprint=code_fingerprint(cls))
 

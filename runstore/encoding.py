@@ -500,6 +500,8 @@ def decode(
     DecodingError
         If the tree is not a valid encoding.
     """
+    if tree is None or isinstance(tree, (bool, int, str)):  # the common case, quickly
+        return tree
     return _decode(tree, _Options(arrays, import_code, allow_pickle), path)
 
 

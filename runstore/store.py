@@ -48,6 +48,7 @@ from .schema import SCHEMA_REVISION, Base, RunState
 __all__ = ["Store", "RunRow", "Completion", "owner_token"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_STATE_VALUES = {state: state.value for state in RunState}
 #: Seconds a claim lasts before another worker may take the run over.
 DEFAULT_LEASE = 600.0
 
@@ -466,7 +467,7 @@ class Store:
                 "finished_at = ?, runtime = ?, code_fingerprint = ?, "
                 "runstore_version = ?, python_version = ?, owner = NULL, "
                 "lease_expires = NULL WHERE key = ? AND state = 'running' AND owner = ?",
-                [(c.state.value, c.result_json, filename if c.arrays else None,
+                [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
                   c.error_type, c.error_message, c.traceback, c.started_at,
                   c.finished_at, c.runtime, c.code_fingerprint, *versions,
                   c.run_key, self.owner) for c in completions]).rowcount
