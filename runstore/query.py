@@ -57,15 +57,35 @@ class Condition:
             sql, args = _equal(a, self._form(self.value))
             return f"NOT COALESCE(({sql}), 0)", args
         if self.op == "in":
-            terms = [_equal(a, self._form(v)) for v in self._members()]
-            if not terms:
-                return "0", []
-            return "(" + " OR ".join(sql for sql, _ in terms) + ")", [
-                arg for _, args in terms for arg in args]
+            return self._in(a)
         return self._order(a)
 
     def _form(self, value: Any) -> Indexed:
         return indexed(encode(value, f"the query value of {self.name!r}"))
+
+    def _in(self, a: str) -> tuple[str, list[Any]]:
+        # Exact ints and canonical values go into IN lists, which SQLite answers
+        # with index lookups; floats (with their tolerance) and the rest are ORed.
+        ints: list[Any] = []
+        canonicals: list[str] = []
+        terms: list[tuple[str, list[Any]]] = []
+        for value in self._members():
+            form = self._form(value)
+            if form.kind == "int" and isinstance(form.number, int):
+                ints.append(form.number)
+            elif form.number is None and form.kind != "int":
+                canonicals.append(form.canonical)
+            else:
+                terms.append(_equal(a, form))
+        if ints:
+            terms.append((f"{a}.num IN ({','.join('?' * len(ints))})", ints))
+        if canonicals:
+            terms.append((f"({a}.canonical IN ({','.join('?' * len(canonicals))}) "
+                          f"AND {a}.num IS NULL)", canonicals))
+        if not terms:
+            return "0", []
+        return "(" + " OR ".join(sql for sql, _ in terms) + ")", [
+            arg for _, args in terms for arg in args]
 
     def _members(self) -> list[Any]:
         value = self.value
@@ -99,10 +119,11 @@ def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
         return f"({a}.num = ? AND {a}.kind = 'float')", [number]
     if kind == "int" and isinstance(number, int):
         return f"{a}.num = ?", [number]
-    if kind == "null":
-        return f"{a}.kind = 'null'", []
-    # bool, text, structured, NaN, huge ints: exactly by canonical encoding
-    return f"{a}.canonical = ?", [form.canonical]
+    if kind == "int":  # beyond 64 bits: stored with an approximate number
+        return f"{a}.canonical = ?", [form.canonical]
+    # None, bool, text, structured, NaN: exactly by canonical encoding, through
+    # the index of values without a number.
+    return f"({a}.canonical = ? AND {a}.num IS NULL)", [form.canonical]
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,10 @@ class Parameter(Base):
 
     __table_args__ = (
         sa.Index("ix_parameters_num", "name", "num", "run_key"),
-        sa.Index("ix_parameters_canonical", "name", "canonical", "run_key"),
+        # Numbers are found through ix_parameters_num; only the other values
+        # (strings, booleans, None, structured) need their canonical form indexed.
+        sa.Index("ix_parameters_canonical", "name", "canonical", "run_key",
+                 sqlite_where=sa.text("num IS NULL")),
         {"sqlite_with_rowid": False},
     )
 

@@ -279,9 +279,10 @@ class Store:
             start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
                 (batch,)).scalar_one()
-            keys = _keys(conn, [run[0] for run in runs])
             next_key: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
+            # In a store without runs there is nothing to look up.
+            keys = _keys(conn, [run[0] for run in runs]) if next_key > 1 else {}
             new = [run for run in runs if run[0] not in keys]
             for i, run in enumerate(new):
                 keys[run[0]] = next_key + i
@@ -354,6 +355,9 @@ class Store:
         """The given ids that are not yet in the batch, in the given order."""
         present: set[str] = set()
         with self._reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM entries WHERE batch_id = ? LIMIT 1",
+                                    (batch,)).scalar() is None:
+                return list(run_ids)  # an empty batch has none of them
             for chunk in _chunks(run_ids):
                 present.update(r[0] for r in conn.exec_driver_sql(
                     "SELECT r.id FROM runs r CROSS JOIN entries e WHERE r.id IN "

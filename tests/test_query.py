@@ -147,3 +147,21 @@ def _matches(value, key, probe):
     if op == "in":
         return value in probe
     return {"eq": value.__eq__, "ne": value.__ne__, "ge": value.__ge__}[op](probe)
+
+
+def test_structured_and_text_queries_use_the_canonical_index(in_tmp):
+    batch = Batch("plan2")
+    batch.add_factorial_runs(ExampleRun, {"A": list(range(10)),
+                                          "B": [[2, 5, 8], [1, 9], [6, 4, 0]],
+                                          "operator": [min, max, sum, len]})
+    for conditions in ({"B": [2, 5, 8], "operator": max}, {"operator": sum},
+                       {"B__in": [[1, 9], [6, 4, 0]]}):
+        sql, args = Query(conditions).sql(batch._id)
+        with batch.store.engine.connect() as conn:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql,
+                                                            tuple(args))]
+        assert not [step for step in plan if step.startswith("SCAN")], plan
+        assert any("ix_parameters_canonical" in step and "p0" in step for step in plan), plan
+    runs = batch.get_runs_with(B=[2, 5, 8], operator=max)
+    assert [r.parameters["A"] for r in runs] == list(range(10))
+    assert len(batch.get_runs_with(B__in=[[1, 9], [6, 4, 0]])) == 80

@@ -73,7 +73,8 @@ def upgrade() -> None:
             sqlite_with_rowid=False,
         )
     op.create_index("ix_parameters_num", "parameters", ["name", "num", "run_key"])
-    op.create_index("ix_parameters_canonical", "parameters", ["name", "canonical", "run_key"])
+    op.create_index("ix_parameters_canonical", "parameters", ["name", "canonical", "run_key"],
+                    sqlite_where=sa.text("num IS NULL"))
     op.create_index("ix_result_values_num", "result_values", ["key", "num", "run_key"])
 
 
