@@ -131,9 +131,11 @@ class Parameter(Base):
     canonical: Mapped[str] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.Index("ix_parameters_num", "name", "num", "run_key"),
-        # Numbers are found through ix_parameters_num; only the other values
-        # (strings, booleans, None, structured) need their canonical form indexed.
+        # Two partial indexes split the values: numbers by value, everything
+        # else (strings, booleans, None, structured) by canonical form. Each
+        # predicate implies the condition of exactly one of them.
+        sa.Index("ix_parameters_num", "name", "num", "run_key",
+                 sqlite_where=sa.text("num IS NOT NULL")),
         sa.Index("ix_parameters_canonical", "name", "canonical", "run_key",
                  sqlite_where=sa.text("num IS NULL")),
         {"sqlite_with_rowid": False},

@@ -72,7 +72,8 @@ def upgrade() -> None:
             sa.Column("canonical", sa.Text, nullable=False),
             sqlite_with_rowid=False,
         )
-    op.create_index("ix_parameters_num", "parameters", ["name", "num", "run_key"])
+    op.create_index("ix_parameters_num", "parameters", ["name", "num", "run_key"],
+                    sqlite_where=sa.text("num IS NOT NULL"))
     op.create_index("ix_parameters_canonical", "parameters", ["name", "canonical", "run_key"],
                     sqlite_where=sa.text("num IS NULL"))
     op.create_index("ix_result_values_num", "result_values", ["key", "num", "run_key"])
