@@ -97,3 +97,10 @@ class BadId(runstore.Run):
 
     def run(self, k=0):
         return {"k": k}
+
+
+class ContainerResult(runstore.Run):
+    """Returns a Container holding an array and a nested dict."""
+
+    def run(self, n=3):
+        return runstore.Container(x=np.arange(n), info={"n": n, "half": n / 2})

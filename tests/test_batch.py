@@ -32,6 +32,7 @@ from .strategies import values
 from .runs import (
     Arrays,
     BadId,
+    ContainerResult,
     Counting,
     CustomId,
     ExampleRun,
@@ -345,3 +346,17 @@ def test_factorial_ids_equal_the_ids_of_single_runs(levels_a, levels_b):
     expected = {runstore.compute_id(Sweep, {"A": a, "B": b, "C": 0})
                 for a in levels_a for b in levels_b}
     assert set(batch.run.ids()) == expected
+
+
+def test_container_results_come_back_as_containers_with_queryable_scalars(in_tmp):
+    batch = Batch("containers")
+    batch.add_run(ContainerResult, {"n": 4})
+    batch(verbose=0)
+    result = Batch("containers").run[0].result  # loaded as a ResultRun: no class needed
+    assert type(result) is runstore.Container
+    assert np.array_equal(result.x, np.arange(4)) and result.info == {"n": 4, "half": 2.0}
+    import sqlite3
+
+    with sqlite3.connect("_res/containers.db") as db:
+        assert dict(db.execute("SELECT key, num FROM result_values")) == {
+            "info.n": 4, "info.half": 2.0}

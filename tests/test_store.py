@@ -19,6 +19,7 @@ from runstore.errors import (
     DecodingError,
     NotAStoreError,
     ReadOnlyStoreError,
+    SchemaOutdatedError,
     SchemaTooNewError,
 )
 from runstore.schema import SCHEMA_REVISION, Base
@@ -142,3 +143,16 @@ def test_changed_array_content_fails_its_checksum_on_load(tmp_path):
     with pytest.raises(DecodingError, match="does not match its checksum"):
         fresh.run[1].result
     assert fresh.run[0].result["m"].shape == (2, 2)
+
+
+def test_readonly_open_of_an_older_schema_names_the_upgrade_command(tmp_path, monkeypatch):
+    # Pretend this runstore is one schema revision ahead of the store on disk.
+    import runstore.store
+
+    path = tmp_path / "s.db"
+    Store(path).close()
+    monkeypatch.setattr(runstore.store, "SCHEMA_REVISION", "0002")
+    with pytest.raises(SchemaOutdatedError) as info:
+        Store(path, readonly=True)
+    assert info.value.revision == "0001"
+    assert str(info.value).endswith(f"Upgrade it with: runstore upgrade {path}")
