@@ -24,10 +24,31 @@ import numpy as np
 from .errors import ArrayFileError
 from .interfaces import IArrayStore, implementer
 
-__all__ = ["ArrayStore", "MemoryArrayStore"]
+__all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes"]
 
 _SUFFIX = ".h5"
+#: numpy kinds HDF5 has no type for (unicode, datetime, timedelta): stored as
+#: their raw bytes, uint8 with one more axis, and viewed back when decoded.
+RAW_KINDS = "UMm"
 _PARTIAL = ".part"
+
+
+def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None:
+    """Write one array with h5py's low-level API (about twice as fast per dataset)."""
+    if array.dtype.kind in RAW_KINDS:
+        array = raw_bytes(array)
+    data = np.ascontiguousarray(array) if array.ndim else array
+    space = (h5py.h5s.create_simple(data.shape) if data.ndim
+             else h5py.h5s.create(h5py.h5s.SCALAR))
+    dataset = h5py.h5d.create(group, key.encode(), h5py.h5t.py_create(data.dtype), space)
+    if data.size:
+        dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+
+
+def raw_bytes(array: np.ndarray) -> np.ndarray:
+    """An array's bytes as uint8, shaped ``array.shape + (itemsize,)``."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return flat.view(np.uint8).reshape(array.shape + (array.dtype.itemsize,))
 
 
 @implementer(IArrayStore)
@@ -47,10 +68,9 @@ class ArrayStore:
         # any HDF5 since 1.10 (2017) reads them.
         with h5py.File(partial, "w", libver="latest") as f:
             for run_id, named in arrays.items():
-                group = f.create_group(run_id)
-                for digest, array in named.items():
-                    if digest not in group:
-                        group.create_dataset(digest, data=array)
+                group = h5py.h5g.create(f.id, run_id.encode())
+                for key, array in named.items():
+                    _write_dataset(group, key, array)
         os.replace(partial, final)
         return name
 

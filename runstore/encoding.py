@@ -309,7 +309,8 @@ def _encode_array(value: np.ndarray, path: str, arrays: Any) -> Tree:
 
 
 def _crc32(array: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(array).data)
+    # As bytes: buffers of some dtypes (datetime64) cannot be exported directly.
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
 class NamedArrays(dict[str, np.ndarray]):
@@ -566,6 +567,10 @@ def _decode_array(payload: Any, opts: _Options, path: str) -> Any:
     found = None if opts.arrays is None else opts.arrays.get(ref)
     if found is None:
         return ArrayRef(dtype, shape, ref)
+    wanted = np.dtype(dtype)
+    if wanted.kind in "UMm" and found.dtype == np.uint8 and found.shape == (
+            shape + (wanted.itemsize,)):
+        found = found.reshape(-1).view(wanted).reshape(shape)  # stored as raw bytes
     if found.dtype.str != dtype or found.shape != shape:
         raise DecodingError(path, f"an array of {found.dtype.str}{found.shape} stored "
                             f"for {ref}, expected {dtype}{shape}")

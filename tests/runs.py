@@ -104,3 +104,18 @@ class ContainerResult(runstore.Run):
 
     def run(self, n=3):
         return runstore.Container(x=np.arange(n), info={"n": n, "half": n / 2})
+
+
+class OddArrays(runstore.Run):
+    """Arrays of every awkward kind: unicode, bytes, datetimes, 0-d, empty."""
+
+    def run(self, k=0):
+        return {
+            "names": np.array(["a", "bc", "déf"]),
+            "raw": np.array([b"x", b"yz"]),
+            "when": np.array(["2020-01-01", "2021-06-30"], dtype="M8[D]"),
+            "span": np.array([1, 2], dtype="m8[s]"),
+            "scalar": np.array(3.5),
+            "empty": np.zeros((0, 3)),
+            "half": np.arange(4, dtype=np.float16).reshape(2, 2),
+        }

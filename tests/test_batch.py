@@ -34,6 +34,7 @@ from .runs import (
     BadId,
     ContainerResult,
     Counting,
+    OddArrays,
     CustomId,
     ExampleRun,
     Flaky,
@@ -360,3 +361,13 @@ def test_container_results_come_back_as_containers_with_queryable_scalars(in_tmp
     with sqlite3.connect("_res/containers.db") as db:
         assert dict(db.execute("SELECT key, num FROM result_values")) == {
             "info.n": 4, "info.half": 2.0}
+
+
+def test_arrays_of_every_plain_dtype_round_trip(in_tmp):
+    batch = Batch("odd")
+    batch.add_run(OddArrays, {"k": 1})
+    batch(verbose=0)
+    got, expected = Batch("odd").run[0].result, OddArrays.run(None)
+    for key, array in expected.items():
+        assert got[key].dtype == array.dtype and got[key].shape == array.shape, key
+        assert np.array_equal(got[key], array), key
