@@ -36,6 +36,14 @@ class RunstoreError(Exception):
     """Base class of every error raised by runstore."""
 
 
+class _OwnMessage:
+    """Prints the message as given: KeyError would print its repr, and OSError
+    its errno and filename."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # type: ignore[attr-defined]
+
+
 class EncodingError(RunstoreError, TypeError):
     """A value cannot be encoded canonically, so it cannot define a run id.
 
@@ -146,7 +154,7 @@ class OptionalDependencyError(RunstoreError, ImportError):
         )
 
 
-class ArrayFileError(RunstoreError, OSError):
+class ArrayFileError(_OwnMessage, RunstoreError, OSError):
     """An HDF5 side file is missing, truncated or unreadable.
 
     Attributes
@@ -156,17 +164,13 @@ class ArrayFileError(RunstoreError, OSError):
     """
 
     def __init__(self, filename: str, problem: str) -> None:
-        self.message = (
+        super().__init__(
             f"the array file {filename!r} {problem}. The arrays of the runs stored "
             f"in it cannot be loaded; other runs are not affected. Run "
             f"`runstore check STORE` to list the affected runs, and clear them "
             f"(run.clear()) to compute them again."
         )
-        super().__init__(self.message)
         self.filename = filename
-
-    def __str__(self) -> str:  # OSError would print errno and filename instead
-        return self.message
 
 
 class StoreError(RunstoreError):
@@ -287,7 +291,7 @@ class QueryError(RunstoreError, ValueError):
     """A query names an unknown parameter or operator, or compares badly."""
 
 
-class RunNotFound(RunstoreError, KeyError):
+class RunNotFound(_OwnMessage, RunstoreError, KeyError):
     """No run with this id is in the store.
 
     Attributes
@@ -298,17 +302,13 @@ class RunNotFound(RunstoreError, KeyError):
 
     def __init__(self, run_id: str, where: str) -> None:
         self.run_id = run_id
-        self.message = (
+        super().__init__(
             f"no run with id {run_id!r} in {where}. Check the id (save_ids() "
             f"writes the ids of a batch), or open the store or bundle that holds it."
         )
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return self.message
 
 
-class BatchNotFound(RunstoreError, KeyError):
+class BatchNotFound(_OwnMessage, RunstoreError, KeyError):
     """A store opened read-only has no batch of this name.
 
     Attributes
@@ -322,14 +322,10 @@ class BatchNotFound(RunstoreError, KeyError):
     def __init__(self, name: str, path: str, known: list[str]) -> None:
         self.name = name
         self.known = known
-        self.message = (
+        super().__init__(
             f"{path} has no batch {name!r}; it has {', '.join(map(repr, known)) or 'none'}. "
             f"Open one of those, or open the store writable to create the batch."
         )
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class RunsFailedError(RunstoreError, RuntimeError):

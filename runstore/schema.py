@@ -120,15 +120,20 @@ class Entry(Base):
     )
 
 
-class Parameter(Base):
-    __tablename__ = "parameters"
+class TypedValue:
+    """The typed columns of a parameter or result value (see runstore.encoding.indexed)."""
 
-    run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"), primary_key=True)
-    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(10))
     num: Mapped[Any] = mapped_column(Number(), nullable=True)
     text: Mapped[str | None] = mapped_column(sa.Text)
     canonical: Mapped[str] = mapped_column(sa.Text)
+
+
+class Parameter(TypedValue, Base):
+    __tablename__ = "parameters"
+
+    run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
 
     __table_args__ = (
         # Two partial indexes split the values: numbers by value, everything
@@ -142,15 +147,11 @@ class Parameter(Base):
     )
 
 
-class ResultValue(Base):
+class ResultValue(TypedValue, Base):
     __tablename__ = "result_values"
 
     run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"), primary_key=True)
     key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(10))
-    num: Mapped[Any] = mapped_column(Number(), nullable=True)
-    text: Mapped[str | None] = mapped_column(sa.Text)
-    canonical: Mapped[str] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.Index("ix_result_values_num", "key", "num", "run_key"),
