@@ -72,10 +72,13 @@ class RunList(Sequence[Run]):
     def __getitem__(self, index: int | slice) -> Run | list[Run]:
         n = len(self)
         if isinstance(index, slice):
-            start, stop, step = index.indices(n)
-            rows = self._batch.store.rows(self._batch._id, min(start, stop), max(start, stop))
-            runs = [self._batch._run(row) for row in rows]
-            return runs[::step] if step > 0 else runs[::-1][:: -step]
+            positions = range(*index.indices(n))
+            if not positions:
+                return []
+            low, high = min(positions), max(positions)
+            rows = {row.position: row
+                    for row in self._batch.store.rows(self._batch._id, low, high + 1)}
+            return [self._batch._run(rows[p]) for p in positions]
         if index < 0:
             index += n
         if not 0 <= index < n:

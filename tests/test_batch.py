@@ -371,3 +371,15 @@ def test_arrays_of_every_plain_dtype_round_trip(in_tmp):
     for key, array in expected.items():
         assert got[key].dtype == array.dtype and got[key].shape == array.shape, key
         assert np.array_equal(got[key], array), key
+
+
+def test_run_list_indexing_and_slicing_behave_like_a_list(in_tmp):
+    batch = Batch("slices")
+    batch.add_factorial_runs(Sweep, {"A": list(range(6))})
+    indices = list(range(6))
+    for key in (slice(None), slice(None, None, -1), slice(4, 0, -2), slice(-2, None),
+                slice(1, 5, 2), slice(5, 1), slice(10, 20)):
+        assert [r.index for r in batch.run[key]] == indices[key], key
+    assert batch.run[-1].index == 5 and len(batch.run) == 6
+    with pytest.raises(IndexError, match="out of range: the batch has 6 runs"):
+        batch.run[6]
