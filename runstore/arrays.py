@@ -27,20 +27,26 @@ from .interfaces import IArrayStore, implementer
 __all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes"]
 
 _SUFFIX = ".h5"
-#: numpy kinds HDF5 has no type for (unicode, datetime, timedelta): stored as
-#: their raw bytes, uint8 with one more axis, and viewed back when decoded.
+#: numpy kinds HDF5 has no type for (unicode, datetime, timedelta); these, and
+#: any other dtype h5py cannot map, are stored as their raw bytes (uint8 with
+#: one more axis) and viewed back from the dtype recorded in the result.
 RAW_KINDS = "UMm"
 _PARTIAL = ".part"
 
 
 def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None:
     """Write one array with h5py's low-level API (about twice as fast per dataset)."""
-    if array.dtype.kind in RAW_KINDS:
+    try:
+        if array.dtype.kind in RAW_KINDS:
+            raise TypeError(f"HDF5 has no type for {array.dtype}")
+        hdf5_type = h5py.h5t.py_create(array.dtype)
+    except TypeError:  # e.g. unicode, datetimes, complex256: keep the bytes
         array = raw_bytes(array)
+        hdf5_type = h5py.h5t.py_create(array.dtype)
     data = np.ascontiguousarray(array) if array.ndim else array
     space = (h5py.h5s.create_simple(data.shape) if data.ndim
              else h5py.h5s.create(h5py.h5s.SCALAR))
-    dataset = h5py.h5d.create(group, key.encode(), h5py.h5t.py_create(data.dtype), space)
+    dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space)
     if data.size:
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
 

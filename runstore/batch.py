@@ -315,8 +315,10 @@ class Batch:
                 elapsed = time.monotonic() - started
                 chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
         except BaseException:
-            self.store.complete(buffer)  # keep what was computed
-            self.store.release()
+            try:
+                self.store.complete(buffer)  # keep what was computed
+            finally:
+                self.store.release()  # and give back what was not
             raise
         self.store.complete(buffer)
         return failed

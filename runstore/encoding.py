@@ -568,7 +568,7 @@ def _decode_array(payload: Any, opts: _Options, path: str) -> Any:
     if found is None:
         return ArrayRef(dtype, shape, ref)
     wanted = np.dtype(dtype)
-    if wanted.kind in "UMm" and found.dtype == np.uint8 and found.shape == (
+    if wanted != np.uint8 and found.dtype == np.uint8 and found.shape == (
             shape + (wanted.itemsize,)):
         found = found.reshape(-1).view(wanted).reshape(shape)  # stored as raw bytes
     if found.dtype.str != dtype or found.shape != shape:

@@ -118,4 +118,5 @@ class OddArrays(runstore.Run):
             "scalar": np.array(3.5),
             "empty": np.zeros((0, 3)),
             "half": np.arange(4, dtype=np.float16).reshape(2, 2),
+            "long": np.arange(3, dtype=np.clongdouble),
         }
