@@ -56,7 +56,9 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
 def revision_of(path: str) -> str | None:
     """The schema revision recorded in a store file (read without upgrading)."""
-    engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    from .store import sqlite_url
+
+    engine = sa.create_engine(sqlite_url(path, readonly=True))
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import psutil
@@ -45,7 +46,7 @@ from .interfaces import IRunStore, implementer
 from .query import Query
 from .schema import SCHEMA_REVISION, Base, RunState
 
-__all__ = ["Store", "RunRow", "Completion", "owner_token"]
+__all__ = ["Store", "RunRow", "Completion", "owner_token", "sqlite_url"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STATE_VALUES = {state: state.value for state in RunState}
@@ -90,6 +91,16 @@ class Completion:
     code_fingerprint: str | None = None
 
 
+def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
+    """The SQLAlchemy URL of a SQLite file, whatever characters its path holds."""
+    if not readonly:
+        return sa.URL.create("sqlite", database=str(db))
+    # A file: URI opens read-only; the path is quoted, since '?', '#' and '%'
+    # mean something in a URI.
+    return sa.URL.create("sqlite", database=f"file:{quote(str(db))}",
+                         query={"mode": "ro", "uri": "true"})
+
+
 def arrays_folder(db_path: Path) -> Path:
     """The folder of side files that belongs to a store file."""
     return db_path.with_name(db_path.name.removesuffix(".db") + ".arrays")
@@ -125,7 +136,7 @@ class Store:
             db = Path(path)
             self.path = str(db)
             self._validate_file(db)
-            url = f"sqlite:///file:{db}?mode=ro&uri=true" if readonly else f"sqlite:///{db}"
+            url = sqlite_url(db, readonly)
             if not readonly:
                 db.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(url)

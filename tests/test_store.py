@@ -156,3 +156,14 @@ def test_readonly_open_of_an_older_schema_names_the_upgrade_command(tmp_path, mo
         Store(path, readonly=True)
     assert info.value.revision == "0001"
     assert str(info.value).endswith(f"Upgrade it with: runstore upgrade {path}")
+
+
+def test_paths_with_uri_characters_open_read_only(tmp_path):
+    folder = tmp_path / "a dir?#%20x"
+    batch = Batch("odd-path", path=folder)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2]})
+    batch(verbose=0)
+    batch.store.close()
+    db = folder / "_res" / "odd-path.db"
+    ro = Batch("odd-path", store=Store(db, readonly=True))
+    assert [r.result for r in ro.run] == [{"val": 0}, {"val": 0}]
