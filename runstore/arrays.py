@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -102,6 +102,34 @@ class ArrayStore:
         except (OSError, KeyError) as exc:
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
+    def verify(self, filename: str,
+               runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]
+               ) -> dict[str, str]:
+        """Check that runs' arrays are in a side file with their shapes.
+
+        ``runs`` gives, for each run id, the (name, shape) of its arrays.
+        Returns a problem description for each run that fails.
+        """
+        problems: dict[str, str] = {}
+        try:
+            with h5py.File(self.path(filename), "r") as f:
+                for run_id, arrays in runs:
+                    for name, shape in arrays:
+                        key = f"{run_id}/{name}"
+                        if key not in f:
+                            problems[run_id] = f"{key} is missing from {filename}"
+                            break
+                        stored = f[key].shape
+                        if stored != shape and stored[:-1] != shape:  # raw bytes add an axis
+                            problems[run_id] = f"{key} has shape {stored}, expected {shape}"
+                            break
+        except (OSError, ArrayFileError) as exc:
+            problem = "is missing" if isinstance(exc, FileNotFoundError) else (
+                f"cannot be read ({exc})")
+            for run_id, _ in runs:
+                problems[run_id] = f"side file {filename} {problem}"
+        return problems
+
     def files(self) -> list[str]:
         """List the complete side files present, oldest first."""
         if not self.directory.is_dir():
@@ -143,6 +171,13 @@ class MemoryArrayStore(ArrayStore):
             return {key: stored[key] for key in keys}
         except KeyError:
             raise ArrayFileError(filename, "is not in memory") from None
+
+    def verify(self, filename: str,
+               runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]
+               ) -> dict[str, str]:
+        stored = self._files.get(filename, {})
+        return {run_id: f"are not in memory file {filename}" for run_id, arrays in runs
+                if any(f"{run_id}/{name}" not in stored for name, _ in arrays)}
 
     def files(self) -> list[str]:
         return sorted(self._files)

@@ -1,7 +1,7 @@
 """The ``runstore`` command line: one small function per command.
 
-Commands so far: ``upgrade``. (Status, queries, bundles, checks and workers
-arrive with their issues.)
+Commands so far: ``check`` and ``upgrade``. (Status, queries, bundles and
+workers arrive with their issues.)
 """
 
 from __future__ import annotations
@@ -19,6 +19,26 @@ __all__ = ["main"]
 @click.version_option(package_name="runstore")
 def main() -> None:
     """Run batches of calculations once, and keep their results."""
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fix", is_flag=True, help="Repair what can be repaired.")
+def check(store: str, fix: bool) -> None:
+    """Check STORE: SQLite integrity, run ids, arrays, leftover side files.
+
+    Exits with status 1 if problems remain.
+    """
+    from .store import Store
+
+    opened = Store(store)
+    report = opened.check(fix=fix)
+    click.echo(str(report))
+    if fix and not report.ok:
+        report = opened.check()
+    opened.close()
+    if not report.ok:
+        sys.exit(1)
 
 
 @main.command()

@@ -2,10 +2,11 @@
 
 A user subclasses :class:`Run` and writes ``run(self, A=0, B=...)``; the
 signature defines the parameters and their defaults. A run's parameters are
-packed into one canonical JSON document that the store keeps: the public
-parameters (which define the id), the private ones (names starting with
-``_``: passed to ``run`` but not part of the id) and the content of any array
-parameters.
+packed into one canonical JSON document that the store keeps: ``values``, the
+public parameters (which define the id) as sorted ``[name, tree]`` pairs;
+``private``, the ones whose names start with ``_`` (passed to ``run`` but not
+part of the id); ``arrays``, the content of array parameters by digest; and
+``custom_id``, true when the class overrides ``generate_id``.
 """
 
 from __future__ import annotations
@@ -105,10 +106,13 @@ def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
                 and all(c in "0123456789abcdef" for c in rid)):
             raise RunError(f"{type_name(cls)}.generate_id returned {rid!r}; it must "
                            "return 40 lowercase hexadecimal digits")
-    if not private and not arrays:  # the common case: no second serialization
+    custom_id = cls.generate_id is not Run.generate_id
+    if not private and not arrays and not custom_id:  # the common case: one serialization
         forms = {name: indexed(tree) for name, tree in encoded.items()}
         return rid, f'{{"values":{pairs}}}', forms
     document: dict[str, Any] = {"values": [[k, encoded[k]] for k in sorted(encoded)]}
+    if custom_id:  # `check` cannot recompute such an id from the stored values
+        document["custom_id"] = True
     if private:
         document["private"] = [[k, encode(v, f"parameter {k!r}", arrays)]
                                for k, v in sorted(private.items())]

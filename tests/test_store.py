@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from runstore.errors import (
 )
 from runstore.schema import SCHEMA_REVISION, Base
 
-from .runs import Arrays, Sweep
+from .runs import Arrays, CustomId, Sweep
 
 
 def test_new_store_is_wal_with_schema_at_head(tmp_path):
@@ -167,3 +169,64 @@ def test_paths_with_uri_characters_open_read_only(tmp_path):
     db = folder / "_res" / "odd-path.db"
     ro = Batch("odd-path", store=Store(db, readonly=True))
     assert [r.result for r in ro.run] == [{"val": 0}, {"val": 0}]
+
+
+def test_check_finds_nothing_wrong_in_a_healthy_store(tmp_path):
+    batch = _computed(tmp_path)
+    batch.add_run(CustomId, {"k": 3})
+    batch(verbose=0)
+    report = batch.store.check()
+    assert report.ok and report.custom_ids == 1
+    assert str(report).endswith("no problems found\n  1 runs have ids from a custom "
+                                "generate_id (not recomputed)")
+
+
+def test_check_reports_and_fixes_damage(tmp_path):
+    batch = _computed(tmp_path)
+    folder = batch.store.arrays.directory
+    Path(batch.run[0].filename).unlink()  # the arrays of runs 0 and 1
+    orphan = folder / "0-orphan.h5"
+    orphan.write_bytes(b"junk")
+    partial = folder / "1-killed.h5.part"
+    partial.write_bytes(b"half")
+    recent = folder / "2-recent.h5"
+    recent.write_bytes(b"a writer's file, about to be committed")
+    old = time.time() - 3600
+    for path in (orphan, partial):
+        os.utime(path, (old, old))
+    with sqlite3.connect(batch.store.path) as db:  # parameters changed outside runstore
+        db.execute("UPDATE runs SET parameters = replace(parameters, '[\"n\",4]', "
+                   "'[\"n\",5]') WHERE id = ?", (batch.run[2].id,))
+    report = batch.store.check()
+    assert not report.ok
+    assert set(report.missing_arrays) == {batch.run[0].id, batch.run[1].id}
+    assert report.wrong_ids == [batch.run[2].id]
+    assert sorted(report.orphan_files) == ["0-orphan.h5", "2-recent.h5"]
+    assert report.partial_files == ["1-killed.h5.part"]
+    assert "runstore check --fix STORE" in str(report)
+    fixed = batch.store.check(fix=True)
+    assert "2 runs with missing or unreadable arrays are pending again" in fixed.repaired
+    assert not orphan.exists() and not partial.exists() and recent.exists()
+    assert [r.state for r in batch.run] == ["pending", "pending", "done"]
+    batch(verbose=0)  # computed again
+    after = batch.store.check()
+    assert after.wrong_ids == [batch.run[2].id] and not after.missing_arrays
+
+
+def test_check_command_prints_the_report_and_fails_on_problems(tmp_path):
+    import subprocess
+    import sys
+
+    batch = _computed(tmp_path)
+    path = batch.store.path
+    batch.store.close()
+    ok = subprocess.run([sys.executable, "-m", "runstore", "check", path],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{path}: no problems found"
+    Path(Batch("damaged", path=tmp_path).run[0].filename).unlink()
+    bad = subprocess.run([sys.executable, "-m", "runstore", "check", path],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "side file" in bad.stdout and "is missing" in bad.stdout
+    fixed = subprocess.run([sys.executable, "-m", "runstore", "check", "--fix", path],
+                           capture_output=True, text=True)
+    assert fixed.returncode == 0 and "pending again" in fixed.stdout
