@@ -13,9 +13,9 @@ import json
 import os
 import re
 import time
-import traceback
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, overload
 
@@ -32,14 +32,15 @@ from .errors import (
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
-from .results import decode_result, encode_result
-from .run import Memo, ResultRun, Run, code_fingerprint, pack, unpack
+from .results import decode_result
+from .pool import drain
+from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
 from .store import Completion, RunRow, Store
 
 __all__ = ["Batch", "RunList"]
 
-_DONE, _FAILED = RunState.DONE, RunState.FAILED
+_FAILED = RunState.FAILED
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 #: Commit finished runs at least this often (seconds), and at most this many at once.
 _FLUSH_SECONDS, _FLUSH_RUNS, _FLUSH_BYTES = 1.0, 5000, 256 * 2**20
@@ -236,8 +237,19 @@ class Batch:
     # -- running ---------------------------------------------------------------------------
 
     def __call__(self, verbose: int = 1, retry_failed: bool = False,
-                 recompute_changed: bool = False) -> None:
-        """Compute the pending runs in this process, with a progress bar.
+                 recompute_changed: bool = False, processes: int | None = None,
+                 executor: Executor | None = None) -> None:
+        """Compute the pending runs, with a progress bar.
+
+        By default runs are computed one after the other in this process.
+        ``processes=N`` computes them on N local worker processes (each limited
+        to its share of BLAS/OpenMP threads); ``executor=`` on any
+        ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, an
+        ipyparallel ``Client().executor()`` ...). Either way this process
+        claims the runs and commits the results; workers get only the
+        parameters of the runs they compute, so run classes must be
+        importable by them (or, with local processes on Linux, defined before
+        the batch is called).
 
         Parameters
         ----------
@@ -260,8 +272,13 @@ class Batch:
         types = list(self._classes)
         with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
                   unit="run") as bar:
-            failed = self._drain(lambda after, n: self.store.claim(self._id, types, n, after),
-                                 bar)
+            if processes is not None or executor is not None:
+                if processes is not None and processes < 1:
+                    raise ValueError(f"processes must be at least 1, got {processes}")
+                failed = drain(self, executor, processes, bar, restartable=True)
+            else:
+                failed = self._drain(
+                    lambda after, n: self.store.claim(self._id, types, n, after), bar)
         self._raise_failures(failed)
 
     def _execute(self, runs: Sequence[Run]) -> None:
@@ -324,24 +341,7 @@ class Batch:
         return failed
 
     def _compute(self, row: RunRow) -> Completion:
-        cls = self._classes[row.run_type]
-        run = cls._from_row(self, row.position, row.id, row.parameters, row.state)
-        public, private = run._unpacked()
-        started_at, t0 = time.time(), time.perf_counter()
-        try:
-            result = run.run(**public, **private)
-            runtime = time.perf_counter() - t0
-            encoded = encode_result(result, allow_pickle=self.store.allow_pickle)
-        except Exception as exc:
-            return Completion(
-                row.id, row.key, _FAILED, error_type=type(exc).__qualname__,
-                error_message=str(exc), traceback=traceback.format_exc(),
-                started_at=started_at, finished_at=time.time(),
-                runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
-        return Completion(
-            row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
-            arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
-            runtime=runtime, code_fingerprint=code_fingerprint(cls))
+        return compute(self._classes[row.run_type], row, self.store.allow_pickle, self)
 
     def _raise_failures(self, failed: list[str]) -> None:
         if not failed:

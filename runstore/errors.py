@@ -28,6 +28,7 @@ __all__ = [
     "BatchNotFound",
     "RunsFailedError",
     "RunError",
+    "PoolError",
     "CodeChangedWarning",
 ]
 
@@ -356,6 +357,10 @@ class RunsFailedError(RunstoreError, RuntimeError):
 
 class RunError(RunstoreError, RuntimeError):
     """A run cannot do what was asked: compute without its class, a bad custom id."""
+
+
+class PoolError(RunstoreError, RuntimeError):
+    """Running a batch on an executor failed in a way that is not one run's fault."""
 
 
 class CodeChangedWarning(UserWarning):

@@ -15,6 +15,8 @@ import base64
 import hashlib
 import inspect
 import json
+import time
+import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,9 @@ from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
 from .errors import ParameterError, RunError
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
+from .results import encode_result
 from .schema import RunState
+from .store import Completion, RunRow
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "ResultRun"]
 
 _UNSET = object()
+_DONE, _FAILED = RunState.DONE, RunState.FAILED
 
 
 _SIGNATURES: dict[type, tuple[dict[str, Any], bool]] = {}
@@ -197,7 +202,7 @@ class Run:
         self._result: Any = _UNSET
 
     @classmethod
-    def _from_row(cls, batch: Batch, index: int, rid: str, document: str,
+    def _from_row(cls, batch: Batch | None, index: int, rid: str, document: str,
                   state: str) -> Run:
         run = cls.__new__(cls)
         run._init(batch, index, rid, document, state)
@@ -341,3 +346,29 @@ class ResultRun(Run):
             "cannot be computed. Define or import the run class and add the run with "
             "Batch.add_run to compute it.")
 
+
+
+def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
+            batch: Batch | None = None) -> Completion:
+    """Compute one claimed run and encode its outcome (in any process).
+
+    An exception from ``run`` or from encoding its result becomes a FAILED
+    outcome with the error and its traceback; the caller goes on.
+    """
+    run = cls._from_row(batch, row.position, row.id, row.parameters, row.state)
+    public, private = run._unpacked()
+    started_at, t0 = time.time(), time.perf_counter()
+    try:
+        result = run.run(**public, **private)
+        runtime = time.perf_counter() - t0
+        encoded = encode_result(result, allow_pickle=allow_pickle)
+    except Exception as exc:
+        return Completion(
+            row.id, row.key, _FAILED, error_type=type(exc).__qualname__,
+            error_message=str(exc), traceback=traceback.format_exc(),
+            started_at=started_at, finished_at=time.time(),
+            runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
+    return Completion(
+        row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
+        arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
+        runtime=runtime, code_fingerprint=code_fingerprint(cls))

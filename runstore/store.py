@@ -564,6 +564,14 @@ class Store:
                 "WHERE state = 'running' AND owner = ?", (self.owner,)).rowcount
             return released
 
+    def extend_leases(self, lease: float = DEFAULT_LEASE) -> int:
+        """Extend the leases of this owner's RUNNING runs (a heartbeat)."""
+        with self._writing("extend leases") as conn:
+            extended: int = conn.exec_driver_sql(
+                "UPDATE runs SET lease_expires = ? WHERE state = 'running' AND owner = ?",
+                (time.time() + lease, self.owner)).rowcount
+            return extended
+
     def reset(self, run_ids: Sequence[str], from_states: Sequence[RunState]) -> int:
         """Move runs in one of ``from_states`` back to PENDING, forgetting results."""
         states = [s.value for s in from_states]

@@ -120,3 +120,22 @@ class OddArrays(runstore.Run):
             "half": np.arange(4, dtype=np.float16).reshape(2, 2),
             "long": np.arange(3, dtype=np.clongdouble),
         }
+
+
+class KillsWorkerOnce(runstore.Run):
+    """The first time (while the file ``flag`` exists) kills its worker process."""
+
+    def run(self, x=0, flag="", log=""):
+        if x == 3 and os.path.exists(flag):
+            os.unlink(flag)
+            os.kill(os.getpid(), 9)
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return {"x": x, "pid": os.getpid()}
+
+
+class KillsWorkerAlways(runstore.Run):
+    def run(self, x=0):
+        if x == 1:
+            os.kill(os.getpid(), 9)
+        return {"x": x}

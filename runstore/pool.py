@@ -1,0 +1,224 @@
+"""Draining a batch on an executor: local processes or any concurrent.futures.Executor.
+
+The coordinator (the process that called the batch) claims pending runs in
+chunks, atomically, as in serial mode. Each chunk travels to a worker as the
+run class and the runs' own parameter documents (never the batch); the worker
+computes the runs and encodes their results (so what comes back is JSON text
+and numpy arrays); the coordinator commits outcomes in batches as they
+arrive, writing arrays to new side files first. Chunks are sized from the
+measured run times so that each is about a fifth of a second of work, and
+twice as many chunks as workers are kept in flight. Leases of claimed runs
+are extended while they wait or compute.
+
+If a worker process dies (killed, or crashed in compiled code), its pool
+breaks and every run in flight is lost with it: they return to PENDING and
+become suspects, and the pool is started again. Suspects then run alone, one
+task at a time, so that a death can be attributed: a run whose worker dies
+twice while it runs alone is recorded FAILED; the others complete normally.
+An executor given by the caller cannot be restarted: its runs return to
+PENDING and the error says so.
+
+This module knows nothing of ipyparallel; an ipyparallel cluster is reached
+through its ``concurrent.futures`` executor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from .errors import PoolError
+from .run import Run, code_fingerprint, compute
+from .schema import RunState
+from .store import DEFAULT_LEASE, Completion, RunRow
+
+if TYPE_CHECKING:
+    from .batch import Batch
+
+__all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
+
+#: Seconds of work a chunk should hold, once run times are known.
+CHUNK_SECONDS = 0.2
+#: A run whose worker died this many times while it ran alone is recorded FAILED.
+MAX_DEATHS = 2
+
+
+def limit_threads(threads: int) -> None:
+    """Limit BLAS and OpenMP threads in this (worker) process."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def process_pool(processes: int, threads: int | None = None) -> ProcessPoolExecutor:
+    """A pool of local worker processes, each limited to its share of the cores."""
+    share = threads if threads is not None else max(1, (os.cpu_count() or 1) // processes)
+    return ProcessPoolExecutor(max_workers=processes, initializer=limit_threads,
+                               initargs=(share,))
+
+
+def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool
+                  ) -> list[Completion]:
+    """Compute a chunk of runs in a worker and return their encoded outcomes."""
+    return [compute(cls, row, allow_pickle) for row in rows]
+
+
+def drain(batch: Batch, executor: Executor | None, processes: int | None,
+          bar: Any, restartable: bool) -> list[str]:
+    """Compute the batch's pending runs on an executor; return the failed ids.
+
+    With ``executor=None``, a pool of ``processes`` local processes is made
+    (and remade if a worker dies).
+    """
+    return _Drain(batch, executor, processes, bar, restartable).run()
+
+
+class _Drain:
+    """The state of one parallel drain."""
+
+    def __init__(self, batch: Batch, executor: Executor | None, processes: int | None,
+                 bar: Any, restartable: bool) -> None:
+        self.batch, self.store, self.bar = batch, batch.store, bar
+        self.processes = processes or 1
+        self.owns_pool = executor is None
+        self.restartable = restartable
+        self.executor: Executor = executor if executor is not None else process_pool(
+            self.processes)
+        self.workers = self.processes if executor is None else _worker_count(executor)
+        self.in_flight: dict[Future[list[Completion]], list[RunRow]] = {}
+        self.buffer: list[Completion] = []
+        self.failed: list[str] = []
+        self.after, self.chunk = -1, 1
+        self.suspects: set[str] = set()  # lost when a pool broke: they run alone
+        self.deaths: dict[str, int] = {}  # deaths of a worker running a suspect alone
+        self.last_flush = self.last_heartbeat = time.monotonic()
+
+    def run(self) -> list[str]:
+        try:
+            while self._top_up() or self.in_flight:
+                done, _ = wait(list(self.in_flight), timeout=1.0,
+                               return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows = self.in_flight.pop(future, None)
+                    if rows is not None:  # else harvested when a worker died
+                        self._collect(future, rows)
+                self._maintain()
+        except BaseException:
+            for future in self.in_flight:
+                future.cancel()
+            try:
+                self.store.complete(self.buffer)  # keep what was computed
+            finally:
+                self.store.release()  # and give back what was not
+                if self.owns_pool:
+                    self.executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        self.store.complete(self.buffer)
+        if self.owns_pool:
+            self.executor.shutdown()
+        return self.failed
+
+    def _top_up(self) -> bool:
+        """Claim and submit chunks until enough are in flight; False when none is left."""
+        types = list(self.batch._classes)
+        while len(self.in_flight) < (1 if self.suspects else 2 * self.workers):
+            rows = self.store.claim(self.batch._id, types, 1 if self.suspects else self.chunk,
+                                    self.after)
+            if not rows:
+                return bool(self.in_flight)
+            self.after = max(row.position for row in rows)
+            by_type: dict[str, list[RunRow]] = {}
+            for row in rows:
+                by_type.setdefault(row.run_type, []).append(row)
+            for rtype, group in by_type.items():
+                cls = self.batch._classes[rtype]
+                future = self.executor.submit(compute_chunk, cls, group,
+                                              self.store.allow_pickle)
+                self.in_flight[future] = group
+        return True
+
+    def _collect(self, future: Future[list[Completion]], rows: list[RunRow]) -> None:
+        try:
+            completions = future.result()
+        except BrokenProcessPool:
+            self._worker_died(rows)
+            return
+        except Exception as exc:  # the chunk or its results could not travel
+            completions = [_failed(row, self.batch, exc) for row in rows]
+        for completion in completions:
+            self.suspects.discard(completion.run_id)
+            self.buffer.append(completion)
+            if completion.state is RunState.FAILED:
+                self.failed.append(completion.run_id)
+        if self.bar is not None:
+            self.bar.update(len(completions))
+            if self.failed:
+                self.bar.set_postfix(failed=len(self.failed), refresh=False)
+        runtimes = [c.runtime for c in completions if c.runtime is not None]
+        if runtimes:
+            mean = max(sum(runtimes) / len(runtimes), 1e-6)
+            self.chunk = max(1, min(1000, int(CHUNK_SECONDS / mean)))
+
+    def _worker_died(self, rows: list[RunRow]) -> None:
+        """A worker process died: requeue (or fail) the runs that were in flight."""
+        lost = list(rows)
+        finished = {f: group for f, group in self.in_flight.items()
+                    if f.done() and not f.cancelled() and f.exception() is None}
+        for group in (g for f, g in self.in_flight.items() if f not in finished):
+            lost += group
+        self.in_flight.clear()
+        for future, group in finished.items():  # computed before the pool broke: keep
+            self._collect(future, group)
+        if len(lost) == 1 and lost[0].id in self.suspects:  # it ran alone: its fault
+            rid = lost[0].id
+            self.deaths[rid] = self.deaths.get(rid, 0) + 1
+            if self.deaths[rid] >= MAX_DEATHS:
+                self.suspects.discard(rid)
+                self.failed.append(rid)
+                self.buffer.append(_failed(lost[0], self.batch, PoolError(
+                    f"its worker process died each of the {self.deaths[rid] + 1} times it "
+                    f"ran (killed, or crashed in compiled code); it is not retried")))
+        else:
+            self.suspects.update(row.id for row in lost)
+        self.store.complete(self.buffer)
+        self.buffer = []
+        self.store.release()
+        self.after = -1  # the requeued runs sit behind the cursor
+        if not (self.owns_pool and self.restartable):
+            raise PoolError(
+                "a worker process of the executor died; the runs it had in flight are "
+                "pending again. Restart the executor and call the batch again.")
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = process_pool(self.processes)
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if self.buffer and now - self.last_flush >= 1.0:
+            self.store.complete(self.buffer)
+            self.buffer, self.last_flush = [], now
+        if now - self.last_heartbeat >= DEFAULT_LEASE / 4:
+            self.store.extend_leases(DEFAULT_LEASE)
+            self.last_heartbeat = now
+
+
+def _failed(row: RunRow, batch: Batch, exc: BaseException) -> Completion:
+    cls = batch._classes.get(row.run_type)
+    message = str(exc)
+    if not isinstance(exc, PoolError):
+        message = (f"the run or its result could not be sent between processes: {exc}. "
+                   f"Make the run class importable, or return values runstore can encode")
+    now = time.time()
+    return Completion(row.id, row.key, RunState.FAILED, error_type=type(exc).__qualname__,
+                      error_message=message, traceback=None, started_at=now,
+                      finished_at=now, runtime=None,
+                      code_fingerprint=code_fingerprint(cls) if cls else None)
+
+
+def _worker_count(executor: Executor) -> int:
+    count = getattr(executor, "_max_workers", None)
+    return int(count) if isinstance(count, int) and count > 0 else (os.cpu_count() or 1)
+

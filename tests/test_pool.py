@@ -1,0 +1,142 @@
+"""runstore.pool: batches on local processes and executors, with real processes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import runstore
+from runstore import Batch
+from runstore.errors import PoolError, RunsFailedError
+
+from .runs import Counting, Flaky, KillsWorkerAlways, KillsWorkerOnce, Sleepy, Sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_processes_compute_every_run_once_with_the_serial_results(in_tmp):
+    log = str(in_tmp / "log")
+    batch = Batch("pool")
+    batch.add_factorial_runs(Counting, {"x": list(range(40)), "log": log})
+    batch(processes=2, verbose=0)
+    assert [r.result for r in batch.run] == [{"x": x} for x in range(40)]
+    assert sorted(map(int, Path(log).read_text().split())) == list(range(40))
+    pids = {r.provenance["pid"] for r in batch.run}
+    assert pids == {os.getpid()}  # the coordinator claims; workers only compute
+
+
+def test_runs_really_run_in_other_processes(in_tmp):
+    batch = Batch("where")
+    batch.add_factorial_runs(Sleepy, {"i": list(range(8)), "seconds": 0.05})
+    batch(processes=2, verbose=0)
+    pids = {r.result["pid"] for r in batch.run}
+    assert os.getpid() not in pids and len(pids) == 2
+
+
+def test_failures_are_recorded_as_in_serial_mode(in_tmp):
+    batch = Batch("flaky")
+    batch.add_factorial_runs(Flaky, {"x": list(range(6))})
+    with pytest.raises(RunsFailedError, match="3 of 6 runs") as info:
+        batch(processes=2, verbose=0)
+    assert [p for _, p, _ in info.value.failures] == [{"x": 1}, {"x": 3}, {"x": 5}]
+    assert "Traceback" in batch.run[1].error and batch.run[2].result == {"y": 2}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: concurrent.futures.ProcessPoolExecutor(2),
+    lambda: concurrent.futures.ThreadPoolExecutor(2),
+], ids=["process-pool", "thread-pool"])
+def test_any_executor_drains_the_batch(in_tmp, make):
+    batch = Batch("executor")
+    batch.add_factorial_runs(Sweep, {"A": list(range(30)), "B": [2]})
+    with make() as executor:
+        batch(executor=executor, verbose=0)
+    assert [r.result["val"] for r in batch.run] == [2 * a for a in range(30)]
+
+
+def test_a_killed_worker_is_replaced_and_its_run_completed_exactly_once(in_tmp):
+    flag, log = in_tmp / "flag", str(in_tmp / "log")
+    flag.touch()
+    batch = Batch("killed")
+    batch.add_factorial_runs(KillsWorkerOnce, {"x": list(range(8)), "flag": str(flag),
+                                               "log": log})
+    batch(processes=2, verbose=0)
+    assert all(r.done for r in batch.run) and not flag.exists()
+    assert sorted(map(int, Path(log).read_text().split())) == list(range(8))
+    assert batch.run[3].provenance["attempts"] == 2
+
+
+def test_a_run_that_always_kills_its_worker_fails_alone(in_tmp):
+    batch = Batch("killer")
+    batch.add_factorial_runs(KillsWorkerAlways, {"x": list(range(12))})
+    with pytest.raises(RunsFailedError, match="(?s)1 of 12 runs.*died each of the 3 times"):
+        batch(processes=2, verbose=0)
+    assert [r.state for r in batch.run] == ["done"] + ["failed"] + ["done"] * 10
+
+
+def test_a_dead_worker_of_a_given_executor_leaves_its_runs_pending(in_tmp):
+    batch = Batch("given")
+    batch.add_factorial_runs(KillsWorkerAlways, {"x": [0, 1, 2]})
+    with concurrent.futures.ProcessPoolExecutor(2) as executor:
+        with pytest.raises(PoolError, match="pending again. Restart the executor"):
+            batch(executor=executor, verbose=0)
+    assert "running" not in [r.state for r in batch.run]
+    assert batch.run[1].state == "pending"
+
+
+def test_a_class_workers_cannot_import_fails_its_runs_clearly(in_tmp):
+    class Local(runstore.Run):
+        def run(self, x=0):
+            return {"x": x}
+
+    batch = Batch("local")
+    batch.add_factorial_runs(Local, {"x": [1, 2]})
+    with pytest.raises(RunsFailedError, match="(?s)could not be sent between processes.*importable"):
+        batch(processes=2, verbose=0)
+    batch(verbose=0, retry_failed=True)  # in this process the class is at hand
+    assert [r.result for r in batch.run] == [{"x": 1}, {"x": 2}]
+
+
+COORDINATOR = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from runstore import Batch
+from tests.runs import Sleepy
+if __name__ == "__main__":
+    batch = Batch("interrupted", path=sys.argv[2])
+    batch.add_factorial_runs(Sleepy, {"i": list(range(200)), "seconds": 0.05})
+    print("started", flush=True)
+    batch(processes=2, verbose=0)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_coordinator_keeps_results_and_leaves_no_processes(tmp_path):
+    script = tmp_path / "coordinator.py"
+    script.write_text(COORDINATOR)
+    with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(2.0)
+        workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert len(workers) >= 2
+    time.sleep(0.5)
+    assert not [pid for pid in workers if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    batch = Batch("interrupted", path=tmp_path)
+    states = [r.state for r in batch.run]
+    assert "running" not in states and 0 < states.count("done") < 200
+    for run in batch.run:
+        if run.done:
+            assert run.result["i"] == run.parameters["i"]
