@@ -51,6 +51,7 @@ __all__ = [
     "RunsFailedError",
     "RunError",
     "PoolError",
+    "WorkerError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -84,6 +85,7 @@ from .errors import (
     SchemaOutdatedError,
     SchemaTooNewError,
     UnresolvedReferenceError,
+    WorkerError,
 )
 from .identity import SCHEME_VERSION, compute_id, type_name
 from .run import ResultRun, Run

@@ -1,7 +1,7 @@
 """The ``runstore`` command line: one small function per command.
 
-Commands so far: ``check`` and ``upgrade``. (Status, queries, bundles and
-workers arrive with their issues.)
+Commands so far: ``status``, ``worker``, ``check`` and ``upgrade``.
+(Queries, bundles and exports arrive with their issue.)
 """
 
 from __future__ import annotations
@@ -19,6 +19,57 @@ __all__ = ["main"]
 @click.version_option(package_name="runstore")
 def main() -> None:
     """Run batches of calculations once, and keep their results."""
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+def status(store: str) -> None:
+    """Show STORE's runs per batch and state, and the runs in flight."""
+    import time
+
+    from .store import Store
+
+    opened = Store(store, readonly=True)
+    counts = opened.counts_by_batch()
+    states = ("pending", "running", "done", "failed")
+    width = max([len("batch")] + [len(name) for name in counts])
+    click.echo(f"{'batch':<{width}}  " + "  ".join(f"{s:>8}" for s in states))
+    for name, by_state in counts.items():
+        click.echo(f"{name:<{width}}  " + "  ".join(f"{by_state.get(s, 0):>8}" for s in states))
+    running = opened.in_flight()
+    if running:
+        click.echo(f"\n{len(running)} runs in flight:")
+        now = time.time()
+        for run in running[:50]:
+            left = (run["lease_expires"] or now) - now
+            click.echo(f"  {run['id'][:12]}  {run['run_type']}  on {run['host']} pid "
+                       f"{run['pid']}  attempt {run['attempts']}  lease {left:.0f} s")
+    opened.close()
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+@click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes to run on this host.")
+@click.option("--import", "modules", multiple=True, metavar="MODULE",
+              help="Import MODULE first (for run classes its name does not locate).")
+@click.option("-v", "--verbose", is_flag=True, help="Show progress and skipped runs.")
+def worker(store: str, batch_name: str | None, processes: int, modules: tuple[str, ...],
+           verbose: bool) -> None:
+    """Compute STORE's pending runs until none is left, beside other workers.
+
+    Run classes are imported by the module path the store names (this is the
+    step that allows importing code; opening a store never does).
+    """
+    from .worker import work, work_in_processes
+
+    if processes > 1:
+        work_in_processes(store, processes, batch_name, modules)
+    else:
+        computed = work(store, batch_name, modules, verbose=int(verbose))
+        click.echo(f"computed {sum(computed.values())} runs"
+                   + "".join(f"\n  {name}: {n}" for name, n in computed.items()))
 
 
 @main.command()

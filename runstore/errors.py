@@ -29,6 +29,7 @@ __all__ = [
     "RunsFailedError",
     "RunError",
     "PoolError",
+    "WorkerError",
     "CodeChangedWarning",
 ]
 
@@ -361,6 +362,10 @@ class RunError(RunstoreError, RuntimeError):
 
 class PoolError(RunstoreError, RuntimeError):
     """Running a batch on an executor failed in a way that is not one run's fault."""
+
+
+class WorkerError(RunstoreError, RuntimeError):
+    """A standalone worker cannot compute some runs (their class cannot be imported ...)."""
 
 
 class CodeChangedWarning(UserWarning):

@@ -591,6 +591,31 @@ class Store:
                     f"WHERE id IN ({marks}) AND state = 'pending')", tuple(chunk))
         return count
 
+    def pending_run_types(self, batch: int) -> list[str]:
+        """The run types of a batch's pending runs."""
+        with self._reading() as conn:
+            return [r[0] for r in conn.exec_driver_sql(
+                "SELECT DISTINCT r.run_type FROM entries e CROSS JOIN runs r WHERE "
+                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'pending'", (batch,))]
+
+    def counts_by_batch(self) -> dict[str, dict[str, int]]:
+        """Run counts per state, for every batch."""
+        out: dict[str, dict[str, int]] = {name: {} for name in self.batch_names()}
+        with self._reading() as conn:
+            for name, state, count in conn.exec_driver_sql(
+                    "SELECT b.name, r.state, COUNT(*) FROM batches b CROSS JOIN entries e "
+                    "CROSS JOIN runs r WHERE e.batch_id = b.id AND r.key = e.run_key "
+                    "GROUP BY b.name, r.state"):
+                out[name][state] = count
+        return out
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The RUNNING runs: id, run type, owner, host, pid, lease expiry, attempts."""
+        with self._reading() as conn:
+            return [dict(row) for row in conn.exec_driver_sql(
+                "SELECT id, run_type, owner, host, pid, lease_expires, attempts FROM runs "
+                "WHERE state = 'running' ORDER BY owner").mappings()]
+
     def failed_runs(self, batch: int) -> list[tuple[str, str, str | None, str | None]]:
         """``(id, parameters, error_type, error_message)`` of the batch's failed runs."""
         with self._reading() as conn:

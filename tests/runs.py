@@ -139,3 +139,22 @@ class KillsWorkerAlways(runstore.Run):
         if x == 1:
             os.kill(os.getpid(), 9)
         return {"x": x}
+
+
+class SlowCounting(runstore.Run):
+    """Sleeps, then appends x to a log file: counts computations across processes."""
+
+    def run(self, x=0, log="", seconds=0.0):
+        time.sleep(seconds)
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return {"x": x, "pid": os.getpid()}
+
+
+class Named(runstore.Run):
+    """Declares its own name, so workers need --import to find it."""
+
+    __runstore_name__ = "lab.Named"
+
+    def run(self, x=0):
+        return {"x": x}

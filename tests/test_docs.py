@@ -15,8 +15,8 @@ import runstore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PUBLIC_MODULES = ["batch", "run", "containers", "encoding", "identity", "interfaces",
-                  "errors"]
+PUBLIC_MODULES = ["batch", "run", "worker", "containers", "encoding", "identity",
+                  "interfaces", "errors"]
 ZOPE_REEXPORTS = {"Interface", "Attribute", "implementer", "verifyClass", "verifyObject"}
 
 
@@ -74,3 +74,11 @@ def test_sphinx_builds_the_docs_without_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "html" / "reference.html").exists()
+
+
+def test_every_command_is_documented():
+    from runstore.cli import main
+
+    pages = "\n".join(p.read_text() for p in DOCS.rglob("*.rst"))
+    for name in main.commands:
+        assert f"runstore {name}" in pages, f"document the command runstore {name}"

@@ -1,0 +1,164 @@
+"""Standalone workers: processes that drain a store's pending runs.
+
+``runstore worker STORE`` (or :func:`work`) opens a store, finds the run
+classes of its pending runs by their module path, and computes runs until
+none it can compute is left. Any number of workers, on this host or others
+sharing the file system, can drain one store beside a coordinator: each claim
+is atomic, so no run is computed twice while its claim holds, and a run whose
+worker died returns to pending (at once on the same host, when its lease
+expires elsewhere). Starting a worker is the explicit step that allows
+importing the modules a store names; opening or querying a store never does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import threading
+from collections.abc import Sequence
+
+from .batch import Batch
+from .errors import RunsFailedError, WorkerError
+from .identity import type_name
+from .run import Run
+from .store import DEFAULT_LEASE, Store
+
+__all__ = ["import_run_class", "work", "work_in_processes"]
+
+
+def import_run_class(name: str, modules: Sequence[str] = ()) -> type[Run]:
+    """Find the run class a store names, importing its module.
+
+    ``modules`` are imported first, for classes that declare their own name
+    (``__runstore_name__``) or live where their name does not say.
+
+    Raises
+    ------
+    WorkerError
+        If the class cannot be found, saying what to do.
+    """
+    for module in modules:
+        importlib.import_module(module)
+    found = _registered(name)
+    if found is not None:
+        return found
+    parts = name.split(".")
+    if parts[0] == "__main__":
+        raise WorkerError(
+            f"the run class {name} was defined in the script that added the runs "
+            f"(__main__), which a worker cannot import. Move the class into a module "
+            f"(say models.py beside the script), import it in the script, and add the "
+            f"runs again; or compute them with batch() or batch(processes=N)")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for part in parts[split:]:
+            target = getattr(target, part, None)
+        if isinstance(target, type) and issubclass(target, Run):
+            return target
+        break
+    found = _registered(name)
+    if found is not None:
+        return found
+    raise WorkerError(
+        f"cannot import the run class {name}: make its module importable here "
+        f"(install it, or add its folder to PYTHONPATH), or name the module that "
+        f"defines it with --import")
+
+
+def _registered(name: str) -> type[Run] | None:
+    """A loaded Run subclass whose type name is ``name``, if any."""
+    stack: list[type[Run]] = [Run]
+    while stack:
+        cls = stack.pop()
+        if cls is not Run and type_name(cls) == name:
+            return cls
+        stack.extend(cls.__subclasses__())
+    return None
+
+
+def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
+         verbose: int = 0) -> dict[str, int]:
+    """Compute pending runs of a store until none this worker can compute is left.
+
+    Returns the number of runs computed per batch. Runs whose class cannot be
+    imported are left pending (a message says why); failed runs are recorded
+    as failed and the worker goes on.
+    """
+    store = Store(path)
+    computed: dict[str, int] = {}
+    heartbeat = _Heartbeat(store)
+    heartbeat.start()
+    try:
+        while True:
+            progress = 0
+            for name in [batch] if batch else store.batch_names():
+                progress += _drain_batch(store, name, modules, verbose, computed)
+            released = store.recover()  # runs of workers that died return to pending
+            if not progress and not released:
+                return computed
+    finally:
+        heartbeat.stop()
+        store.close()
+
+
+def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
+                 computed: dict[str, int]) -> int:
+    target = Batch(name, store=store)
+    for rtype in store.pending_run_types(target._id):
+        try:
+            target._classes[rtype] = import_run_class(rtype, modules)
+        except WorkerError as exc:
+            if verbose:
+                print(f"runstore worker: skipping runs of {rtype}: {exc}", flush=True)
+    if not target._classes:
+        return 0
+    before = store.state_counts(target._id).get("pending", 0)
+    try:
+        target(verbose=verbose)
+    except RunsFailedError as exc:
+        if verbose:
+            print(f"runstore worker: {exc}", flush=True)
+    after = store.state_counts(target._id).get("pending", 0)
+    done = max(0, before - after)
+    if done:
+        computed[name] = computed.get(name, 0) + done
+    return done
+
+
+class _Heartbeat:
+    """Extends this worker's leases while long runs compute."""
+
+    def __init__(self, store: Store, lease: float = DEFAULT_LEASE) -> None:
+        self.store, self.lease = store, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name="runstore-heartbeat")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease / 4):
+            self.store.extend_leases(self.lease)
+
+
+def work_in_processes(path: str, processes: int, batch: str | None = None,
+                      modules: Sequence[str] = ()) -> None:
+    """Run ``processes`` workers on this host and wait for them."""
+    workers = [multiprocessing.Process(target=work, args=(path, batch, tuple(modules)))
+               for _ in range(processes)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    failed = [p.exitcode for p in workers if p.exitcode]
+    if failed:
+        raise WorkerError(f"{len(failed)} of {processes} worker processes exited with "
+                          f"status {failed}; their runs return to pending")
