@@ -23,6 +23,8 @@ __all__ = [
     "ResultRun",
     "Store",
     "RunState",
+    "Cluster",
+    "get_cluster",
     # serialization layer
     "Object",
     "Container",
@@ -52,6 +54,7 @@ __all__ = [
     "RunError",
     "PoolError",
     "WorkerError",
+    "ClusterError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -63,12 +66,14 @@ __all__ = [
 from importlib.metadata import PackageNotFoundError, version
 
 from .batch import Batch
+from .cluster import Cluster, get_cluster
 from .containers import Container, ContainerDict, ContainerList, Object
 from .encoding import ArrayRef, FunctionRef, ObjectRef
 from .errors import (
     ArrayFileError,
     BatchNameError,
     BatchNotFound,
+    ClusterError,
     CodeChangedWarning,
     DecodingError,
     EncodingError,

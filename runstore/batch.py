@@ -17,12 +17,15 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .encoding import Tree
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 from .errors import (
     BatchNameError,
     BatchNotFound,
@@ -238,14 +241,16 @@ class Batch:
 
     def __call__(self, verbose: int = 1, retry_failed: bool = False,
                  recompute_changed: bool = False, processes: int | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, cluster: Cluster | None = None) -> None:
         """Compute the pending runs, with a progress bar.
 
         By default runs are computed one after the other in this process.
         ``processes=N`` computes them on N local worker processes (each limited
         to its share of BLAS/OpenMP threads); ``executor=`` on any
         ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, an
-        ipyparallel ``Client().executor()`` ...). Either way this process
+        ipyparallel ``Client().executor()`` ...); ``cluster=`` on the engines
+        of a started :class:`~runstore.Cluster` (an engine that dies only
+        requeues its runs). Either way this process
         claims the runs and commits the results; workers get only the
         parameters of the runs they compute, so run classes must be
         importable by them (or, with local processes on Linux, defined before
@@ -272,7 +277,10 @@ class Batch:
         types = list(self._classes)
         with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
                   unit="run") as bar:
-            if processes is not None or executor is not None:
+            if cluster is not None:
+                failed = drain(self, cluster.executor(), None, bar, restartable=False,
+                               workers=max(1, len(cluster)), lost=cluster.is_lost)
+            elif processes is not None or executor is not None:
                 if processes is not None and processes < 1:
                     raise ValueError(f"processes must be at least 1, got {processes}")
                 failed = drain(self, executor, processes, bar, restartable=True)

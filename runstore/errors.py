@@ -30,6 +30,7 @@ __all__ = [
     "RunError",
     "PoolError",
     "WorkerError",
+    "ClusterError",
     "CodeChangedWarning",
 ]
 
@@ -366,6 +367,10 @@ class PoolError(RunstoreError, RuntimeError):
 
 class WorkerError(RunstoreError, RuntimeError):
     """A standalone worker cannot compute some runs (their class cannot be imported ...)."""
+
+
+class ClusterError(RunstoreError, RuntimeError):
+    """An ipyparallel cluster is not running, or its engines did not come up."""
 
 
 class CodeChangedWarning(UserWarning):

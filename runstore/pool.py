@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -68,27 +68,34 @@ def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool
 
 
 def drain(batch: Batch, executor: Executor | None, processes: int | None,
-          bar: Any, restartable: bool) -> list[str]:
+          bar: Any, restartable: bool, workers: int | None = None,
+          lost: Callable[[BaseException], bool] | None = None) -> list[str]:
     """Compute the batch's pending runs on an executor; return the failed ids.
 
     With ``executor=None``, a pool of ``processes`` local processes is made
-    (and remade if a worker dies).
+    (and remade if a worker dies). ``lost(exc)`` tells whether a task's
+    exception means its worker died (the executor going on with the others,
+    as an ipyparallel cluster does when an engine dies): its runs are
+    requeued, not failed.
     """
-    return _Drain(batch, executor, processes, bar, restartable).run()
+    return _Drain(batch, executor, processes, bar, restartable, workers, lost).run()
 
 
 class _Drain:
     """The state of one parallel drain."""
 
     def __init__(self, batch: Batch, executor: Executor | None, processes: int | None,
-                 bar: Any, restartable: bool) -> None:
+                 bar: Any, restartable: bool, workers: int | None,
+                 lost: Callable[[BaseException], bool] | None) -> None:
         self.batch, self.store, self.bar = batch, batch.store, bar
         self.processes = processes or 1
         self.owns_pool = executor is None
         self.restartable = restartable
+        self.lost = lost or (lambda exc: False)
         self.executor: Executor = executor if executor is not None else process_pool(
             self.processes)
-        self.workers = self.processes if executor is None else _worker_count(executor)
+        self.workers = workers or (self.processes if executor is None
+                                   else _worker_count(executor))
         self.in_flight: dict[Future[list[Completion]], list[RunRow]] = {}
         self.buffer: list[Completion] = []
         self.failed: list[str] = []
@@ -147,7 +154,11 @@ class _Drain:
         except BrokenProcessPool:
             self._worker_died(rows)
             return
-        except Exception as exc:  # the chunk or its results could not travel
+        except Exception as exc:
+            if self.lost(exc):  # its worker died; the executor goes on
+                self._requeue(rows)
+                return
+            # the chunk or its results could not travel
             completions = [_failed(row, self.batch, exc) for row in rows]
         for completion in completions:
             self.suspects.discard(completion.run_id)
@@ -173,6 +184,28 @@ class _Drain:
         self.in_flight.clear()
         for future, group in finished.items():  # computed before the pool broke: keep
             self._collect(future, group)
+        self._blame(lost)
+        self.store.complete(self.buffer)
+        self.buffer = []
+        self.store.release()
+        self.after = -1  # the requeued runs sit behind the cursor
+        if not (self.owns_pool and self.restartable):
+            raise PoolError(
+                "a worker process of the executor died; the runs it had in flight are "
+                "pending again. Restart the executor and call the batch again.")
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = process_pool(self.processes)
+
+    def _requeue(self, rows: list[RunRow]) -> None:
+        """One task's worker died while the executor goes on: requeue its runs."""
+        self._blame(rows)
+        self.store.complete(self.buffer)
+        self.buffer = []
+        self.store.release_runs([row.key for row in rows])
+        self.after = -1
+
+    def _blame(self, lost: list[RunRow]) -> None:
+        """Fail a suspect that was alone when its worker died twice; suspect the rest."""
         if len(lost) == 1 and lost[0].id in self.suspects:  # it ran alone: its fault
             rid = lost[0].id
             self.deaths[rid] = self.deaths.get(rid, 0) + 1
@@ -184,16 +217,6 @@ class _Drain:
                     f"ran (killed, or crashed in compiled code); it is not retried")))
         else:
             self.suspects.update(row.id for row in lost)
-        self.store.complete(self.buffer)
-        self.buffer = []
-        self.store.release()
-        self.after = -1  # the requeued runs sit behind the cursor
-        if not (self.owns_pool and self.restartable):
-            raise PoolError(
-                "a worker process of the executor died; the runs it had in flight are "
-                "pending again. Restart the executor and call the batch again.")
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor = process_pool(self.processes)
 
     def _maintain(self) -> None:
         now = time.monotonic()

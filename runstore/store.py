@@ -564,6 +564,18 @@ class Store:
                 "WHERE state = 'running' AND owner = ?", (self.owner,)).rowcount
             return released
 
+    def release_runs(self, keys: Sequence[int]) -> int:
+        """Return some of this owner's RUNNING runs to PENDING."""
+        released = 0
+        with self._writing("release runs") as conn:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                released += conn.exec_driver_sql(
+                    "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                    f"WHERE key IN ({','.join('?' * len(chunk))}) AND state = 'running' "
+                    "AND owner = ?", (*chunk, self.owner)).rowcount
+        return released
+
     def extend_leases(self, lease: float = DEFAULT_LEASE) -> int:
         """Extend the leases of this owner's RUNNING runs (a heartbeat)."""
         with self._writing("extend leases") as conn:
