@@ -31,3 +31,18 @@ class Stored(runstore.Run):
 
     def run(self, i=0, size=0):
         return {"x": ARRAYS[i]}
+
+
+class Burn(runstore.Run):
+    def run(self, n=0, steps=400_000):
+        total = 0
+        for i in range(steps):
+            total += (i ^ n) & 7
+        return {"total": total}
+
+
+def burn_steps(n: int, steps: int) -> int:
+    total = 0
+    for i in range(steps):
+        total += (i ^ n) & 7
+    return total

@@ -279,11 +279,13 @@ class Batch:
                   unit="run") as bar:
             if cluster is not None:
                 failed = drain(self, cluster.executor(), None, bar, restartable=False,
-                               workers=max(1, len(cluster)), lost=cluster.is_lost)
+                               workers=max(1, len(cluster)), lost=cluster.is_lost,
+                               pending=pending)
             elif processes is not None or executor is not None:
                 if processes is not None and processes < 1:
                     raise ValueError(f"processes must be at least 1, got {processes}")
-                failed = drain(self, executor, processes, bar, restartable=True)
+                failed = drain(self, executor, processes, bar, restartable=True,
+                               pending=pending)
             else:
                 failed = self._drain(
                     lambda after, n: self.store.claim(self._id, types, n, after), bar)

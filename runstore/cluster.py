@@ -92,7 +92,11 @@ class Cluster:
         return self
 
     def wait(self, n_min: int | None = None, timeout: float = 60.0) -> Any:
-        """Wait until at least ``n_min`` engines (default: all) run; return the client."""
+        """Wait until at least ``n_min`` engines (default: all) are ready; return the client.
+
+        Ready means registered, with runstore's worker side imported, so that
+        the first runs sent to an engine do not pay for the imports.
+        """
         client = self.client
         wanted = self.n if n_min is None else n_min
         try:
@@ -102,6 +106,7 @@ class Cluster:
                 f"only {len(client.ids)} of {wanted} engines of profile {self.profile!r} "
                 f"registered within {timeout} s; wait longer (wait(timeout=...)), or ask "
                 f"for fewer (wait(n_min=...))") from exc
+        client[:].execute("import runstore.pool", block=True)
         return client
 
     def stop(self) -> None:

@@ -6,8 +6,9 @@ run class and the runs' own parameter documents (never the batch); the worker
 computes the runs and encodes their results (so what comes back is JSON text
 and numpy arrays); the coordinator commits outcomes in batches as they
 arrive, writing arrays to new side files first. Chunks are sized from the
-measured run times so that each is about a fifth of a second of work, and
-twice as many chunks as workers are kept in flight. Leases of claimed runs
+measured run times so that each is about a tenth of a second of work, but
+never more than an even share of what is left (so that no worker idles at the
+end), and twice as many chunks as workers are kept in flight. Leases of claimed runs
 are extended while they wait or compute.
 
 If a worker process dies (killed, or crashed in compiled code), its pool
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 
 #: Seconds of work a chunk should hold, once run times are known.
-CHUNK_SECONDS = 0.2
+CHUNK_SECONDS = 0.1
 #: A run whose worker died this many times while it ran alone is recorded FAILED.
 MAX_DEATHS = 2
 
@@ -69,7 +70,8 @@ def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool
 
 def drain(batch: Batch, executor: Executor | None, processes: int | None,
           bar: Any, restartable: bool, workers: int | None = None,
-          lost: Callable[[BaseException], bool] | None = None) -> list[str]:
+          lost: Callable[[BaseException], bool] | None = None, pending: int = 0
+          ) -> list[str]:
     """Compute the batch's pending runs on an executor; return the failed ids.
 
     With ``executor=None``, a pool of ``processes`` local processes is made
@@ -78,7 +80,7 @@ def drain(batch: Batch, executor: Executor | None, processes: int | None,
     as an ipyparallel cluster does when an engine dies): its runs are
     requeued, not failed.
     """
-    return _Drain(batch, executor, processes, bar, restartable, workers, lost).run()
+    return _Drain(batch, executor, processes, bar, restartable, workers, lost, pending).run()
 
 
 class _Drain:
@@ -86,7 +88,7 @@ class _Drain:
 
     def __init__(self, batch: Batch, executor: Executor | None, processes: int | None,
                  bar: Any, restartable: bool, workers: int | None,
-                 lost: Callable[[BaseException], bool] | None) -> None:
+                 lost: Callable[[BaseException], bool] | None, pending: int) -> None:
         self.batch, self.store, self.bar = batch, batch.store, bar
         self.processes = processes or 1
         self.owns_pool = executor is None
@@ -100,6 +102,7 @@ class _Drain:
         self.buffer: list[Completion] = []
         self.failed: list[str] = []
         self.after, self.chunk = -1, 1
+        self.remaining = pending  # runs not yet claimed, as far as this drain knows
         self.suspects: set[str] = set()  # lost when a pool broke: they run alone
         self.deaths: dict[str, int] = {}  # deaths of a worker running a suspect alone
         self.last_flush = self.last_heartbeat = time.monotonic()
@@ -133,10 +136,12 @@ class _Drain:
         """Claim and submit chunks until enough are in flight; False when none is left."""
         types = list(self.batch._classes)
         while len(self.in_flight) < (1 if self.suspects else 2 * self.workers):
-            rows = self.store.claim(self.batch._id, types, 1 if self.suspects else self.chunk,
-                                    self.after)
+            share = -(-self.remaining // (2 * self.workers))  # an even share, rounded up
+            size = 1 if self.suspects else max(1, min(self.chunk, share))
+            rows = self.store.claim(self.batch._id, types, size, self.after)
             if not rows:
                 return bool(self.in_flight)
+            self.remaining = max(0, self.remaining - len(rows))
             self.after = max(row.position for row in rows)
             by_type: dict[str, list[RunRow]] = {}
             for row in rows:
