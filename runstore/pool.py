@@ -26,6 +26,7 @@ through its ``concurrent.futures`` executor.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -49,17 +50,38 @@ MAX_DEATHS = 2
 
 
 def limit_threads(threads: int) -> None:
-    """Limit BLAS and OpenMP threads in this (worker) process."""
+    """Limit BLAS, OpenMP and FFTW threads in this (worker) process."""
     from threadpoolctl import threadpool_limits
 
+    try:  # loaded first, so that the limits below reach its OpenMP runtime too
+        import pyfftw
+    except ImportError:  # optional at run time: FFTW is then not used at all
+        pass
+    else:
+        pyfftw.config.NUM_THREADS = threads
     threadpool_limits(limits=threads)
+
+
+def _setup_worker(threads: int, parent: int) -> None:
+    """Initializer of pool workers: thread limits, and exit if the coordinator dies."""
+    limit_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="runstore-parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    # A killed coordinator cannot shut its pool down, and its workers, which
+    # hold both ends of the pool's queues, would wait for work forever.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def process_pool(processes: int, threads: int | None = None) -> ProcessPoolExecutor:
     """A pool of local worker processes, each limited to its share of the cores."""
     share = threads if threads is not None else max(1, (os.cpu_count() or 1) // processes)
-    return ProcessPoolExecutor(max_workers=processes, initializer=limit_threads,
-                               initargs=(share,))
+    return ProcessPoolExecutor(max_workers=processes, initializer=_setup_worker,
+                               initargs=(share, os.getpid()))
 
 
 def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool
@@ -148,8 +170,12 @@ class _Drain:
                 by_type.setdefault(row.run_type, []).append(row)
             for rtype, group in by_type.items():
                 cls = self.batch._classes[rtype]
-                future = self.executor.submit(compute_chunk, cls, group,
-                                              self.store.allow_pickle)
+                try:
+                    future = self.executor.submit(compute_chunk, cls, group,
+                                                  self.store.allow_pickle)
+                except BrokenProcessPool:  # it broke before we noticed
+                    self._worker_died(group)
+                    return True
                 self.in_flight[future] = group
         return True
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
 import threading
 from collections.abc import Sequence
 
 from .batch import Batch
 from .errors import RunsFailedError, WorkerError
 from .identity import type_name
+from .pool import limit_threads
 from .run import Run
 from .store import DEFAULT_LEASE, Store
 
@@ -151,8 +153,13 @@ class _Heartbeat:
 
 def work_in_processes(path: str, processes: int, batch: str | None = None,
                       modules: Sequence[str] = ()) -> None:
-    """Run ``processes`` workers on this host and wait for them."""
-    workers = [multiprocessing.Process(target=work, args=(path, batch, tuple(modules)))
+    """Run ``processes`` workers on this host and wait for them.
+
+    Each limits BLAS, OpenMP and FFTW threads to its share of the cores.
+    """
+    share = max(1, (os.cpu_count() or 1) // processes)
+    workers = [multiprocessing.Process(target=_limited_work,
+                                       args=(share, path, batch, tuple(modules)))
                for _ in range(processes)]
     for process in workers:
         process.start()
@@ -162,3 +169,8 @@ def work_in_processes(path: str, processes: int, batch: str | None = None,
     if failed:
         raise WorkerError(f"{len(failed)} of {processes} worker processes exited with "
                           f"status {failed}; their runs return to pending")
+
+
+def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[str]) -> None:
+    limit_threads(threads)
+    work(path, batch, modules)

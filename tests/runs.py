@@ -158,3 +158,14 @@ class Named(runstore.Run):
 
     def run(self, x=0):
         return {"x": x}
+
+
+class ThreadCount(runstore.Run):
+    """Reports the thread limits its process runs with."""
+
+    def run(self, i=0):
+        import pyfftw
+        from threadpoolctl import threadpool_info
+
+        return {"fftw": pyfftw.config.NUM_THREADS,
+                "blas": [pool["num_threads"] for pool in threadpool_info()]}

@@ -140,3 +140,41 @@ def test_ctrl_c_in_the_coordinator_keeps_results_and_leaves_no_processes(tmp_pat
     for run in batch.run:
         if run.done:
             assert run.result["i"] == run.parameters["i"]
+
+
+def test_worker_processes_limit_their_threads(in_tmp):
+    from .runs import ThreadCount
+
+    batch = Batch("threads")
+    batch.add_factorial_runs(ThreadCount, {"i": [0, 1]})
+    batch(processes=2, verbose=0)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for run in batch.run:
+        assert run.result["fftw"] == share
+        assert all(n <= share for n in run.result["blas"])
+
+
+@pytest.mark.slow
+def test_a_killed_coordinator_leaves_no_workers_and_a_restart_resumes(tmp_path):
+    script = tmp_path / "coordinator.py"
+    script.write_text(COORDINATOR.replace('"interrupted"', '"killed"'))
+    with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(2.0)
+        workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        proc.kill()
+    assert len(workers) >= 2
+    deadline = time.time() + 30
+    while time.time() < deadline and [p for p in workers if psutil.pid_exists(p)
+                                      and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+        time.sleep(0.2)
+    assert not [p for p in workers if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    batch = Batch("killed", path=tmp_path)  # the restart: dead owner's runs are pending
+    before = [r.state for r in batch.run]
+    assert "running" not in before and before.count("done") > 0
+    batch.add_factorial_runs(Sleepy, {"i": list(range(200)), "seconds": 0.05})
+    batch(processes=2, verbose=0)
+    for run in batch.run:
+        assert run.done and run.result["i"] == run.parameters["i"]
