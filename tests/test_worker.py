@@ -113,3 +113,19 @@ def test_status_shows_counts_and_runs_in_flight(tmp_path):
     assert lines[0].split() == ["batch", "pending", "running", "done", "failed"]
     assert lines[1].split() == ["status", "2", "1", "0", "0"]
     assert "1 runs in flight:" in out and f"pid {os.getpid()}" in out
+
+
+def test_runs_of_other_hosts_return_to_pending_only_when_their_lease_expires(tmp_path):
+    batch = Batch("leases", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2]})
+    now = time.time()
+    with sqlite3.connect(batch.store.path) as db:
+        for key, expires in ((1, now - 1), (2, now + 600)):
+            db.execute("UPDATE runs SET state = 'running', owner = ?, host = 'elsewhere', "
+                       "pid = 1, lease_expires = ? WHERE key = ?",
+                       (f"elsewhere:1:{key}.000", expires, key))
+    reopened = Batch("leases", path=tmp_path)  # opening recovers expired leases
+    assert [r.state for r in reopened.run] == ["pending", "running"]
+    reopened.add_factorial_runs(Sweep, {"A": [1, 2]})
+    reopened(verbose=0)
+    assert [r.state for r in reopened.run] == ["done", "running"]  # a live lease holds
