@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import platform
 import shutil
 import sqlite3
 import subprocess
@@ -34,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_runs import Burn, Trivial, burn_steps  # noqa: E402
+
+from report import Report  # noqa: E402
 
 import runstore  # noqa: E402
 
@@ -119,20 +120,12 @@ def main() -> None:
     parser.add_argument("--no-cluster", action="store_true", help="skip ipyparallel")
     args = parser.parse_args()
     runs = 40 if args.quick else 100
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report("pool benchmarks")
+    say = report.say
 
     folder = Path(tempfile.mkdtemp(prefix="runstore-bench-pool-"))
     try:
         steps = calibrate()
-        say(f"# runstore {runstore.__version__}: pool benchmarks")
-        say(f"# {platform.platform()}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-        say(f"# command: python benchmarks/bench_pool.py{' --quick' if args.quick else ''}")
-        say()
         say(f"P1 {runs} CPU-bound runs of about 20 ms ({steps:,} loop steps each)")
         serial = sweep(folder, "serial", runs, steps)
         two = sweep(folder, "two", runs, steps, processes=2)
@@ -164,11 +157,7 @@ def main() -> None:
             f"{sharers} processes computed runs")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    name = "bench_pool_quick.txt" if args.quick else "bench_pool.txt"
-    (results / name).write_text("\n".join(lines) + "\n")
-
+    report.write("bench_pool_quick" if args.quick else "bench_pool")
 
 if __name__ == "__main__":
     main()

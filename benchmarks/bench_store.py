@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_runs import Stored, Trivial, make_arrays, trivial  # noqa: E402
+
+from report import Report  # noqa: E402
 
 import runstore  # noqa: E402
 
@@ -236,17 +237,8 @@ def main() -> None:
     args = parser.parse_args()
     big_n, sizes, w4_big = (10_000, [1_000, 10_000], 20) if args.quick else (
         100_000, [10_000, 100_000, 1_000_000], 200)
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    say(f"# runstore {runstore.__version__}: store benchmarks")
-    say(f"# {platform.platform()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    say(f"# command: python benchmarks/bench_store.py{' --quick' if args.quick else ''}")
-    say()
+    report = Report("store benchmarks")
+    say = report.say
     say("W1 sweep of trivial runs, register + execute + commit")
     t = in_dir(lambda d: runstore_sweep(d, big_n))
     say(f"  runstore {big_n:>9,} runs   {t:8.2f} s   {big_n / t:10,.0f} runs/s   (target <= 5 s)")
@@ -295,11 +287,7 @@ def main() -> None:
     say(f"  {count:,} ids in {secs:.2f} s; peak RSS {peak:.0f} MB ({base:.0f} MB after "
         f"importing runstore)   (target < 300 MB)")
     shutil.rmtree(store_1m[0], ignore_errors=True)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    name = "bench_store_quick.txt" if args.quick else "bench_store.txt"
-    (results / name).write_text("\n".join(lines) + "\n")
-
+    report.write("bench_store_quick" if args.quick else "bench_store")
 
 if __name__ == "__main__":
     main()
