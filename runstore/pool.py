@@ -237,6 +237,7 @@ class _Drain:
 
     def _blame(self, lost: list[RunRow]) -> None:
         """Fail a suspect that was alone when its worker died twice; suspect the rest."""
+        self.remaining += len(lost)  # they go back to pending (or are failed below)
         if len(lost) == 1 and lost[0].id in self.suspects:  # it ran alone: its fault
             rid = lost[0].id
             self.deaths[rid] = self.deaths.get(rid, 0) + 1
