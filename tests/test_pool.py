@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections import Counter
 import os
 import signal
 import subprocess
@@ -70,7 +71,12 @@ def test_a_killed_worker_is_replaced_and_its_run_completed_exactly_once(in_tmp):
                                                "log": log})
     batch(processes=2, verbose=0)
     assert all(r.done for r in batch.run) and not flag.exists()
-    assert sorted(map(int, Path(log).read_text().split())) == list(range(8))
+    assert [r.result["x"] for r in batch.run] == list(range(8))  # each committed once
+    computed = Counter(map(int, Path(log).read_text().split()))
+    # The killer computed once (it died before logging the first time); a run the
+    # other worker finished as the pool broke may have been computed again.
+    assert set(computed) == set(range(8)) and computed[3] == 1
+    assert max(computed.values()) <= 2
     assert batch.run[3].provenance["attempts"] == 2
 
 
