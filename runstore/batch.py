@@ -335,7 +335,7 @@ class Batch:
                             bar.set_postfix(failed=len(failed), refresh=False)
                     if (len(buffer) >= _FLUSH_RUNS or size >= _FLUSH_BYTES
                             or time.monotonic() - last_flush >= _FLUSH_SECONDS):
-                        self.store.complete(buffer)
+                        self.store.complete(buffer, self._id)
                         buffer, size, last_flush = [], 0, time.monotonic()
                 after = max(row.position for row in rows)
                 # Claim about half a second of work at a time.
@@ -343,11 +343,11 @@ class Batch:
                 chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
         except BaseException:
             try:
-                self.store.complete(buffer)  # keep what was computed
+                self.store.complete(buffer, self._id)  # keep what was computed
             finally:
                 self.store.release()  # and give back what was not
             raise
-        self.store.complete(buffer)
+        self.store.complete(buffer, self._id)
         return failed
 
     def _compute(self, row: RunRow) -> Completion:

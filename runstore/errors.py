@@ -256,13 +256,16 @@ class BatchNameError(RunstoreError, ValueError):
         The rejected name.
     """
 
-    def __init__(self, name: object) -> None:
+    def __init__(self, name: object, reason: str | None = None) -> None:
         self.name = name
-        super().__init__(
-            f"invalid batch name {name!r}: use letters, digits, '_', '-' and '.', "
-            f"starting with a letter or digit (no '/', no '..', at most 100 "
-            f"characters), e.g. 'example' or 'sweep-2026.1'"
-        )
+        if reason is not None:
+            message = f"invalid batch name {name!r}: {reason}. Choose another name."
+        else:
+            message = (
+                f"invalid batch name {name!r}: use letters, digits, '_', '-' and '.', "
+                f"starting with a letter or digit (no '/', no '..', at most 100 "
+                f"characters), e.g. 'example' or 'sweep-2026.1'")
+        super().__init__(message)
 
 
 class ParameterError(RunstoreError, TypeError):

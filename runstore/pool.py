@@ -143,13 +143,13 @@ class _Drain:
             for future in self.in_flight:
                 future.cancel()
             try:
-                self.store.complete(self.buffer)  # keep what was computed
+                self.store.complete(self.buffer, self.batch._id)  # keep what was computed
             finally:
                 self.store.release()  # and give back what was not
                 if self.owns_pool:
                     self.executor.shutdown(wait=False, cancel_futures=True)
             raise
-        self.store.complete(self.buffer)
+        self.store.complete(self.buffer, self.batch._id)
         if self.owns_pool:
             self.executor.shutdown()
         return self.failed
@@ -216,7 +216,7 @@ class _Drain:
         for future, group in finished.items():  # computed before the pool broke: keep
             self._collect(future, group)
         self._blame(lost)
-        self.store.complete(self.buffer)
+        self.store.complete(self.buffer, self.batch._id)
         self.buffer = []
         self.store.release()
         self.after = -1  # the requeued runs sit behind the cursor
@@ -230,7 +230,7 @@ class _Drain:
     def _requeue(self, rows: list[RunRow]) -> None:
         """One task's worker died while the executor goes on: requeue its runs."""
         self._blame(rows)
-        self.store.complete(self.buffer)
+        self.store.complete(self.buffer, self.batch._id)
         self.buffer = []
         self.store.release_runs([row.key for row in rows])
         self.after = -1
@@ -253,7 +253,7 @@ class _Drain:
     def _maintain(self) -> None:
         now = time.monotonic()
         if self.buffer and now - self.last_flush >= 1.0:
-            self.store.complete(self.buffer)
+            self.store.complete(self.buffer, self.batch._id)
             self.buffer, self.last_flush = [], now
         if now - self.last_heartbeat >= DEFAULT_LEASE / 4:
             self.store.extend_leases(DEFAULT_LEASE)

@@ -18,6 +18,9 @@ Tables:
     value, indexed; strings compare equal through it).
 ``result_values``
     The same for the scalar values of each result (nested keys dotted).
+``batch_columns``
+    The parameter names and scalar result keys of each batch: the columns of
+    the batch's SQL view.
 
 The schema is versioned by Alembic; :data:`SCHEMA_REVISION` is the head
 revision this library writes, checked against the migrations by the tests.
@@ -32,10 +35,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
-           "Parameter", "ResultValue", "Number"]
+           "Parameter", "ResultValue", "BatchColumn", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class RunState(str, enum.Enum):
@@ -157,3 +160,13 @@ class ResultValue(TypedValue, Base):
         sa.Index("ix_result_values_num", "key", "num", "run_key"),
         {"sqlite_with_rowid": False},
     )
+
+
+class BatchColumn(Base):
+    __tablename__ = "batch_columns"
+
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(10), primary_key=True)  # or "result"
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)

@@ -191,6 +191,7 @@ class Store:
         self.readonly = readonly
         self.allow_pickle = allow_pickle
         self.owner = owner_token()
+        self._columns_seen: set[tuple[int, str, str]] = set()
         if path is None:
             self.path = ":memory:"
             self.engine = sa.create_engine("sqlite://", poolclass=StaticPool)
@@ -285,6 +286,7 @@ class Store:
         if self.readonly:
             raise SchemaOutdatedError(self.path, revision, SCHEMA_REVISION)
         migration.upgrade(self.engine)
+        self.refresh_views()  # stores from before views had none
 
     def _create_schema(self) -> None:
         with self._writing() as conn:
@@ -329,6 +331,7 @@ class Store:
         if found is not None or not create:
             return found
         with self._writing() as conn:
+            _check_view_name(conn, name)
             conn.exec_driver_sql(
                 "INSERT OR IGNORE INTO batches (name, created_at) VALUES (?, ?)",
                 (name, time.time()))
@@ -372,6 +375,11 @@ class Store:
             _executemany(
                 conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                 [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
+            names = {name for _, _, _, forms in runs for name in forms}
+            new_ids = {run[0] for run in new}
+            existing = [keys[run[0]] for run in runs if run[0] not in new_ids]
+            self._add_columns(conn, batch, "parameter", names)
+            self._add_columns(conn, batch, "result", _result_keys(conn, existing))
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
         """Append runs already in the store to a batch; return the missing ids.
@@ -392,6 +400,9 @@ class Store:
                 _executemany(
                     conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                     [(batch, start + i, keys[rid]) for i, rid in enumerate(present)])
+                run_keys = list(keys.values())
+                self._add_columns(conn, batch, "parameter", _parameter_names(conn, run_keys))
+                self._add_columns(conn, batch, "result", _result_keys(conn, run_keys))
         return []
 
     # -- reading runs -----------------------------------------------------------------
@@ -526,11 +537,12 @@ class Store:
                 for key, rid, rtype, params in claimed]
         return sorted(rows, key=lambda r: r.position)
 
-    def complete(self, completions: Sequence[Completion]) -> int:
+    def complete(self, completions: Sequence[Completion], batch: int | None = None) -> int:
         """Record finished runs: arrays to a new side file, then one transaction.
 
         Only runs still RUNNING under this store's owner are updated (a run
         whose lease was lost to another worker keeps that worker's result).
+        The new scalar result keys become columns of ``batch``'s SQL view.
         Returns the number of runs recorded.
         """
         if not completions:
@@ -549,6 +561,9 @@ class Store:
                   c.error_type, c.error_message, c.traceback, c.started_at,
                   c.finished_at, c.runtime, c.code_fingerprint, *versions,
                   c.run_key, self.owner) for c in completions]).rowcount
+            if batch is not None:
+                keys = {key for c in completions if c.scalars for key in c.scalars}
+                self._add_columns(conn, batch, "result", keys)
             _executemany(
                 conn, "INSERT OR REPLACE INTO result_values "
                 "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
@@ -645,6 +660,28 @@ class Store:
                 "r.run_type = ? AND r.code_fingerprint IS NOT ? ",
                 (batch, run_type, fingerprint))]
 
+    # -- SQL views ----------------------------------------------------------------------
+
+    def _add_columns(self, conn: sa.Connection, batch: int, source: str,
+                     names: Iterable[str]) -> None:
+        """Record columns of a batch's view; rebuild the view if any is new."""
+        fresh = [(batch, source, name) for name in names
+                 if (batch, source, name) not in self._columns_seen]
+        if not fresh:
+            return
+        added = conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO batch_columns (batch_id, source, name) VALUES (?, ?, ?)",
+            fresh).rowcount
+        self._columns_seen.update(fresh)
+        if added:
+            _create_view(conn, batch)
+
+    def refresh_views(self) -> None:
+        """Rebuild every batch's SQL view from its recorded columns."""
+        with self._writing("create SQL views") as conn:
+            for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
+                _create_view(conn, batch)
+
     # -- consistency ------------------------------------------------------------------
 
     def check(self, fix: bool = False) -> CheckReport:
@@ -721,6 +758,84 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
+
+
+#: The columns every batch view starts with.
+VIEW_COLUMNS = ("id", "position", "state", "runtime")
+
+
+def _quote(identifier: str) -> str:
+    """A SQL identifier, quoted (names come from users: never pasted bare)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_view_name(conn: sa.Connection, name: str) -> None:
+    """Refuse batch names whose view would clash (SQL names ignore case)."""
+    from .errors import BatchNameError
+
+    tables = {row[0].lower() for row in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if name.lower() in tables or name.lower().startswith("sqlite_"):
+        raise BatchNameError(name, f"it is the name of one of runstore's tables ({name.lower()})")
+    clash = conn.exec_driver_sql(
+        "SELECT name FROM batches WHERE lower(name) = lower(?)", (name,)).scalar()
+    if clash is not None:
+        raise BatchNameError(name, f"it differs only in case from the batch {clash!r}, "
+                                   "and SQL names ignore case")
+
+
+def _typed(alias: str) -> str:
+    """A typed parameter or result row as one SQL value: NULL for None, 0/1 for bools."""
+    return (f"CASE {alias}.kind WHEN 'null' THEN NULL WHEN 'bool' THEN "
+            f"({alias}.canonical = 'true') ELSE COALESCE({alias}.num, {alias}.text, "
+            f"{alias}.canonical) END")
+
+
+def _create_view(conn: sa.Connection, batch: int) -> None:
+    """(Re)create the view of a batch: one row per run, a column per parameter and result."""
+    name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?", (batch,)).scalar_one()
+    columns = conn.exec_driver_sql(
+        "SELECT source, name FROM batch_columns WHERE batch_id = ? ORDER BY source, name",
+        (batch,)).all()
+    taken = {column.lower() for column in VIEW_COLUMNS}
+    parts = ["r.id AS id", "e.position AS position", "r.state AS state",
+             "r.runtime AS runtime"]
+    for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
+        label = column if column.lower() not in taken else f"{source}.{column}"
+        taken.add(label.lower())
+        table, key = (("parameters", "name") if source == "parameter"
+                      else ("result_values", "key"))
+        parts.append(f"(SELECT {_typed('c')} FROM {table} c WHERE c.run_key = r.key "
+                     f"AND c.{key} = {_literal(column)}) AS {_quote(label)}")
+    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(name)}")
+    conn.exec_driver_sql(
+        f"CREATE VIEW {_quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
+        f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
+
+
+def _parameter_names(conn: sa.Connection, run_keys: Sequence[int]) -> set[str]:
+    names: set[str] = set()
+    for i in range(0, len(run_keys), 500):
+        chunk = run_keys[i:i + 500]
+        names.update(r[0] for r in conn.exec_driver_sql(
+            f"SELECT DISTINCT name FROM parameters WHERE run_key IN "
+            f"({','.join('?' * len(chunk))})", tuple(chunk)))
+    return names
+
+
+def _result_keys(conn: sa.Connection, run_keys: Sequence[int]) -> set[str]:
+    keys: set[str] = set()
+    for i in range(0, len(run_keys), 500):
+        chunk = run_keys[i:i + 500]
+        keys.update(r[0] for r in conn.exec_driver_sql(
+            f"SELECT DISTINCT key FROM result_values WHERE run_key IN "
+            f"({','.join('?' * len(chunk))})", tuple(chunk)))
+    return keys
 
 
 def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:

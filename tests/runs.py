@@ -169,3 +169,18 @@ class ThreadCount(runstore.Run):
 
         return {"fftw": pyfftw.config.NUM_THREADS,
                 "blas": [pool["num_threads"] for pool in threadpool_info()]}
+
+
+class Anything(runstore.Run):
+    """Takes any keyword parameters and returns them, plus a flag and a None."""
+
+    def run(self, **kw):
+        return {**{k: v for k, v in kw.items() if not isinstance(v, list)},
+                "flag": True, "nothing": None}
+
+
+class Collides(runstore.Run):
+    """A parameter and a result of the same name, and a parameter named like a fixed column."""
+
+    def run(self, x=0, state="s"):
+        return {"x": x * 10}

@@ -6,7 +6,11 @@ import sqlite3
 import subprocess
 import sys
 
+import shutil
+from pathlib import Path
+
 from runstore import Store
+from runstore.schema import SCHEMA_REVISION
 
 
 def runstore_cli(*args, cwd=None):
@@ -19,7 +23,17 @@ def test_upgrade_reports_the_revision(tmp_path):
     Store(path).close()
     result = runstore_cli("upgrade", str(path))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"{path} is already at schema revision 0001."
+    assert result.stdout.strip() == f"{path} is already at schema revision {SCHEMA_REVISION}."
+
+
+def test_upgrade_brings_an_older_store_to_the_current_schema(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "store-0001"
+    shutil.copytree(fixture, tmp_path / "old")
+    path = tmp_path / "old" / "_res" / "fixture.db"
+    result = runstore_cli("upgrade", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"{path} upgraded from schema revision 0001 to {SCHEMA_REVISION}.")
 
 
 def test_upgrade_of_a_newer_store_fails_with_the_fix_and_no_traceback(tmp_path):

@@ -35,6 +35,10 @@ def test_fixture_store_opens_upgraded_with_results_intact(fixture, tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == (
             SCHEMA_REVISION)
+    with sqlite3.connect(db) as conn:  # every revision's data reaches batch_columns
+        columns = set(conn.execute("SELECT source, name FROM batch_columns"))
+    assert {("parameter", "A"), ("parameter", "seed"), ("result", "val"),
+            ("result", "stats.mean")} <= columns
     runs = list(batch.run)
     assert len(runs) == 10 and all(run.done for run in runs)
     assert [r.result["val"] for r in batch.get_runs_with(A=2, operator=max)] == [16, 18]

@@ -147,19 +147,6 @@ def test_changed_array_content_fails_its_checksum_on_load(tmp_path):
     assert fresh.run[0].result["m"].shape == (2, 2)
 
 
-def test_readonly_open_of_an_older_schema_names_the_upgrade_command(tmp_path, monkeypatch):
-    # Pretend this runstore is one schema revision ahead of the store on disk.
-    import runstore.store
-
-    path = tmp_path / "s.db"
-    Store(path).close()
-    monkeypatch.setattr(runstore.store, "SCHEMA_REVISION", "0002")
-    with pytest.raises(SchemaOutdatedError) as info:
-        Store(path, readonly=True)
-    assert info.value.revision == "0001"
-    assert str(info.value).endswith(f"Upgrade it with: runstore upgrade {path}")
-
-
 def test_paths_with_uri_characters_open_read_only(tmp_path):
     folder = tmp_path / "a dir?#%20x"
     batch = Batch("odd-path", path=folder)

@@ -1,0 +1,101 @@
+"""Each batch has a SQL view that any SQLite client can query."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runstore import Batch
+from runstore.errors import BatchNameError
+
+from .runs import Anything, Collides, ExampleRun
+
+SQLITE3 = shutil.which("sqlite3")
+
+
+def sqlite3_cli(db: str, sql: str) -> list[list[str]]:
+    assert SQLITE3, "the sqlite3 command-line client (Debian package sqlite3) is needed"
+    out = subprocess.run([SQLITE3, "-readonly", db, sql], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def test_the_sqlite3_client_answers_from_the_view(in_tmp):
+    batch = Batch("example")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4, 5], "B": [[2, 5, 8], [1, 9]],
+                                          "operator": [min, max]})
+    batch(verbose=0)
+    rows = sqlite3_cli("_res/example.db", "select A, val from example where A >= 3 and "
+                       "operator = '[\"callable\",\"builtins.max\"]' and "
+                       "B = '[\"list\",[2,5,8]]' order by position")
+    assert rows == [["3", "24"], ["4", "32"], ["5", "40"]]
+    (count,) = sqlite3_cli("_res/example.db", "select count(*) from example where state = 'done'")
+    assert count == ["20"]
+
+
+def test_view_columns_are_typed_and_never_collide(in_tmp):
+    batch = Batch("typed")
+    batch.add_run(Anything, {"n": 3, "f": 2.5, "s": "text", "b": False, "z": None, "l": [1]})
+    batch.add_run(Collides, {"x": 4})
+    batch(verbose=0)
+    with sqlite3.connect("_res/typed.db") as db:
+        cursor = db.execute('select * from typed order by position')
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    assert names[:4] == ["id", "position", "state", "runtime"]
+    assert "parameter.state" in names and "result.x" in names and "x" in names
+    first, second = rows
+    assert (first["n"], first["f"], first["s"], first["b"], first["z"]) == (3, 2.5, "text", 0, None)
+    assert first["l"] == '["list",[1]]' and first["flag"] == 1 and first["nothing"] is None
+    assert first["state"] == "done" and first["runtime"] > 0 and len(first["id"]) == 40
+    assert (second["x"], second["result.x"], second["parameter.state"]) == (4, 40, "s")
+
+
+def test_batch_names_with_dots_and_dashes_have_quoted_views(in_tmp):
+    batch = Batch("sweep-2026.1")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2]})
+    batch(verbose=0)
+    assert sqlite3_cli("_res/sweep-2026.1.db", 'select A, val from "sweep-2026.1"') == [
+        ["1", "3"], ["2", "6"]]
+
+
+@pytest.mark.parametrize("name, reason", [("runs", "runstore's tables"),
+                                          ("Parameters", "runstore's tables"),
+                                          ("Example", "differs only in case")])
+def test_names_that_would_clash_in_sql_are_refused(in_tmp, name, reason):
+    Batch("example", path="shared").store.close()
+    from runstore import Store
+
+    store = Store("shared/_res/example.db")
+    with pytest.raises(BatchNameError, match=reason):
+        Batch(name, store=store)
+
+
+def test_hostile_parameter_names_cannot_inject_sql(in_tmp):
+    hostile = 'x" FROM runs; DROP TABLE runs; --'
+    batch = Batch("hostile")
+    batch.add_run(Anything, {hostile: 1, "quote'": 2})
+    batch(verbose=0)
+    with sqlite3.connect("_res/hostile.db") as db:
+        cursor = db.execute("select * from hostile")
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+        assert db.execute("select count(*) from runs").fetchone() == (1,)
+    assert row[hostile] == 1 and row["quote'"] == 2
+
+
+def test_views_cover_runs_added_from_the_store_and_upgraded_stores(in_tmp):
+    first = Batch("first", path="s")
+    first.add_factorial_runs(ExampleRun, {"A": [1, 2]})
+    first(verbose=0)
+    second = Batch("second", store=first.store)
+    second.add_resultrun([r.id for r in first.run])
+    assert sqlite3_cli("s/_res/first.db", "select A, val from second order by A") == [
+        ["1", "3"], ["2", "6"]]
+    fixture = Path(__file__).parent / "fixtures" / "store-0001"
+    shutil.copytree(fixture, "old")
+    Batch("fixture", path="old")  # opening upgrades, and makes the views
+    assert sqlite3_cli("old/_res/fixture.db", "select count(*) from fixture") == [["10"]]
