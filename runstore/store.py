@@ -563,7 +563,12 @@ class Store:
                   c.run_key, self.owner) for c in completions]).rowcount
             if batch is not None:
                 keys = {key for c in completions if c.scalars for key in c.scalars}
-                self._add_columns(conn, batch, "result", keys)
+                new = self._add_columns(conn, batch, "result", keys)
+                if new:  # rare: the other batches that hold these runs learn them too
+                    carriers = [c.run_key for c in completions
+                                if c.scalars and new & c.scalars.keys()]
+                    for other in _batches_of(conn, carriers, batch):
+                        self._add_columns(conn, other, "result", new)
             _executemany(
                 conn, "INSERT OR REPLACE INTO result_values "
                 "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
@@ -663,18 +668,22 @@ class Store:
     # -- SQL views ----------------------------------------------------------------------
 
     def _add_columns(self, conn: sa.Connection, batch: int, source: str,
-                     names: Iterable[str]) -> None:
-        """Record columns of a batch's view; rebuild the view if any is new."""
-        fresh = [(batch, source, name) for name in names
-                 if (batch, source, name) not in self._columns_seen]
+                     names: Iterable[str]) -> set[str]:
+        """Record columns of a batch's view, rebuilding it; return the new names."""
+        fresh = {name for name in names if (batch, source, name) not in self._columns_seen}
         if not fresh:
-            return
-        added = conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO batch_columns (batch_id, source, name) VALUES (?, ?, ?)",
-            fresh).rowcount
-        self._columns_seen.update(fresh)
-        if added:
+            return set()
+        known = {row[0] for row in conn.exec_driver_sql(
+            "SELECT name FROM batch_columns WHERE batch_id = ? AND source = ?",
+            (batch, source))}
+        new = fresh - known
+        self._columns_seen.update((batch, source, name) for name in fresh)
+        if new:
+            conn.exec_driver_sql(
+                "INSERT INTO batch_columns (batch_id, source, name) VALUES (?, ?, ?)",
+                [(batch, source, name) for name in sorted(new)])
             _create_view(conn, batch)
+        return new
 
     def refresh_views(self) -> None:
         """Rebuild every batch's SQL view from its recorded columns."""
@@ -816,6 +825,17 @@ def _create_view(conn: sa.Connection, batch: int) -> None:
     conn.exec_driver_sql(
         f"CREATE VIEW {_quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
         f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
+
+
+def _batches_of(conn: sa.Connection, run_keys: Sequence[int], but: int) -> set[int]:
+    """The batches other than ``but`` that hold any of the runs."""
+    found: set[int] = set()
+    for i in range(0, len(run_keys), 500):
+        chunk = run_keys[i:i + 500]
+        found.update(r[0] for r in conn.exec_driver_sql(
+            f"SELECT DISTINCT batch_id FROM entries WHERE run_key IN "
+            f"({','.join('?' * len(chunk))}) AND batch_id != ?", (*chunk, but)))
+    return found
 
 
 def _parameter_names(conn: sa.Connection, run_keys: Sequence[int]) -> set[str]:

@@ -99,3 +99,13 @@ def test_views_cover_runs_added_from_the_store_and_upgraded_stores(in_tmp):
     shutil.copytree(fixture, "old")
     Batch("fixture", path="old")  # opening upgrades, and makes the views
     assert sqlite3_cli("old/_res/fixture.db", "select count(*) from fixture") == [["10"]]
+
+
+def test_a_run_shared_by_two_batches_gives_both_views_its_results(in_tmp):
+    first = Batch("first")
+    first.add_factorial_runs(ExampleRun, {"A": [1, 2]})
+    second = Batch("second", store=first.store)
+    second.add_factorial_runs(ExampleRun, {"A": [2, 3]})  # shares A=2, still pending
+    first(verbose=0)  # computes A=1 and A=2 through the first batch
+    assert sqlite3_cli("_res/first.db", "select A, val from second order by A") == [
+        ["2", "6"], ["3", ""]]
