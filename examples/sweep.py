@@ -54,7 +54,8 @@ def main() -> None:
           f"run id {run.id[:12]}..., computed in {run.runtime:.3f} s")
     print(f"\nStore:  {batch.store.path}")
     print(f"Arrays: {batch.store.arrays.directory}/")
-    print(f'SQL:    sqlite3 {batch.store.path} "select count(*) from runs where state = \'done\'"')
+    print(f'SQL:    sqlite3 {batch.store.path} "select omega, gamma, drive, amplitude '
+          f'from oscillator order by amplitude desc limit 3"')
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ def test_sweep_example_runs_twice_and_computes_once(tmp_path):
         assert db.execute("SELECT COUNT(*), MAX(attempts) FROM runs WHERE state = 'done'"
                           ).fetchone() == (36, 1)
     assert list((tmp_path / "_res" / "oscillator.arrays").glob("*.h5"))
+    hint = next(line for line in first.stdout.splitlines() if line.startswith("SQL:"))
+    command = hint.removeprefix("SQL:").strip()
+    rows = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert len(rows) == 3 and rows[0].split("|")[:3] == ["0.25", "0.02", "0.25"]
 
 
 def _runtime_line(text: str) -> str:
