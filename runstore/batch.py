@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .cluster import Cluster
 from .errors import (
     BatchNameError,
+    OptionalDependencyError,
     BatchNotFound,
     CodeChangedWarning,
     RunNotFound,
@@ -226,6 +227,20 @@ class Batch:
         arrays = self.store.load_arrays(run.id, record["array_file"], digests)
         return decode_result(tree, arrays, import_code=run._import_code,
                              allow_pickle=self.store.allow_pickle)
+
+    def to_dataframe(self) -> Any:
+        """The batch's SQL view as a pandas DataFrame, indexed by run position.
+
+        Columns: ``id``, ``state``, ``runtime``, then one per parameter and per
+        scalar result (see the SQL how-to). Needs pandas (``pip install
+        'runstore[dataframe]'``).
+        """
+        try:
+            import pandas
+        except ImportError as exc:
+            raise OptionalDependencyError("pandas", "dataframe", "Batch.to_dataframe()") from exc
+        columns, rows = self.store.view_rows(self._id)
+        return pandas.DataFrame(rows, columns=columns).set_index("position")
 
     def save_ids(self, filename: str | os.PathLike[str] | None = None) -> Path:
         """Write the run ids to ``_res/<name>_ids.npy`` and ``_res/<name>_ids.py``."""

@@ -1,7 +1,7 @@
 """The ``runstore`` command line: one small function per command.
 
-Commands so far: ``status``, ``worker``, ``check`` and ``upgrade``.
-(Queries, bundles and exports arrive with their issue.)
+Commands so far: ``status``, ``worker``, ``export``, ``check`` and ``upgrade``.
+(Queries and bundles arrive with their issue.)
 """
 
 from __future__ import annotations
@@ -70,6 +70,48 @@ def worker(store: str, batch_name: str | None, processes: int, modules: tuple[st
         computed = work(store, batch_name, modules, verbose=int(verbose))
         click.echo(f"computed {sum(computed.values())} runs"
                    + "".join(f"\n  {name}: {n}" for name, n in computed.items()))
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+@click.option("--batch", "batch_name", help="The batch (default: the only one).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write CSV here.")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
+              help="Write Parquet here (needs pandas and pyarrow).")
+def export(store: str, batch_name: str | None, csv_path: str | None,
+           parquet_path: str | None) -> None:
+    """Export a batch's table (its SQL view) as CSV or Parquet."""
+    import csv
+
+    from .batch import Batch
+    from .store import Store
+
+    if not (csv_path or parquet_path):
+        raise click.UsageError("give --csv FILE and/or --parquet FILE")
+    opened = Store(store, readonly=True)
+    names = opened.batch_names()
+    if batch_name is None:
+        if len(names) != 1:
+            raise click.UsageError(f"the store has batches {names}; choose one with --batch")
+        batch_name = names[0]
+    batch = Batch(batch_name, store=opened)
+    if csv_path:
+        columns, rows = opened.view_rows(batch._id)
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(rows)
+        click.echo(f"wrote {len(rows)} runs of batch {batch_name!r} to {csv_path}")
+    if parquet_path:
+        frame = batch.to_dataframe()
+        try:
+            frame.to_parquet(parquet_path)
+        except ImportError as exc:
+            from .errors import OptionalDependencyError
+
+            raise OptionalDependencyError("pyarrow", "dataframe", "--parquet") from exc
+        click.echo(f"wrote {len(frame)} runs of batch {batch_name!r} to {parquet_path}")
+    opened.close()
 
 
 @main.command()

@@ -685,6 +685,15 @@ class Store:
             _create_view(conn, batch)
         return new
 
+    def view_rows(self, batch: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and rows of a batch's SQL view, in batch order."""
+        with self._reading() as conn:
+            name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?",
+                                        (batch,)).scalar_one()
+            result = conn.exec_driver_sql(
+                f"SELECT * FROM {_quote(name)} ORDER BY position")
+            return list(result.keys()), [tuple(row) for row in result]
+
     def refresh_views(self) -> None:
         """Rebuild every batch's SQL view from its recorded columns."""
         with self._writing("create SQL views") as conn:

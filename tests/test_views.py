@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,42 @@ def test_a_run_shared_by_two_batches_gives_both_views_its_results(in_tmp):
     first(verbose=0)  # computes A=1 and A=2 through the first batch
     assert sqlite3_cli("_res/first.db", "select A, val from second order by A") == [
         ["2", "6"], ["3", ""]]
+
+
+def test_to_dataframe_is_the_view_indexed_by_position(in_tmp):
+    batch = Batch("frame")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3], "operator": [max]})
+    batch(verbose=0)
+    frame = batch.to_dataframe()
+    assert list(frame.index) == [0, 1, 2]
+    assert list(frame.columns[:3]) == ["id", "state", "runtime"]
+    assert list(frame["A"]) == [1, 2, 3] and list(frame["val"]) == [3, 6, 9]
+    assert (frame["state"] == "done").all()
+
+
+def test_export_writes_csv_and_parquet(in_tmp):
+    import csv
+
+    import pandas
+
+    batch = Batch("exported")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2]})
+    batch(verbose=0)
+    result = subprocess.run([sys.executable, "-m", "runstore", "export", "_res/exported.db",
+                             "--csv", "out.csv", "--parquet", "out.parquet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 2 runs of batch 'exported' to out.csv" in result.stdout
+    with open("out.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["A"], r["val"]) for r in rows] == [("1", "3"), ("2", "6")]
+    frame = pandas.read_parquet("out.parquet")
+    assert list(frame["val"]) == [3, 6]
+
+
+def test_export_asks_which_batch_when_there_are_several(in_tmp):
+    first = Batch("one")
+    Batch("two", store=first.store)
+    result = subprocess.run([sys.executable, "-m", "runstore", "export", "_res/one.db",
+                             "--csv", "x.csv"], capture_output=True, text=True)
+    assert result.returncode == 2 and "choose one with --batch" in result.stderr
