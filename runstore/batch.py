@@ -8,6 +8,7 @@ pending ones in this process and commits their results in batches of rows;
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import os
@@ -379,10 +380,30 @@ class Batch:
             if rid in wanted]
         raise RunsFailedError(self.name, details, len(self.run))
 
+    def _repr_html_(self, rows: int = 20) -> str:
+        """In Jupyter: the state counts and the first runs of the batch's table."""
+        counts = self.store.state_counts(self._id)
+        columns, table = self.store.view_rows(self._id)
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
+        shown = [c for c in columns if c not in ("id", "runtime")]
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(row[columns.index(c)]))}</td>"
+                             for c in shown) + "</tr>"
+            for row in table[:rows])
+        more = (f"<p>... and {len(table) - rows} more runs</p>" if len(table) > rows else "")
+        return (f"<p><b>Batch {html.escape(self.name)}</b> in "
+                f"<code>{html.escape(self.store.path)}</code>: {html.escape(summary)}</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}")
+
     def __repr__(self) -> str:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
 
 
 def _array_digests(tree: Tree) -> Iterator[str]:

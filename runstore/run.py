@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import inspect
 import json
 import time
@@ -321,6 +322,20 @@ class Run:
             self._batch.store.reset([self._id], [RunState.DONE, RunState.FAILED])
         self._result = _UNSET
         self._state = None
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the run's state, parameters and scalar results."""
+        rows = [("id", self._id), ("state", self.state)]
+        rows += [(f"parameter {k}", repr(v)) for k, v in self.parameters.items()]
+        result = self.result if self.done else None
+        if isinstance(result, dict):
+            rows += [(f"result {k}", repr(v)) for k, v in result.items()
+                     if not hasattr(v, "shape") or getattr(v, "ndim", 1) == 0]
+            rows += [(f"result {k}", f"array {v.dtype} {v.shape}") for k, v in result.items()
+                     if getattr(v, "ndim", 0) > 0]
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        return f"<p><b>{html.escape(type(self).__name__)}</b></p><table>{body}</table>"
 
     def __repr__(self) -> str:
         index = "" if self.index is None else f"#{self.index} "

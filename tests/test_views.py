@@ -149,3 +149,19 @@ def test_export_asks_which_batch_when_there_are_several(in_tmp):
     result = subprocess.run([sys.executable, "-m", "runstore", "export", "_res/one.db",
                              "--csv", "x.csv"], capture_output=True, text=True)
     assert result.returncode == 2 and "choose one with --batch" in result.stderr
+
+
+def test_batches_and_runs_show_as_escaped_html_tables(in_tmp):
+    from .runs import Arrays
+
+    batch = Batch("shown")
+    batch.add_run(Anything, {"n": 1, "label": "<script>alert(1)</script>"})
+    batch.add_run(Arrays, {"n": 2})
+    batch(verbose=0)
+    page = batch._repr_html_()
+    assert "<b>Batch shown</b>" in page and "2 done" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<tr>") == 3  # the header and two runs
+    run = batch.run[1]._repr_html_()
+    assert "parameter n" in run and "result x" in run and "array float64 (2,)" in run
+    assert "<b>Arrays</b>" in run
