@@ -25,6 +25,7 @@ __all__ = [
     "RunState",
     "Cluster",
     "get_cluster",
+    "open_bundle",
     # serialization layer
     "Object",
     "Container",
@@ -55,6 +56,7 @@ __all__ = [
     "PoolError",
     "WorkerError",
     "ClusterError",
+    "BundleError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -66,6 +68,7 @@ __all__ = [
 from importlib.metadata import PackageNotFoundError, version
 
 from .batch import Batch
+from .bundle import open_bundle
 from .cluster import Cluster, get_cluster
 from .containers import Container, ContainerDict, ContainerList, Object
 from .encoding import ArrayRef, FunctionRef, ObjectRef
@@ -73,6 +76,7 @@ from .errors import (
     ArrayFileError,
     BatchNameError,
     BatchNotFound,
+    BundleError,
     ClusterError,
     CodeChangedWarning,
     DecodingError,

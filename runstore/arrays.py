@@ -80,6 +80,19 @@ class ArrayStore:
         os.replace(partial, final)
         return name
 
+    def pack(self, runs: Mapping[str, Sequence[str]], target: Path) -> None:
+        """Copy the groups of runs ``{side file: [run ids]}`` into one new HDF5 file.
+
+        The file is written under a temporary name and renamed when complete.
+        """
+        partial = target.with_name(target.name + _PARTIAL)
+        with h5py.File(partial, "w", libver="latest") as out:
+            for filename, run_ids in runs.items():
+                with h5py.File(self.path(filename), "r") as source:
+                    for run_id in run_ids:
+                        source.copy(source[run_id], out, name=run_id)
+        os.replace(partial, target)
+
     def path(self, filename: str) -> Path:
         """Return the full path of a side file, refusing names that leave the folder."""
         if Path(filename).name != filename or not filename.endswith(_SUFFIX):

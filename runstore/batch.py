@@ -243,6 +243,17 @@ class Batch:
         columns, rows = self.store.view_rows(self._id)
         return pandas.DataFrame(rows, columns=columns).set_index("position")
 
+    def export(self, path: str | os.PathLike[str], runs: Iterable[Run] | None = None
+               ) -> tuple[Path, Path]:
+        """Write a bundle (``path.db`` + ``path.h5``) of this batch's runs, to share them.
+
+        See :func:`runstore.open_bundle`; ``runs`` selects some runs (e.g. from
+        :meth:`get_runs_with`).
+        """
+        from .bundle import export
+
+        return export(self, path, runs)
+
     def save_ids(self, filename: str | os.PathLike[str] | None = None) -> Path:
         """Write the run ids to ``_res/<name>_ids.npy`` and ``_res/<name>_ids.py``."""
         target = Path(filename) if filename else self._folder / f"{self.name}_ids.npy"

@@ -31,6 +31,7 @@ __all__ = [
     "PoolError",
     "WorkerError",
     "ClusterError",
+    "BundleError",
     "CodeChangedWarning",
 ]
 
@@ -374,6 +375,10 @@ class WorkerError(RunstoreError, RuntimeError):
 
 class ClusterError(RunstoreError, RuntimeError):
     """An ipyparallel cluster is not running, or its engines did not come up."""
+
+
+class BundleError(RunstoreError, ValueError):
+    """A bundle cannot be written or opened as asked."""
 
 
 class CodeChangedWarning(UserWarning):

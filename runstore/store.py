@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -184,10 +184,14 @@ class Store:
     allow_pickle
         Store results that have no canonical encoding as pickles, and load
         pickles. Pickles can run code when loaded: only for stores you trust.
+    arrays
+        The folder of the side files, if not ``<name>.arrays`` beside the
+        file (a bundle keeps its one side file beside its ``.db``).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
-                 allow_pickle: bool = False) -> None:
+                 allow_pickle: bool = False,
+                 arrays: str | os.PathLike[str] | None = None) -> None:
         self.readonly = readonly
         self.allow_pickle = allow_pickle
         self.owner = owner_token()
@@ -204,7 +208,7 @@ class Store:
             if not readonly:
                 db.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(url)
-            self.arrays = ArrayStore(arrays_folder(db))
+            self.arrays = ArrayStore(arrays if arrays is not None else arrays_folder(db))
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
         self._check_schema()
@@ -665,6 +669,63 @@ class Store:
                 "r.run_type = ? AND r.code_fingerprint IS NOT ? ",
                 (batch, run_type, fingerprint))]
 
+    # -- copying runs to another store (bundles) ---------------------------------------
+
+    def copy_runs(self, keys: Sequence[int], target: Store, batch_name: str,
+                  array_file: str | None) -> int:
+        """Copy runs (rows, typed values) into a batch of another, new store.
+
+        Runs keep their state, result and provenance; their arrays are taken
+        to be in ``array_file`` of the target. Claims are not copied.
+        """
+        with self._reading() as conn:
+            runs: list[Any] = []
+            parameters: list[Any] = []
+            values: list[Any] = []
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                runs += conn.exec_driver_sql(
+                    f"SELECT * FROM runs WHERE key IN ({marks})", tuple(chunk)).mappings().all()
+                parameters += conn.exec_driver_sql(
+                    "SELECT run_key, name, kind, num, text, canonical FROM parameters "
+                    f"WHERE run_key IN ({marks})", tuple(chunk)).all()
+                values += conn.exec_driver_sql(
+                    "SELECT run_key, key, kind, num, text, canonical FROM result_values "
+                    f"WHERE run_key IN ({marks})", tuple(chunk)).all()
+        order = {key: i for i, key in enumerate(keys)}
+        columns = [c for c in runs[0].keys()] if runs else []
+        batch = target.batch_id(batch_name)
+        if batch is None:
+            raise ReadOnlyStoreError(target.path, "write the bundle")
+        with target._writing("write the bundle") as conn:
+            rows = []
+            for run in runs:
+                row = dict(run)
+                row.update(owner=None, lease_expires=None,
+                           state="pending" if row["state"] == "running" else row["state"],
+                           array_file=array_file if row["array_file"] else None)
+                rows.append(tuple(row[c] for c in columns))
+            _executemany(conn, f"INSERT INTO runs ({', '.join(columns)}) VALUES "
+                         f"({', '.join('?' * len(columns))})", rows)
+            _executemany(conn, "INSERT INTO parameters (run_key, name, kind, num, text, "
+                         "canonical) VALUES (?, ?, ?, ?, ?, ?)", [tuple(r) for r in parameters])
+            _executemany(conn, "INSERT INTO result_values (run_key, key, kind, num, text, "
+                         "canonical) VALUES (?, ?, ?, ?, ?, ?)", [tuple(r) for r in values])
+            _executemany(conn, "INSERT INTO entries (batch_id, position, run_key) "
+                         "VALUES (?, ?, ?)", [(batch, order[k], k) for k in keys])
+            target._add_columns(conn, batch, "parameter", {r[1] for r in parameters})
+            target._add_columns(conn, batch, "result", {r[1] for r in values})
+        return len(runs)
+
+    def seal(self) -> None:
+        """Leave the file self-contained (no write-ahead log) and close it."""
+        raw = self.engine.raw_connection()  # outside any transaction (autocommit)
+        try:
+            raw.driver_connection.execute("PRAGMA journal_mode = DELETE")  # type: ignore[union-attr]
+        finally:
+            raw.close()
+        self.close()
+
     # -- SQL views ----------------------------------------------------------------------
 
     def _add_columns(self, conn: sa.Connection, batch: int, source: str,
@@ -883,7 +944,10 @@ def _keys(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, int]:
     return keys
 
 
-def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 

@@ -15,7 +15,7 @@ import runstore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PUBLIC_MODULES = ["batch", "run", "worker", "cluster", "containers", "encoding", "identity",
+PUBLIC_MODULES = ["batch", "run", "bundle", "worker", "cluster", "containers", "encoding", "identity",
                   "interfaces", "errors"]
 ZOPE_REEXPORTS = {"Interface", "Attribute", "implementer", "verifyClass", "verifyObject"}
 
