@@ -1,8 +1,10 @@
 """The store: runs, their states and results in SQLite, arrays in HDF5 side files.
 
 A :class:`Store` is one SQLite file (WAL mode, busy timeout) plus a folder of
-HDF5 side files beside it (``<name>.arrays/``). It is the only module that
-speaks SQL to the run tables. Its invariants:
+HDF5 side files beside it (``<name>.arrays/``). With its two helpers,
+:mod:`runstore.views` (each batch's SQL view) and :mod:`runstore.check`
+(consistency checks), it is the only code that speaks SQL to the run tables.
+Its invariants:
 
 - registering runs is a few bulk statements per call, whatever the count;
 - a run's state changes only by compare-and-set statements (a claim is one
@@ -46,9 +48,12 @@ from .errors import (
 from .interfaces import IRunStore, implementer
 from .query import Query
 from .identity import run_id_of_pairs
+from .check import CheckReport, check_store
 from .schema import SCHEMA_REVISION, Base, RunState
+from .views import check_view_name, create_view
+from .views import quote as quote_identifier
 
-__all__ = ["Store", "RunRow", "Completion", "CheckReport", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Completion", "owner_token", "sqlite_url"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STATE_VALUES = {state: state.value for state in RunState}
@@ -101,67 +106,6 @@ def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
     # mean something in a URI.
     return sa.URL.create("sqlite", database=f"file:{quote(str(db))}",
                          query={"mode": "ro", "uri": "true"})
-
-
-#: Seconds after which a side file no row points into is garbage (a writer
-#: renames its file moments before committing the rows that point into it).
-ORPHAN_AGE = 600.0
-
-
-@dataclass
-class CheckReport:
-    """What :meth:`Store.check` found, and what it repaired."""
-
-    path: str
-    integrity: list[str] = field(default_factory=list)
-    wrong_ids: list[str] = field(default_factory=list)
-    custom_ids: int = 0
-    missing_arrays: dict[str, str] = field(default_factory=dict)
-    orphan_files: list[str] = field(default_factory=list)
-    partial_files: list[str] = field(default_factory=list)
-    repaired: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing is wrong (runs with custom ids are not a problem)."""
-        return not (self.integrity or self.wrong_ids or self.missing_arrays
-                    or self.orphan_files or self.partial_files)
-
-    def __str__(self) -> str:
-        lines = [f"{self.path}: " + ("no problems found" if self.ok else "problems found")]
-        lines += [f"  SQLite integrity: {problem}" for problem in self.integrity]
-        if self.wrong_ids:
-            lines.append(f"  {len(self.wrong_ids)} runs whose id does not match their "
-                         f"stored parameters (changed outside runstore), e.g. "
-                         f"{self.wrong_ids[0]}; remove them or restore the store")
-        if self.custom_ids:
-            lines.append(f"  {self.custom_ids} runs have ids from a custom generate_id "
-                         "(not recomputed)")
-        for rid, problem in list(self.missing_arrays.items())[:20]:
-            lines.append(f"  run {rid}: arrays {problem}")
-        if len(self.missing_arrays) > 20:
-            lines.append(f"  ... and {len(self.missing_arrays) - 20} more runs")
-        if self.orphan_files:
-            lines.append(f"  {len(self.orphan_files)} side files no run points into: "
-                         f"{', '.join(self.orphan_files[:5])}")
-        if self.partial_files:
-            lines.append(f"  {len(self.partial_files)} half-written side files: "
-                         f"{', '.join(self.partial_files[:5])}")
-        lines += [f"  repaired: {what}" for what in self.repaired]
-        if not self.ok and not self.repaired:
-            lines.append("  `runstore check --fix STORE` repairs what can be repaired")
-        return "\n".join(lines)
-
-
-def _array_specs(tree: Any) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """The (name or digest, shape) of the arrays in a result tree."""
-    if isinstance(tree, list):
-        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
-            payload = tree[1]
-            yield payload.get("name") or payload["digest"], tuple(payload["shape"])
-        else:
-            for item in tree:
-                yield from _array_specs(item)
 
 
 def arrays_folder(db_path: Path) -> Path:
@@ -335,7 +279,7 @@ class Store:
         if found is not None or not create:
             return found
         with self._writing() as conn:
-            _check_view_name(conn, name)
+            check_view_name(conn, name)
             conn.exec_driver_sql(
                 "INSERT OR IGNORE INTO batches (name, created_at) VALUES (?, ?)",
                 (name, time.time()))
@@ -743,7 +687,7 @@ class Store:
             conn.exec_driver_sql(
                 "INSERT INTO batch_columns (batch_id, source, name) VALUES (?, ?, ?)",
                 [(batch, source, name) for name in sorted(new)])
-            _create_view(conn, batch)
+            create_view(conn, batch)
         return new
 
     def view_rows(self, batch: int) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -752,83 +696,23 @@ class Store:
             name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?",
                                         (batch,)).scalar_one()
             result = conn.exec_driver_sql(
-                f"SELECT * FROM {_quote(name)} ORDER BY position")
+                f"SELECT * FROM {quote_identifier(name)} ORDER BY position")
             return list(result.keys()), [tuple(row) for row in result]
 
     def refresh_views(self) -> None:
         """Rebuild every batch's SQL view from its recorded columns."""
         with self._writing("create SQL views") as conn:
             for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
-                _create_view(conn, batch)
+                create_view(conn, batch)
 
     # -- consistency ------------------------------------------------------------------
 
     def check(self, fix: bool = False) -> CheckReport:
         """Report inconsistencies; with ``fix=True``, repair what can be repaired.
 
-        Checks SQLite's integrity, recomputes every run id from its stored
-        parameters, checks that every done run's arrays are in its side file,
-        and finds side files no run points into and half-written ``.part``
-        files. Repairs: done runs whose arrays are missing or unreadable go
-        back to pending (to be computed again); orphaned and half-written
-        files older than ten minutes are deleted (younger ones may belong to a
-        writer about to commit). Runs whose id does not match their parameters
-        are only reported: the store was changed outside runstore.
+        See :func:`runstore.check.check_store` for what is checked and repaired.
         """
-        report = CheckReport(self.path)
-        with self._reading() as conn:
-            report.integrity = [row[0] for row in conn.exec_driver_sql(
-                "PRAGMA integrity_check") if row[0] != "ok"]
-            self._check_ids(conn, report)
-            referenced = self._check_arrays(conn, report)
-        now = time.time()
-        for name in self.arrays.files():
-            if name not in referenced:
-                report.orphan_files.append(name)
-        report.partial_files = self.arrays.partial_files()
-        if fix:
-            self._repair(report, now)
-        return report
-
-    def _check_ids(self, conn: sa.Connection, report: CheckReport) -> None:
-        result = conn.exec_driver_sql("SELECT id, run_type, parameters FROM runs")
-        while rows := result.fetchmany(10_000):
-            for rid, rtype, document in rows:
-                data = json.loads(document)
-                if data.get("custom_id"):
-                    report.custom_ids += 1
-                elif run_id_of_pairs(rtype, canonical_json(data["values"])) != rid:
-                    report.wrong_ids.append(rid)
-
-    def _check_arrays(self, conn: sa.Connection, report: CheckReport) -> set[str]:
-        """Check the arrays of done runs; return the side files rows point into."""
-        by_file: dict[str | None, list[tuple[str, list[tuple[str, tuple[int, ...]]]]]] = {}
-        result = conn.exec_driver_sql(
-            "SELECT id, array_file, result FROM runs WHERE state = 'done'")
-        while rows := result.fetchmany(10_000):
-            for rid, filename, result_json in rows:
-                wanted = list(_array_specs(json.loads(result_json)))
-                if wanted or filename:
-                    by_file.setdefault(filename, []).append((rid, wanted))
-        for filename, runs in by_file.items():
-            if filename is None:
-                for rid, _ in runs:
-                    report.missing_arrays[rid] = "no side file is recorded"
-                continue
-            for rid, problem in self.arrays.verify(filename, runs).items():
-                report.missing_arrays[rid] = problem
-        return {name for name in by_file if name is not None}
-
-    def _repair(self, report: CheckReport, now: float) -> None:
-        if report.missing_arrays:
-            count = self.reset(list(report.missing_arrays), [RunState.DONE])
-            report.repaired.append(f"{count} runs with missing or unreadable arrays are "
-                                   "pending again")
-        for name in report.orphan_files + report.partial_files:
-            path = self.arrays.directory / name
-            if path.exists() and now - path.stat().st_mtime > ORPHAN_AGE:
-                path.unlink()
-                report.repaired.append(f"deleted {name}")
+        return check_store(self, fix)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -837,64 +721,6 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
-
-
-#: The columns every batch view starts with.
-VIEW_COLUMNS = ("id", "position", "state", "runtime")
-
-
-def _quote(identifier: str) -> str:
-    """A SQL identifier, quoted (names come from users: never pasted bare)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _check_view_name(conn: sa.Connection, name: str) -> None:
-    """Refuse batch names whose view would clash (SQL names ignore case)."""
-    from .errors import BatchNameError
-
-    tables = {row[0].lower() for row in conn.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if name.lower() in tables or name.lower().startswith("sqlite_"):
-        raise BatchNameError(name, f"it is the name of one of runstore's tables ({name.lower()})")
-    clash = conn.exec_driver_sql(
-        "SELECT name FROM batches WHERE lower(name) = lower(?)", (name,)).scalar()
-    if clash is not None:
-        raise BatchNameError(name, f"it differs only in case from the batch {clash!r}, "
-                                   "and SQL names ignore case")
-
-
-def _typed(alias: str) -> str:
-    """A typed parameter or result row as one SQL value: NULL for None, 0/1 for bools."""
-    return (f"CASE {alias}.kind WHEN 'null' THEN NULL WHEN 'bool' THEN "
-            f"({alias}.canonical = 'true') ELSE COALESCE({alias}.num, {alias}.text, "
-            f"{alias}.canonical) END")
-
-
-def _create_view(conn: sa.Connection, batch: int) -> None:
-    """(Re)create the view of a batch: one row per run, a column per parameter and result."""
-    name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?", (batch,)).scalar_one()
-    columns = conn.exec_driver_sql(
-        "SELECT source, name FROM batch_columns WHERE batch_id = ? ORDER BY source, name",
-        (batch,)).all()
-    taken = {column.lower() for column in VIEW_COLUMNS}
-    parts = ["r.id AS id", "e.position AS position", "r.state AS state",
-             "r.runtime AS runtime"]
-    for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
-        label = column if column.lower() not in taken else f"{source}.{column}"
-        taken.add(label.lower())
-        table, key = (("parameters", "name") if source == "parameter"
-                      else ("result_values", "key"))
-        parts.append(f"(SELECT {_typed('c')} FROM {table} c WHERE c.run_key = r.key "
-                     f"AND c.{key} = {_literal(column)}) AS {_quote(label)}")
-    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(name)}")
-    conn.exec_driver_sql(
-        f"CREATE VIEW {_quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
-        f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
 
 
 def _batches_of(conn: sa.Connection, run_keys: Sequence[int], but: int) -> set[int]:

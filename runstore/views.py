@@ -1,0 +1,69 @@
+"""Each batch's SQL view: one row per run, a column per parameter and result. Internal module.
+
+Names in views come from users (batch names, parameter names, result keys):
+they are always quoted, as identifiers or as string literals, never pasted.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .errors import BatchNameError
+
+__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "create_view"]
+
+
+#: The columns every batch view starts with.
+VIEW_COLUMNS = ("id", "position", "state", "runtime")
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, quoted (names come from users: never pasted bare)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def check_view_name(conn: sa.Connection, name: str) -> None:
+    """Refuse batch names whose view would clash (SQL names ignore case)."""
+    tables = {row[0].lower() for row in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if name.lower() in tables or name.lower().startswith("sqlite_"):
+        raise BatchNameError(name, f"it is the name of one of runstore's tables ({name.lower()})")
+    clash = conn.exec_driver_sql(
+        "SELECT name FROM batches WHERE lower(name) = lower(?)", (name,)).scalar()
+    if clash is not None:
+        raise BatchNameError(name, f"it differs only in case from the batch {clash!r}, "
+                                   "and SQL names ignore case")
+
+
+def _typed(alias: str) -> str:
+    """A typed parameter or result row as one SQL value: NULL for None, 0/1 for bools."""
+    return (f"CASE {alias}.kind WHEN 'null' THEN NULL WHEN 'bool' THEN "
+            f"({alias}.canonical = 'true') ELSE COALESCE({alias}.num, {alias}.text, "
+            f"{alias}.canonical) END")
+
+
+def create_view(conn: sa.Connection, batch: int) -> None:
+    """(Re)create the view of a batch: one row per run, a column per parameter and result."""
+    name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?", (batch,)).scalar_one()
+    columns = conn.exec_driver_sql(
+        "SELECT source, name FROM batch_columns WHERE batch_id = ? ORDER BY source, name",
+        (batch,)).all()
+    taken = {column.lower() for column in VIEW_COLUMNS}
+    parts = ["r.id AS id", "e.position AS position", "r.state AS state",
+             "r.runtime AS runtime"]
+    for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
+        label = column if column.lower() not in taken else f"{source}.{column}"
+        taken.add(label.lower())
+        table, key = (("parameters", "name") if source == "parameter"
+                      else ("result_values", "key"))
+        parts.append(f"(SELECT {_typed('c')} FROM {table} c WHERE c.run_key = r.key "
+                     f"AND c.{key} = {_literal(column)}) AS {quote(label)}")
+    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name)}")
+    conn.exec_driver_sql(
+        f"CREATE VIEW {quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
+        f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
