@@ -327,7 +327,8 @@ class Store:
             new_ids = {run[0] for run in new}
             existing = [keys[run[0]] for run in runs if run[0] not in new_ids]
             self._add_columns(conn, batch, "parameter", names)
-            self._add_columns(conn, batch, "result", _result_keys(conn, existing))
+            self._add_columns(conn, batch, "result",
+                              _distinct(conn, "key", "result_values", existing))
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
         """Append runs already in the store to a batch; return the missing ids.
@@ -349,8 +350,10 @@ class Store:
                     conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                     [(batch, start + i, keys[rid]) for i, rid in enumerate(present)])
                 run_keys = list(keys.values())
-                self._add_columns(conn, batch, "parameter", _parameter_names(conn, run_keys))
-                self._add_columns(conn, batch, "result", _result_keys(conn, run_keys))
+                self._add_columns(conn, batch, "parameter",
+                                  _distinct(conn, "name", "parameters", run_keys))
+                self._add_columns(conn, batch, "result",
+                                  _distinct(conn, "key", "result_values", run_keys))
         return []
 
     # -- reading runs -----------------------------------------------------------------
@@ -411,8 +414,7 @@ class Store:
         ids = list(run_ids)
         out: dict[str, str] = {}
         with self._reading() as conn:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
+            for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 out.update(conn.exec_driver_sql(
                     f"SELECT id, state FROM runs WHERE id IN ({marks})", tuple(chunk)).all())
@@ -536,8 +538,7 @@ class Store:
         """Return some of this owner's RUNNING runs to PENDING."""
         released = 0
         with self._writing("release runs") as conn:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
+            for chunk in _chunks(keys):
                 released += conn.exec_driver_sql(
                     "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
                     f"WHERE key IN ({','.join('?' * len(chunk))}) AND state = 'running' "
@@ -557,8 +558,7 @@ class Store:
         states = [s.value for s in from_states]
         count = 0
         with self._writing("reset runs") as conn:
-            for i in range(0, len(run_ids), 500):
-                chunk = list(run_ids[i:i + 500])
+            for chunk in _chunks(run_ids):
                 marks, smarks = ",".join("?" * len(chunk)), ",".join("?" * len(states))
                 count += conn.exec_driver_sql(
                     "UPDATE runs SET state = 'pending', result = NULL, array_file = NULL, "
@@ -726,32 +726,22 @@ class Store:
 def _batches_of(conn: sa.Connection, run_keys: Sequence[int], but: int) -> set[int]:
     """The batches other than ``but`` that hold any of the runs."""
     found: set[int] = set()
-    for i in range(0, len(run_keys), 500):
-        chunk = run_keys[i:i + 500]
+    for chunk in _chunks(run_keys):
         found.update(r[0] for r in conn.exec_driver_sql(
             f"SELECT DISTINCT batch_id FROM entries WHERE run_key IN "
             f"({','.join('?' * len(chunk))}) AND batch_id != ?", (*chunk, but)))
     return found
 
 
-def _parameter_names(conn: sa.Connection, run_keys: Sequence[int]) -> set[str]:
-    names: set[str] = set()
-    for i in range(0, len(run_keys), 500):
-        chunk = run_keys[i:i + 500]
-        names.update(r[0] for r in conn.exec_driver_sql(
-            f"SELECT DISTINCT name FROM parameters WHERE run_key IN "
+def _distinct(conn: sa.Connection, column: str, table: str, run_keys: Sequence[int]
+              ) -> set[str]:
+    """The distinct values of ``table.column`` over some runs (names are ours, not users')."""
+    found: set[str] = set()
+    for chunk in _chunks(run_keys):
+        found.update(r[0] for r in conn.exec_driver_sql(
+            f"SELECT DISTINCT {column} FROM {table} WHERE run_key IN "
             f"({','.join('?' * len(chunk))})", tuple(chunk)))
-    return names
-
-
-def _result_keys(conn: sa.Connection, run_keys: Sequence[int]) -> set[str]:
-    keys: set[str] = set()
-    for i in range(0, len(run_keys), 500):
-        chunk = run_keys[i:i + 500]
-        keys.update(r[0] for r in conn.exec_driver_sql(
-            f"SELECT DISTINCT key FROM result_values WHERE run_key IN "
-            f"({','.join('?' * len(chunk))})", tuple(chunk)))
-    return keys
+    return found
 
 
 def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
