@@ -169,8 +169,7 @@ class Batch:
 
     def add_run(self, runclass: type[Run], parameters: Mapping[str, Any] | None = None) -> Run:
         """Add one run; return it. A run already in the batch is not added twice."""
-        self._add(runclass, [dict(parameters or {})])
-        rid = pack(runclass, dict(parameters or {}))[0]
+        (rid,) = self._add(runclass, [dict(parameters or {})])
         (row,) = self.store.rows_of(self._id, [rid])
         return self._run(row)
 
@@ -186,7 +185,8 @@ class Batch:
         levels = [v if isinstance(v, (list, range)) else [v] for v in parameters.values()]
         self._add(runclass, (dict(zip(names, combo)) for combo in itertools.product(*levels)))
 
-    def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]]) -> None:
+    def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]]) -> list[str]:
+        """Register runs (each id once); return their distinct ids in order."""
         rtype = self._register_class(runclass)
         packed: dict[str, tuple[str, str, str, Any]] = {}
         memo: Memo = {}
@@ -195,6 +195,7 @@ class Batch:
             packed.setdefault(rid, (rid, rtype, document, forms))
         new = self.store.not_in_batch(self._id, list(packed))
         self.store.add_runs(self._id, [packed[rid] for rid in new])
+        return list(packed)
 
     def add_resultrun(self, ids: str | Iterable[str]) -> None:
         """Add stored runs by id (one id or many); their classes are not needed."""
