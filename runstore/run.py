@@ -186,11 +186,12 @@ class Run:
 
     def __init__(self, batch: Batch | None = None, saveresult: bool = True,
                  **parameters: Any) -> None:
-        rid, document, _ = pack(type(self), parameters)
-        self._init(batch, None, rid, document, None)
         if batch is not None:
             added = batch.add_run(type(self), parameters)
-            self.index = added.index
+            self._init(batch, added.index, added.id, added._document, None)
+        else:
+            rid, document, _ = pack(type(self), parameters)
+            self._init(None, None, rid, document, None)
 
     def _init(self, batch: Batch | None, index: int | None, rid: str, document: str,
               state: str | None) -> None:

@@ -383,3 +383,10 @@ def test_run_list_indexing_and_slicing_behave_like_a_list(in_tmp):
     assert batch.run[-1].index == 5 and len(batch.run) == 6
     with pytest.raises(IndexError, match="out of range: the batch has 6 runs"):
         batch.run[6]
+
+
+def test_a_run_made_with_a_batch_is_added_to_it(in_tmp):
+    batch = Batch("direct")
+    run = Sweep(batch, A=2, B=3, C=1)
+    assert (run.index, run.id) == (0, batch.run[0].id) and len(batch.run) == 1
+    assert run() == {"val": 7} and batch.run[0].done
