@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 from tqdm.auto import tqdm
 
-from .encoding import Tree
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -37,7 +36,7 @@ from .errors import (
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
-from .results import decode_result
+from .results import array_name, array_payloads, decode_result
 from .pool import drain
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
@@ -225,7 +224,7 @@ class Batch:
     def _load_result(self, run: Run) -> Any:
         record = self.store.run_record(run.id)
         tree = json.loads(record["result"]) if record["result"] is not None else None
-        digests = list(_array_digests(tree))
+        digests = [array_name(p) for p in array_payloads(tree)]
         arrays = self.store.load_arrays(run.id, record["array_file"], digests)
         return decode_result(tree, arrays, import_code=run._import_code,
                              allow_pickle=self.store.allow_pickle)
@@ -416,12 +415,3 @@ class Batch:
 
 def _cell(value: Any) -> str:
     return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
-
-
-def _array_digests(tree: Tree) -> Iterator[str]:
-    if isinstance(tree, list):
-        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
-            yield tree[1].get("name") or tree[1]["digest"]
-        else:
-            for item in tree:
-                yield from _array_digests(item)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from .encoding import canonical_json
 from .identity import run_id_of_pairs
+from .results import array_name, array_payloads
 from .schema import RunState
 
 if TYPE_CHECKING:
@@ -77,14 +78,9 @@ class CheckReport:
 
 
 def _array_specs(tree: Any) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """The (name or digest, shape) of the arrays in a result tree."""
-    if isinstance(tree, list):
-        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
-            payload = tree[1]
-            yield payload.get("name") or payload["digest"], tuple(payload["shape"])
-        else:
-            for item in tree:
-                yield from _array_specs(item)
+    """The (name, shape) of the arrays in a result tree."""
+    for payload in array_payloads(tree):
+        yield array_name(payload), tuple(payload["shape"])
 
 
 def check_store(store: Store, fix: bool = False) -> CheckReport:

@@ -567,7 +567,22 @@ def _decode_array(payload: Any, opts: _Options, path: str) -> Any:
     found = None if opts.arrays is None else opts.arrays.get(ref)
     if found is None:
         return ArrayRef(dtype, shape, ref)
+    return stored_array(payload, found, path)
+
+
+def stored_array(payload: dict[str, Any], found: np.ndarray, path: str) -> np.ndarray:
+    """Check an array read from a side file against its ``ndarray`` payload; return it.
+
+    Arrays of dtypes HDF5 has no type for are stored as raw bytes (an extra
+    axis of ``uint8``) and are viewed back as their dtype here. Raises
+    :class:`~runstore.errors.DecodingError` if the dtype, shape or CRC-32
+    does not match.
+    """
+    dtype, shape = payload["dtype"], tuple(payload["shape"])
+    ref = payload.get("digest") or payload.get("name")
     wanted = np.dtype(dtype)
+    if wanted.hasobject:
+        raise DecodingError(path, f"the array dtype {dtype!r}")
     if wanted != np.uint8 and found.dtype == np.uint8 and found.shape == (
             shape + (wanted.itemsize,)):
         found = found.reshape(-1).view(wanted).reshape(shape)  # stored as raw bytes

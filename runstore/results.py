@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +28,10 @@ import numpy as np
 
 from . import containers
 from .encoding import Indexed, NamedArrays, Tree, canonical_json, decode, encode, indexed
-from .errors import EncodingError
+from .errors import DecodingError, EncodingError
 
-__all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG"]
+__all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG", "array_payloads",
+           "array_name", "scalars_of_tree"]
 
 #: The tag of pickled values in result trees (only with allow_pickle).
 PICKLE_TAG = "pickle"
@@ -104,3 +105,40 @@ def decode_result(tree: Tree, arrays: Mapping[str, np.ndarray], import_code: boo
     """Rebuild a result from its tree and its arrays."""
     return decode(tree, arrays=arrays, import_code=import_code, path="result",
                   allow_pickle=allow_pickle)
+
+
+def array_payloads(tree: Tree) -> Iterator[dict[str, Any]]:
+    """The ``ndarray`` payloads (dtype, shape, name, crc32) in a result tree."""
+    if isinstance(tree, list):
+        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
+            yield tree[1]
+        else:
+            for item in tree:
+                yield from array_payloads(item)
+
+
+def array_name(payload: Mapping[str, Any]) -> str:
+    """The name an array of a result is stored under in its run's HDF5 group."""
+    name = payload.get("name") or payload.get("digest")
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise DecodingError("result", f"the array name {name!r}")
+    return name
+
+
+def scalars_of_tree(tree: Tree) -> dict[str, Indexed]:
+    """The typed scalar rows of a result, rebuilt from its encoded tree.
+
+    The same rows :func:`encode_result` gives (used to import runs, so that
+    the query rows always follow from the stored result).
+    """
+    out: dict[str, Indexed] = {}
+    if isinstance(tree, list) and len(tree) == 2 and tree[0] == "dict":
+        for key_tree, value_tree in tree[1]:
+            key = decode(key_tree, None, False, "result key")
+            _collect_scalars(str(key), value_tree, out)
+    elif isinstance(tree, list) and len(tree) == 2 and tree[0] == "object":
+        for key, value_tree in tree[1][1]:
+            _collect_scalars(str(key), value_tree, out)
+    else:
+        _collect_scalars("value", tree, out)
+    return out
