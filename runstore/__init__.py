@@ -26,6 +26,7 @@ __all__ = [
     "Cluster",
     "get_cluster",
     "open_bundle",
+    "import_bundle",
     # serialization layer
     "Object",
     "Container",
@@ -68,7 +69,7 @@ __all__ = [
 from importlib.metadata import PackageNotFoundError, version
 
 from .batch import Batch
-from .bundle import open_bundle
+from .bundle import import_bundle, open_bundle
 from .cluster import Cluster, get_cluster
 from .containers import Container, ContainerDict, ContainerList, Object
 from .encoding import ArrayRef, FunctionRef, ObjectRef

@@ -196,9 +196,25 @@ class Batch:
         self.store.add_runs(self._id, [packed[rid] for rid in new])
         return list(packed)
 
-    def add_resultrun(self, ids: str | Iterable[str]) -> None:
-        """Add stored runs by id (one id or many); their classes are not needed."""
+    def add_resultrun(self, ids: str | Iterable[str],
+                      source: Batch | str | os.PathLike[str] | None = None) -> None:
+        """Add stored runs by id (one id or many); their classes are not needed.
+
+        The runs are looked up in this batch's store, or, with ``source`` (a
+        bundle's path or another store's batch), taken from there into this
+        store first (see :func:`runstore.import_bundle`).
+        """
         wanted = [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+        if source is not None:
+            from .bundle import import_runs, open_bundle
+
+            opened = source if isinstance(source, Batch) else open_bundle(source)
+            try:
+                import_runs(opened, self.store, self.name, wanted)
+            finally:
+                if opened is not source:
+                    opened.store.close()
+            return
         missing = self.store.add_existing(self._id, wanted)
         if missing:
             raise RunNotFound(missing[0], f"{self.store.path} ({len(missing)} of "

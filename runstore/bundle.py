@@ -11,15 +11,24 @@ or unpickled (unless asked), and reading never modifies the files.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .batch import Batch
-from .errors import BundleError
+from .encoding import canonical_json, indexed, stored_array
+from .errors import BundleError, DecodingError, ReadOnlyStoreError, RunNotFound
+from .identity import run_id_of_pairs
+from .results import array_name, array_payloads, scalars_of_tree
 from .run import Run
-from .store import Store
+from .store import Adopted, Store, _chunks
 
-__all__ = ["export", "open_bundle", "bundle_paths"]
+__all__ = ["export", "open_bundle", "import_bundle", "import_runs", "ImportReport",
+           "bundle_paths"]
 
 
 def bundle_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -61,10 +70,164 @@ def export(batch: Batch, path: str | os.PathLike[str], runs: Iterable[Run] | Non
 
 
 def open_bundle(path: str | os.PathLike[str], allow_pickle: bool = False) -> Batch:
-    """Open a bundle read-only as a batch of result runs."""
+    """Open a bundle read-only as a batch of result runs.
+
+    Nothing named in the files is imported and nothing is unpickled (unless
+    ``allow_pickle``): parameters that name functions or classes come back as
+    :class:`~runstore.encoding.FunctionRef` / :class:`~runstore.encoding.ObjectRef`.
+    """
     db, _ = bundle_paths(path)
     store = Store(db, readonly=True, allow_pickle=allow_pickle, arrays=db.parent)
     names = store.batch_names()
     if len(names) != 1:
         raise BundleError(f"{db} holds {len(names)} batches ({names}); a bundle holds one")
     return Batch(names[0], store=store)
+
+
+@dataclass
+class ImportReport:
+    """What :func:`import_bundle` / :func:`import_runs` did."""
+
+    #: Runs new to the store, added with their states and results.
+    added: int = 0
+    #: Runs the store held pending or failed, now done with the incoming result.
+    completed: int = 0
+    #: Runs the store already held (the same run, nothing to take).
+    present: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.added} runs added, {self.completed} completed with the incoming "
+                f"results, {self.present} already in the store")
+
+
+def import_bundle(path: str | os.PathLike[str], store: Store | str | os.PathLike[str],
+                  batch: str | None = None) -> ImportReport:
+    """Add the runs of a bundle to a store, in a batch named ``batch`` (default: the bundle's).
+
+    A run the store already holds is not duplicated; a run it holds pending
+    or failed takes the bundle's result. A run with the same id but
+    different content (parameters, run type, or result when both are done)
+    is an error, and so is a run whose id does not match its parameters;
+    both are found before anything is written. Arrays are checked against
+    their checksums as they are copied.
+    """
+    source = open_bundle(path)
+    target = store if isinstance(store, Store) else Store(store)
+    try:
+        return import_runs(source, target, batch)
+    finally:
+        source.store.close()
+        if target is not store:
+            target.close()
+
+
+def import_runs(source: Batch, store: Store, batch: str | None = None,
+                run_ids: Sequence[str] | None = None) -> ImportReport:
+    """Add runs of ``source`` (all, or ``run_ids``) to a batch of another store.
+
+    See :func:`import_bundle`, which applies it to a bundle.
+    """
+    if store.readonly:
+        raise ReadOnlyStoreError(store.path, "import runs")
+    if os.path.abspath(source.store.path) == os.path.abspath(store.path):
+        raise BundleError(f"{store.path} is the store the runs come from; use "
+                          "Batch.add_resultrun(ids) to add them to another of its batches")
+    if run_ids is None:
+        ids = list(source.run.ids())
+    else:
+        ids = list(dict.fromkeys(run_ids))
+        found = {row.id for row in source.store.rows_of(source._id, ids)}
+        missing = [rid for rid in ids if rid not in found]
+        if missing:
+            raise RunNotFound(missing[0], f"batch {source.name!r} of {source.store.path} "
+                              f"({len(missing)} of {len(ids)} ids missing; none was added)")
+    report = ImportReport()
+    conflicts: list[str] = []
+    for chunk in _chunks(ids):
+        incoming = [_adopted(record, source.store.path)
+                    for record in source.store.records(chunk).values()]
+        existing = store.records(chunk)
+        for run in incoming:
+            mine = existing.get(run.record["id"])
+            if mine is not None and _differs(mine, run.record):
+                conflicts.append(run.record["id"])
+    if conflicts:
+        raise BundleError(
+            f"{len(conflicts)} runs of {source.store.path} have the id of a different run in "
+            f"{store.path} (e.g. {conflicts[0]}): same id, different parameters or result. "
+            "Nothing was imported. Import into another store, or clear those runs in "
+            "this one (Run.clear()) to take the incoming results")
+    target = store.batch_id(batch or source.name)
+    assert target is not None  # the store is writable
+    for chunk in _chunks(ids):
+        records = source.store.records(chunk)
+        existing = store.records(chunk)
+        runs = [_adopted(records[rid], source.store.path) for rid in chunk]
+        takes = [run for run in runs if run.record["state"] == "done" and (
+            run.record["id"] not in existing
+            or existing[run.record["id"]]["state"] in ("pending", "failed"))]
+        arrays = {run.record["id"]: _arrays_of(source.store, run) for run in takes}
+        arrays = {rid: named for rid, named in arrays.items() if named}
+        filename = store.arrays.write(arrays) if arrays else None
+        added, completed = store.adopt_runs(target, runs, filename)
+        report.added += added
+        report.completed += completed
+        report.present += len(runs) - added - completed
+    return report
+
+
+def _adopted(record: dict[str, Any], where: str) -> Adopted:
+    """Check a run read from another store; rebuild its typed rows from its documents."""
+    rid = record["id"]
+    try:
+        document = json.loads(record["parameters"])
+        values = document["values"]
+        if not document.get("custom_id") and run_id_of_pairs(
+                record["run_type"], canonical_json(values)) != rid:
+            raise BundleError(f"run {rid} of {where}: its id does not match its parameters "
+                              "(the file was changed outside runstore). Nothing was imported")
+        parameters = {str(name): indexed(tree) for name, tree in values}
+        tree = json.loads(record["result"]) if record["result"] is not None else None
+        scalars = scalars_of_tree(tree) if record["state"] == "done" else {}
+        for payload in array_payloads(tree):
+            array_name(payload)
+    except BundleError:
+        raise
+    except (ValueError, TypeError, KeyError, DecodingError) as exc:
+        raise BundleError(f"run {rid} of {where} cannot be read ({exc}). Nothing was "
+                          "imported") from exc
+    return Adopted(record, parameters, scalars)
+
+
+def _differs(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    if mine["run_type"] != theirs["run_type"]:
+        return True
+    if _values(mine["parameters"]) != _values(theirs["parameters"]):
+        return True
+    if mine["state"] == theirs["state"] == "done":
+        return _canonical(mine["result"]) != _canonical(theirs["result"])
+    return False
+
+
+def _values(document: str) -> str:
+    return canonical_json(json.loads(document)["values"])
+
+
+def _canonical(text: str | None) -> str | None:
+    return None if text is None else canonical_json(json.loads(text))
+
+
+def _arrays_of(store: Store, run: Adopted) -> dict[str, np.ndarray]:
+    """Read a run's arrays from its store, checked against their checksums."""
+    rid = run.record["id"]
+    payloads = {array_name(p): p for p in array_payloads(json.loads(run.record["result"]))}
+    if not payloads:
+        return {}
+    found = store.load_arrays(rid, run.record["array_file"], list(payloads))
+    try:
+        for name, payload in payloads.items():
+            stored_array(payload, found[name], f"run {rid} array {name}")
+    except DecodingError as exc:
+        raise BundleError(f"{exc}; the runs before it were imported, it and the runs "
+                          "after it were not (`runstore check` tells what is damaged)") from exc
+    return found

@@ -53,12 +53,36 @@ from .schema import SCHEMA_REVISION, Base, RunState
 from .views import check_view_name, create_view
 from .views import quote as quote_identifier
 
-__all__ = ["Store", "RunRow", "Completion", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Completion", "Adopted", "owner_token", "sqlite_url"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STATE_VALUES = {state: state.value for state in RunState}
 #: Seconds a claim lasts before another worker may take the run over.
 DEFAULT_LEASE = 600.0
+
+
+#: The columns of ``runs`` that hold a run's outcome (taken over on import).
+_RESULT_COLUMNS = ("state", "result", "array_file", "error_type", "error_message", "traceback",
+                   "attempts", "started_at", "finished_at", "runtime", "host", "pid",
+                   "runstore_version", "python_version", "code_fingerprint")
+
+
+@dataclass
+class Adopted:
+    """A run taken from another store: its ``runs`` row and its typed rows."""
+
+    record: dict[str, Any]
+    parameters: dict[str, Indexed]
+    scalars: dict[str, Indexed]
+
+    def row(self, array_file: str | None) -> dict[str, Any]:
+        """The row to insert here: claims dropped, arrays in ``array_file``."""
+        row = dict(self.record)
+        running = row["state"] == RunState.RUNNING.value
+        row.update(owner=None, lease_expires=None,
+                   state=RunState.PENDING.value if running else row["state"],
+                   array_file=array_file if row["array_file"] and not running else None)
+        return row
 
 
 def owner_token() -> str:
@@ -660,6 +684,81 @@ class Store:
             target._add_columns(conn, batch, "parameter", {r[1] for r in parameters})
             target._add_columns(conn, batch, "result", {r[1] for r in values})
         return len(runs)
+
+    def records(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The ``runs`` rows of the given ids that exist, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(run_ids):
+                for row in conn.exec_driver_sql(
+                        f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
+                        tuple(chunk)).mappings():
+                    found[row["id"]] = dict(row)
+        return found
+
+    def adopt_runs(self, batch: int, runs: Sequence[Adopted], array_file: str | None
+                   ) -> tuple[int, int]:
+        """Add runs taken from another store to a batch, in one transaction.
+
+        Runs new to this store are inserted as they were (claims dropped: a
+        running run arrives pending); a run this store holds pending or failed
+        takes the incoming result if the incoming run is done; a run it holds
+        done is left as it is (the caller has compared the two). Every run is
+        then appended to the batch unless it is in it already. Arrays are in
+        ``array_file``, already written. Returns (added, completed).
+        """
+        columns = [c.name for c in Base.metadata.tables["runs"].columns if c.name != "key"]
+        with self._writing("import runs") as conn:
+            keys = _keys(conn, [run.record["id"] for run in runs])
+            next_key: int = conn.exec_driver_sql(
+                "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
+            new = [run for run in runs if run.record["id"] not in keys]
+            old = [run for run in runs if run.record["id"] in keys]
+            for i, run in enumerate(new):
+                keys[run.record["id"]] = next_key + i
+            _executemany(conn, f"INSERT INTO runs (key, {', '.join(columns)}) VALUES "
+                         f"({', '.join('?' * (len(columns) + 1))})",
+                         [(keys[run.record["id"]], *(run.row(array_file)[c] for c in columns))
+                          for run in new])
+            _executemany(conn, "INSERT INTO parameters (run_key, name, kind, num, text, "
+                         "canonical) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(keys[run.record["id"]], name, f.kind, f.number, f.text, f.canonical)
+                          for run in new for name, f in run.parameters.items()])
+            completed = [run for run in old if run.record["state"] == RunState.DONE.value]
+            taken = []
+            for run in completed:
+                row = run.row(array_file)
+                updated = conn.exec_driver_sql(
+                    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _RESULT_COLUMNS)} "
+                    "WHERE key = ? AND state IN ('pending', 'failed')",
+                    (*(row[c] for c in _RESULT_COLUMNS), keys[run.record["id"]])).rowcount
+                if updated:
+                    taken.append(run)
+                    conn.exec_driver_sql("DELETE FROM result_values WHERE run_key = ?",
+                                         (keys[run.record["id"]],))
+            _executemany(conn, "INSERT INTO result_values (run_key, key, kind, num, text, "
+                         "canonical) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(keys[run.record["id"]], name, f.kind, f.number, f.text, f.canonical)
+                          for run in [*new, *taken] if run.record["state"] == "done"
+                          for name, f in run.scalars.items()])
+            in_batch: set[int] = set()
+            for chunk in _chunks(list(keys.values())):
+                in_batch.update(r[0] for r in conn.exec_driver_sql(
+                    "SELECT run_key FROM entries WHERE batch_id = ? AND run_key IN "
+                    f"({','.join('?' * len(chunk))})", (batch, *chunk)))
+            start: int = conn.exec_driver_sql(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
+                (batch,)).scalar_one()
+            appended = [keys[run.record["id"]] for run in runs
+                        if keys[run.record["id"]] not in in_batch]
+            _executemany(conn, "INSERT INTO entries (batch_id, position, run_key) "
+                         "VALUES (?, ?, ?)",
+                         [(batch, start + i, key) for i, key in enumerate(appended)])
+            self._add_columns(conn, batch, "parameter",
+                              {name for run in runs for name in run.parameters})
+            self._add_columns(conn, batch, "result", _distinct(
+                conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
+        return len(new), len(taken)
 
     def seal(self) -> None:
         """Leave the file self-contained (no write-ahead log) and close it."""

@@ -184,3 +184,11 @@ class Collides(runstore.Run):
 
     def run(self, x=0, state="s"):
         return {"x": x * 10}
+
+
+class Noisy(runstore.Run):
+    """A different result each time it is computed (same id, different content)."""
+
+    def run(self, k=0):
+        draw = np.random.default_rng().normal(size=3)
+        return {"draw": draw, "first": float(draw[0])}
