@@ -54,7 +54,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import containers
-from .errors import DecodingError, EncodingError, UnresolvedReferenceError
+from .errors import DecodingError, EncodingError, PickleRefusedError, UnresolvedReferenceError
 from .interfaces import IReference, implementer
 
 __all__ = [
@@ -620,10 +620,7 @@ def _decode_object(payload: Any, opts: _Options, path: str) -> Any:
 
 def _decode_pickle(payload: Any, opts: _Options, path: str) -> Any:
     if not opts.allow_pickle:
-        raise DecodingError(
-            path, "a pickled value. Unpickling can run any code, so runstore loads "
-            "pickles only from a store opened with allow_pickle=True (do that only "
-            "if you trust where it came from); the refusal")
+        raise PickleRefusedError(path)
     return pickle.loads(base64.b64decode(payload.encode("ascii"), validate=True))
 
 

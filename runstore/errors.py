@@ -12,6 +12,7 @@ __all__ = [
     "RunstoreError",
     "EncodingError",
     "DecodingError",
+    "PickleRefusedError",
     "ReservedNameError",
     "UnresolvedReferenceError",
     "OptionalDependencyError",
@@ -92,6 +93,23 @@ class DecodingError(RunstoreError, ValueError):
             "not written by runstore or is damaged; run `runstore check` on the "
             "store to find the affected runs."
         )
+
+
+class PickleRefusedError(DecodingError):
+    """A stored value is a pickle, and the store was not opened with ``allow_pickle=True``.
+
+    Unpickling can run any code, so runstore never does it unasked.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.found = "a pickled value"
+        ValueError.__init__(
+            self,
+            f"{path} is a pickled value. Unpickling can run any code, so runstore loads "
+            "pickles only from a store or bundle opened with allow_pickle=True "
+            "(e.g. open_bundle(path, allow_pickle=True)); do that only if you trust "
+            "where the file came from.")
 
 
 class ReservedNameError(RunstoreError, ValueError):

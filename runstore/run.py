@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
-from .errors import ParameterError, RunError
+from .errors import DecodingError, ParameterError, RunError, RunstoreError
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
 from .results import encode_result
@@ -156,14 +156,19 @@ def _pack_memoized(cls: type[Run], merged: dict[str, Any], memo: Memo
 
 def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the public and private parameters from a parameters document."""
-    data = json.loads(document)
-    arrays = {
-        digest: np.frombuffer(base64.b64decode(spec["data"]), dtype=np.dtype(spec["dtype"])
-                              ).reshape(spec["shape"]).copy()
-        for digest, spec in data.get("arrays", {}).items()}
-    public = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in data["values"]}
-    private = {k: decode(v, arrays, import_code, f"parameter {k!r}")
-               for k, v in data.get("private", [])}
+    try:
+        data = json.loads(document)
+        arrays = {
+            digest: np.frombuffer(base64.b64decode(spec["data"]), dtype=np.dtype(spec["dtype"])
+                                  ).reshape(spec["shape"]).copy()
+            for digest, spec in data.get("arrays", {}).items()}
+        values, hidden = data["values"], data.get("private", [])
+        pairs = [(str(k), v) for k, v in values], [(str(k), v) for k, v in hidden]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DecodingError("parameters", f"a malformed parameters document ({exc!r})"
+                            ) from exc
+    public = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[0]}
+    private = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[1]}
     return public, private
 
 
@@ -327,8 +332,12 @@ class Run:
     def _repr_html_(self) -> str:
         """In Jupyter: the run's state, parameters and scalar results."""
         rows = [("id", self._id), ("state", self.state)]
-        rows += [(f"parameter {k}", repr(v)) for k, v in self.parameters.items()]
-        result = self.result if self.done else None
+        try:
+            rows += [(f"parameter {k}", repr(v)) for k, v in self.parameters.items()]
+            result = self.result if self.done else None
+        except RunstoreError as exc:  # shown, not raised: the table is for looking
+            rows.append(("cannot be loaded", str(exc)))
+            result = None
         if isinstance(result, dict):
             rows += [(f"result {k}", repr(v)) for k, v in result.items()
                      if not hasattr(v, "shape") or getattr(v, "ndim", 1) == 0]

@@ -205,6 +205,9 @@ class Store:
         # file, so a page cache larger than SQLite's 2 MB default pays off.
         cursor.execute("PRAGMA cache_size = -131072")  # KiB, i.e. up to 128 MiB
         cursor.execute("PRAGMA temp_store = MEMORY")
+        # A file may come from anyone: its views and triggers may not call
+        # functions with side effects.
+        cursor.execute("PRAGMA trusted_schema = OFF")
         if not self.readonly and self.path != ":memory:":
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
