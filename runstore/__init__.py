@@ -63,6 +63,7 @@ __all__ = [
     "SchemaOutdatedError",
     "ArrayFileError",
     "CodeChangedWarning",
+    "UncomputedRunsWarning",
     "__version__",
 ]
 
@@ -80,6 +81,7 @@ from .errors import (
     BundleError,
     ClusterError,
     CodeChangedWarning,
+    UncomputedRunsWarning,
     DecodingError,
     EncodingError,
     NotAStoreError,

@@ -67,7 +67,7 @@ class ArrayStore:
     def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
         """Write ``{run_id: {digest: array}}`` into a new file; return its name."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        name = self._new_name()
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
         # libver="latest": newer object headers write large datasets faster;
@@ -92,6 +92,30 @@ class ArrayStore:
                     for run_id in run_ids:
                         source.copy(source[run_id], out, name=run_id)
         os.replace(partial, target)
+
+    def _new_name(self) -> str:
+        return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+
+    def repack(self, filename: str, run_ids: Iterable[str]) -> str:
+        """Copy the groups of some runs of a side file into a new side file; return its name.
+
+        Used to drop the arrays of runs that no longer point into a file.
+        The new file is written under a temporary name and renamed when complete.
+        """
+        name = self._new_name()
+        final = self.directory / name
+        partial = final.with_name(name + _PARTIAL)
+        with h5py.File(self.path(filename), "r") as source, \
+                h5py.File(partial, "w", libver="latest") as out:
+            for run_id in run_ids:
+                source.copy(source[run_id], out, name=run_id)
+        os.replace(partial, final)
+        return name
+
+    def groups(self, filename: str) -> list[str]:
+        """The run ids a side file holds arrays of."""
+        with h5py.File(self.path(filename), "r") as f:
+            return list(f)
 
     def path(self, filename: str) -> Path:
         """Return the full path of a side file, refusing names that leave the folder."""

@@ -27,12 +27,15 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from .cluster import Cluster
 from .errors import (
+    ArrayFileError,
     BatchNameError,
     OptionalDependencyError,
+    QueryError,
     BatchNotFound,
     CodeChangedWarning,
     RunNotFound,
     RunsFailedError,
+    UncomputedRunsWarning,
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
@@ -41,6 +44,7 @@ from .pool import drain
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
 from .store import Completion, RunRow, Store
+from .views import display
 
 __all__ = ["Batch", "RunList"]
 
@@ -241,7 +245,13 @@ class Batch:
         record = self.store.run_record(run.id)
         tree = json.loads(record["result"]) if record["result"] is not None else None
         digests = [array_name(p) for p in array_payloads(tree)]
-        arrays = self.store.load_arrays(run.id, record["array_file"], digests)
+        try:
+            arrays = self.store.load_arrays(run.id, record["array_file"], digests)
+        except ArrayFileError:
+            # `runstore gc` may have moved the arrays to a new file meanwhile.
+            if self.store.run_record(run.id)["array_file"] == record["array_file"]:
+                raise
+            return self._load_result(run)
         return decode_result(tree, arrays, import_code=run._import_code,
                              allow_pickle=self.store.allow_pickle)
 
@@ -258,6 +268,45 @@ class Batch:
             raise OptionalDependencyError("pandas", "dataframe", "Batch.to_dataframe()") from exc
         columns, rows = self.store.view_rows(self._id)
         return pandas.DataFrame(rows, columns=columns).set_index("position")
+
+    def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None,
+             **kwargs: Any) -> Any:
+        """Plot a result (or parameter) against a parameter, one line per value of ``hue``.
+
+        ``x``, ``y`` and ``hue`` are columns of the batch's view (parameters
+        and scalar results). Runs without a value for ``x`` or ``y`` (not done
+        yet, failed) are left out. Further keyword arguments go to
+        ``Axes.plot``. Returns the matplotlib ``Axes``. Needs matplotlib
+        (``pip install 'runstore[plot]'``).
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise OptionalDependencyError("matplotlib", "plot", "Batch.plot()") from exc
+        columns, rows = self.store.view_rows(self._id)
+        for name in (x, y) + ((hue,) if hue else ()):
+            if name not in columns:
+                raise QueryError(f"batch {self.name!r} has no column {name!r}; its columns "
+                                 f"are {', '.join(columns)}")
+        at = {name: columns.index(name) for name in columns}
+        lines: dict[Any, list[tuple[Any, Any]]] = {}
+        for row in rows:
+            if row[at[x]] is None or row[at[y]] is None:
+                continue
+            lines.setdefault(row[at[hue]] if hue else None, []).append((row[at[x]], row[at[y]]))
+        if ax is None:
+            _, ax = plt.subplots()
+        kwargs.setdefault("marker", "o")
+        for key in sorted(lines, key=lambda k: (str(type(k)), k)):
+            points = sorted(lines[key], key=lambda p: p[0])
+            label = f"{hue}={display(key)}" if hue else None
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, **kwargs)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(self.name)
+        if hue and lines:
+            ax.legend()
+        return ax
 
     def export(self, path: str | os.PathLike[str], runs: Iterable[Run] | None = None
                ) -> tuple[Path, Path]:
@@ -332,7 +381,18 @@ class Batch:
             else:
                 failed = self._drain(
                     lambda after, n: self.store.claim(self._id, types, n, after), bar)
+        self._warn_unknown_types()
         self._raise_failures(failed)
+
+    def _warn_unknown_types(self) -> None:
+        unknown = [t for t in self.store.pending_run_types(self._id) if t not in self._classes]
+        if unknown:
+            warnings.warn(UncomputedRunsWarning(
+                f"batch {self.name!r} has pending runs of {', '.join(unknown)}, whose class "
+                "it does not know in this process, so they were not computed. Add a run "
+                "of each class (batch.add_run(TheClass, ...)) before calling the batch, "
+                f"or run `runstore worker {self.store.path}`, which imports run classes "
+                "by name."), stacklevel=3)
 
     def _execute(self, runs: Sequence[Run]) -> None:
         """Compute the given runs now (used when a single run is called)."""
@@ -415,7 +475,7 @@ class Batch:
         shown = [c for c in columns if c not in ("id", "runtime")]
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(row[columns.index(c)]))}</td>"
+            "<tr>" + "".join(f"<td>{html.escape(display(row[columns.index(c)]))}</td>"
                              for c in shown) + "</tr>"
             for row in table[:rows])
         more = (f"<p>... and {len(table) - rows} more runs</p>" if len(table) > rows else "")
@@ -427,7 +487,3 @@ class Batch:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))

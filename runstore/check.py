@@ -1,4 +1,4 @@
-"""Consistency checks of a store, and repairs. Internal module.
+"""Consistency checks of a store, repairs, and garbage collection. Internal module.
 
 :func:`check_store` (``Store.check``, ``runstore check``) compares what the
 tables say with what they and the side files hold: SQLite's integrity, run
@@ -24,7 +24,7 @@ from .schema import RunState
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["CheckReport", "check_store", "ORPHAN_AGE"]
+__all__ = ["CheckReport", "check_store", "GcReport", "collect_garbage", "ORPHAN_AGE"]
 
 
 #: Seconds after which a side file no row points into is garbage (a writer
@@ -152,3 +152,82 @@ def _repair(store: Store, report: CheckReport, now: float) -> None:
         if path.exists() and now - path.stat().st_mtime > ORPHAN_AGE:
             path.unlink()
             report.repaired.append(f"deleted {name}")
+
+
+@dataclass
+class GcReport:
+    """What :meth:`Store.gc` removed (or, in a dry run, would remove)."""
+
+    path: str
+    dry_run: bool = False
+    orphan_files: list[str] = field(default_factory=list)
+    rewritten: dict[str, int] = field(default_factory=dict)
+    freed_bytes: int = 0
+    db_bytes: tuple[int, int] = (0, 0)
+
+    def __str__(self) -> str:
+        delete, rewrite, free = (("would delete", "would rewrite", "would free at most")
+                                 if self.dry_run else ("deleted", "rewrote", "freed"))
+        dropped = sum(self.rewritten.values())
+        lines = [
+            f"{self.path}:",
+            f"  {delete} {len(self.orphan_files)} side files no run points into",
+            f"  {rewrite} {len(self.rewritten)} side files without the {dropped} arrays "
+            "of runs cleared or computed again",
+            f"  {free} {self.freed_bytes / 1e6:.1f} MB of side files",
+        ]
+        if not self.dry_run:
+            before, after = self.db_bytes
+            lines.append(f"  compacted the SQLite file: {before / 1e6:.1f} MB -> "
+                         f"{after / 1e6:.1f} MB")
+        return "\n".join(lines)
+
+
+def collect_garbage(store: Store, min_age: float = ORPHAN_AGE, dry_run: bool = False
+                    ) -> GcReport:
+    """Remove what no run needs any more, and compact the store.
+
+    - side files no run points into, and half-written ones, older than
+      ``min_age`` seconds (younger ones may belong to a writer about to commit);
+    - the arrays of runs that were cleared or computed again, by rewriting
+      each side file that holds them without them (the rows are pointed at the
+      new file in one transaction; the old file is deleted after);
+    - free pages of the SQLite file (``VACUUM``).
+    """
+    report = GcReport(store.path, dry_run)
+    if store.path == ":memory:":
+        return report
+    with store._reading() as conn:
+        referenced: dict[str, set[str]] = {}
+        for rid, filename in conn.exec_driver_sql(
+                "SELECT id, array_file FROM runs WHERE array_file IS NOT NULL"):
+            referenced.setdefault(filename, set()).add(rid)
+    now = time.time()
+    directory = store.arrays.directory
+    for name in store.arrays.files() + store.arrays.partial_files():
+        path = directory / name
+        if name not in referenced and now - path.stat().st_mtime > min_age:
+            report.orphan_files.append(name)
+            report.freed_bytes += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+    for filename, keep in referenced.items():
+        if not (directory / filename).exists():
+            continue  # `check` reports it
+        garbage = set(store.arrays.groups(filename)) - keep
+        if not garbage:
+            continue
+        report.rewritten[filename] = len(garbage)
+        size = (directory / filename).stat().st_size
+        if dry_run:
+            report.freed_bytes += size  # at most; the kept arrays are written again
+            continue
+        fresh = store.arrays.repack(filename, sorted(keep))
+        with store._writing("rewrite side files") as conn:
+            conn.exec_driver_sql("UPDATE runs SET array_file = ? WHERE array_file = ?",
+                                 (fresh, filename))
+        report.freed_bytes += size - (directory / fresh).stat().st_size
+        store.arrays.remove(filename)
+    if not dry_run:
+        report.db_bytes = store.vacuum()
+    return report

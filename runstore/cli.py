@@ -1,18 +1,95 @@
 """The ``runstore`` command line: one small function per command.
 
-Commands so far: ``status``, ``worker``, ``export``, ``check`` and ``upgrade``.
-(Queries and bundles arrive with their issue.)
+Reading commands (``status``, ``runs``, ``show``, ``sql``, ``export``,
+``bundle``, ``plot``) open the store read-only, and work on bundles as well.
+``worker``, ``import``, ``check``, ``gc`` and ``upgrade`` write.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import RunstoreError
 
+if TYPE_CHECKING:
+    from .batch import Batch
+    from .store import Store
+
 __all__ = ["main"]
+
+STORE = click.Path(exists=True, dir_okay=False)
+FILTER_HELP = ("Each FILTER is NAME OP VALUE, with OP one of = != < <= > >= and VALUE a "
+               "Python literal or a function's name: 'A>=3' operator=max 'B=[2, 5, 8]' "
+               "'label=\"x\"'; NAME__in=[...] matches any of the values. Quote filters "
+               "with < or > for the shell.")
+
+
+def open_store(path: str, readonly: bool = True) -> Store:
+    """Open a store file, or a bundle's ``.db`` (its ``.h5`` beside it)."""
+    from .store import Store, arrays_folder
+
+    db = Path(path)
+    beside = None
+    if not arrays_folder(db).exists() and db.with_suffix(".h5").exists():
+        beside = db.parent  # a bundle
+    return Store(db, readonly=readonly, arrays=beside)
+
+
+def choose_batch(store: Store, name: str | None) -> Batch:
+    """The batch named, or the store's only batch."""
+    from .batch import Batch
+
+    if name is None:
+        names = store.batch_names()
+        if len(names) != 1:
+            raise click.UsageError(f"{store.path} has the batches {names}; choose one with "
+                                   "--batch NAME")
+        name = names[0]
+    return Batch(name, store=store)
+
+
+def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
+    """``get_runs_with`` keywords from command-line filters."""
+    from .encoding import FunctionRef
+    from .query import Word, parse_filter
+
+    found: dict[str, Any] = {}
+    for text in filters:
+        name, op, value = parse_filter(text)
+        if isinstance(value, Word):
+            if store.holds_callables(name):
+                value = FunctionRef(value if "." in value else f"builtins.{value}")
+            else:
+                value = str(value)
+        found[name if op == "eq" else f"{name}__{op}"] = value
+    return found
+
+
+def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = False,
+               full_ids: bool = False) -> None:
+    """Print rows as aligned columns, or as CSV."""
+    from .views import display
+
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    cells = [[display(v) for v in row] for row in rows]
+    if "id" in columns and not full_ids:
+        at = columns.index("id")
+        for row in cells:
+            row[at] = row[at][:12]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 @click.group()
@@ -27,9 +104,7 @@ def status(store: str) -> None:
     """Show STORE's runs per batch and state, and the runs in flight."""
     import time
 
-    from .store import Store
-
-    opened = Store(store, readonly=True)
+    opened = open_store(store)
     counts = opened.counts_by_batch()
     states = ("pending", "running", "done", "failed")
     width = max([len("batch")] + [len(name) for name in counts])
@@ -83,18 +158,11 @@ def export(store: str, batch_name: str | None, csv_path: str | None,
     """Export a batch's table (its SQL view) as CSV or Parquet."""
     import csv
 
-    from .batch import Batch
-    from .store import Store
-
     if not (csv_path or parquet_path):
         raise click.UsageError("give --csv FILE and/or --parquet FILE")
-    opened = Store(store, readonly=True)
-    names = opened.batch_names()
-    if batch_name is None:
-        if len(names) != 1:
-            raise click.UsageError(f"the store has batches {names}; choose one with --batch")
-        batch_name = names[0]
-    batch = Batch(batch_name, store=opened)
+    opened = open_store(store)
+    batch = choose_batch(opened, batch_name)
+    batch_name = batch.name
     if csv_path:
         columns, rows = opened.view_rows(batch._id)
         with open(csv_path, "w", newline="") as f:
@@ -111,6 +179,249 @@ def export(store: str, batch_name: str | None, csv_path: str | None,
 
             raise OptionalDependencyError("pyarrow", "dataframe", "--parquet") from exc
         click.echo(f"wrote {len(frame)} runs of batch {batch_name!r} to {parquet_path}")
+    opened.close()
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option("--batch", "batch_name", help="The batch (default: the only one).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Show at most this many runs (0: all).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: every run, full ids.")
+def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: int,
+         as_csv: bool) -> None:
+    """List a batch's runs that match every FILTER: id, state, parameters, scalar results.
+
+    (CSV adds each run's runtime; `runstore show` gives everything about one run.)
+
+    \b
+    Examples:
+      runstore runs example.db 'A>=3' operator=max
+      runstore runs example.db 'A__in=[1, 2]' --csv > runs.csv
+    """
+    opened = open_store(store)
+    batch = choose_batch(opened, batch_name)
+    wanted = conditions(opened, filters)
+    ids = [run.id for run in batch.get_runs_with(**wanted)] if wanted else None
+    columns, rows = opened.view_rows(batch._id, ids)
+    hidden = {"position"} if as_csv else {"position", "runtime"}
+    keep = [i for i, c in enumerate(columns) if c not in hidden]
+    columns, rows = [columns[i] for i in keep], [tuple(r[i] for i in keep) for r in rows]
+    if as_csv:
+        echo_table(columns, rows, as_csv=True)
+    else:
+        shown = rows if limit == 0 else rows[:limit]
+        echo_table(columns, shown)
+        more = len(rows) - len(shown)
+        click.echo(f"({len(rows)} runs" + (f"; {more} more not shown, see --limit)" if more
+                                           else ")"))
+    opened.close()
+runs.help = (runs.help or "") + "\n\n" + FILTER_HELP
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.argument("run")
+def show(store: str, run: str) -> None:
+    """Show one run: state, parameters, results, provenance and error.
+
+    RUN is the run's id, or enough of its first digits to tell it apart.
+    """
+    import numpy as np
+
+    from .batch import Batch
+
+    opened = open_store(store)
+    rid = opened.find_run(run)
+    held = opened.batches_of(rid)
+    found = Batch(held[0][0], store=opened).run[held[0][1]]
+    record = opened.run_record(rid)
+    click.echo(f"run {rid}")
+    click.echo(f"  type      {record['run_type']}")
+    click.echo(f"  state     {record['state']}")
+    click.echo("  batches   " + ", ".join(f"{name} (position {pos})" for name, pos in held))
+
+    def section(title: str, load: Any) -> None:
+        click.echo(title)
+        try:
+            items = load()
+        except RunstoreError as exc:
+            click.echo(f"  cannot be loaded: {exc}")
+            return
+        for key, value in items:
+            if isinstance(value, np.ndarray) and value.ndim > 0:
+                value = f"array {value.dtype} {value.shape}"
+            click.echo(f"  {key} = {value!r}" if not isinstance(value, str)
+                       or not value.startswith("array ") else f"  {key}: {value}")
+
+    section("parameters", lambda: found.parameters.items())
+    if record["state"] == "done":
+        section("result", lambda: _flat(found.result))
+    if record["error_type"]:
+        click.echo(f"error\n  {record['error_type']}: {record['error_message']}")
+        if record["traceback"]:
+            click.echo("  " + record["traceback"].rstrip().replace("\n", "\n  "))
+    provenance = {k: v for k, v in found.provenance.items() if v is not None}
+    if record["state"] in ("done", "failed") and provenance:
+        from datetime import datetime
+
+        click.echo("provenance")
+        for key, value in provenance.items():
+            if key in ("started_at", "finished_at"):
+                value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
+            elif key == "runtime":
+                value = f"{value:.3g} s"
+            click.echo(f"  {key} = {value}")
+    opened.close()
+
+
+def _flat(result: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A result's items, nested dicts flattened into dotted keys."""
+    if not isinstance(result, dict):
+        return [(prefix or "value", result)]
+    items: list[tuple[str, Any]] = []
+    for key, value in result.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        items += _flat(value, name) if isinstance(value, dict) and value else [(name, value)]
+    return items
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.argument("query", required=False)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+def sql(store: str, query: str | None, as_csv: bool) -> None:
+    """Run a read-only SQL QUERY on STORE and print the rows.
+
+    Each batch is a view named after it, with a row per run and a column per
+    parameter and scalar result. Without QUERY, list the views and their columns.
+
+    \b
+    Example:
+      runstore sql example.db "select A, val from example where A >= 3"
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(str(Path(store).resolve()))}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA query_only = ON")
+        if query is None:
+            views = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+            for view in views:
+                cursor = conn.execute(f'SELECT * FROM "{view.replace(chr(34), chr(34) * 2)}" '
+                                      "LIMIT 0")
+                click.echo(f"{view}: " + ", ".join(d[0] for d in cursor.description))
+            if not views:
+                click.echo(f"{store} has no batch views")
+            return
+        cursor = conn.execute(query)
+        columns = [d[0] for d in cursor.description or []]
+        echo_table(columns, [tuple(row) for row in cursor.fetchall()], as_csv, full_ids=True)
+    except sqlite3.Error as exc:
+        if "readonly" in str(exc):
+            raise click.ClickException(
+                f"SQL error: {exc}. `runstore sql` only reads; change runs with runstore's "
+                "Python API (Run.clear, Batch(...)) so that ids and files stay consistent"
+            ) from None
+        raise click.ClickException(
+            f"SQL error: {exc}. `runstore sql {store}` lists the batch views and their "
+            "columns; the tables are described in the SQL how-to.") from None
+    finally:
+        conn.close()
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--batch", "batch_name", help="The batch (default: the only one).")
+@click.option("--where", "filters", multiple=True, metavar="FILTER",
+              help="Only the runs matching FILTER (as in `runstore runs`); repeatable.")
+def bundle(store: str, out: str, batch_name: str | None, filters: tuple[str, ...]) -> None:
+    """Write a bundle OUT.db + OUT.h5 of a batch's runs, to share them.
+
+    \b
+    Example:
+      runstore bundle example.db shared --where 'A>=3' --where operator=max
+    """
+    opened = open_store(store)
+    batch = choose_batch(opened, batch_name)
+    wanted = conditions(opened, filters)
+    selected = batch.get_runs_with(**wanted) if wanted else None
+    db, h5 = batch.export(out, selected)
+    count = len(selected) if selected is not None else len(batch.run)
+    files = f"{db} and {h5}" if h5.exists() else f"{db} (no arrays)"
+    click.echo(f"wrote {count} runs of batch {batch.name!r} to {files}")
+    opened.close()
+
+
+@main.command("import")
+@click.argument("bundle_path", metavar="BUNDLE", type=STORE)
+@click.argument("store", type=click.Path(dir_okay=False))
+@click.option("--batch", "batch_name", help="The batch to add the runs to "
+              "(default: the bundle's batch name).")
+def import_(bundle_path: str, store: str, batch_name: str | None) -> None:
+    """Add the runs of BUNDLE (its .db) to STORE, which is created if needed.
+
+    A run STORE already holds is not added twice; one it holds pending or
+    failed takes the bundle's result. A run with the same id but different
+    content is an error, and then nothing is imported.
+    """
+    from .bundle import import_bundle
+
+    report = import_bundle(bundle_path, store, batch_name)
+    click.echo(f"{store}: {report}")
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--min-age", default=600.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds after which a side file no run points into is garbage "
+                   "(a younger one may belong to a writer about to commit).")
+def gc(store: str, dry_run: bool, min_age: float) -> None:
+    """Remove side files and arrays no run needs, and compact STORE.
+
+    Deletes side files no run points into, rewrites side files without the
+    arrays of runs that were cleared or computed again, and VACUUMs the
+    SQLite file. Best run while no one else is using the store.
+    """
+    opened = open_store(store, readonly=False)
+    click.echo(str(opened.gc(min_age=min_age, dry_run=dry_run)))
+    opened.close()
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.option("--x", "x", required=True, help="The column along the x axis (a parameter).")
+@click.option("--y", "y", required=True, help="The column along the y axis (a result).")
+@click.option("--hue", help="One line per value of this column.")
+@click.option("--batch", "batch_name", help="The batch (default: the only one).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The image file to write (its suffix picks the format: .png, .pdf, .svg).")
+def plot(store: str, x: str, y: str, hue: str | None, batch_name: str | None,
+         output: str) -> None:
+    """Plot a scalar result against a parameter, one line per value of another.
+
+    \b
+    Example:
+      runstore plot example.db --x A --y val --hue operator -o val.png
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        from .errors import OptionalDependencyError
+
+        raise OptionalDependencyError("matplotlib", "plot", "runstore plot") from None
+    matplotlib.use("Agg")
+    opened = open_store(store)
+    batch = choose_batch(opened, batch_name)
+    ax = batch.plot(x, y, hue=hue)
+    ax.figure.savefig(output, dpi=120, bbox_inches="tight")
+    click.echo(f"wrote {output} ({len(ax.get_lines())} lines)")
     opened.close()
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "ClusterError",
     "BundleError",
     "CodeChangedWarning",
+    "UncomputedRunsWarning",
 ]
 
 
@@ -401,3 +402,12 @@ class BundleError(RunstoreError, ValueError):
 
 class CodeChangedWarning(UserWarning):
     """A stored result was computed by a different version of the run class's code."""
+
+
+class UncomputedRunsWarning(UserWarning):
+    """Calling a batch left pending runs whose run class it does not know.
+
+    A batch computes the runs of the classes given to its ``add_run`` /
+    ``add_factorial_runs`` in this process; runs of other classes (added by
+    another script, or taken from a bundle) stay pending.
+    """

@@ -19,7 +19,9 @@ Parameter names are bound as SQL parameters, never pasted into SQL.
 
 from __future__ import annotations
 
+import ast
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ import sqlalchemy as sa
 from .encoding import Indexed, encode, indexed
 from .errors import QueryError
 
-__all__ = ["OPERATORS", "RTOL", "ATOL", "Query", "Condition"]
+__all__ = ["OPERATORS", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
 
 #: The operators a condition may use: ``name__op=value``.
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
@@ -39,6 +41,41 @@ RTOL, ATOL = 1e-5, 1e-8
 
 _ORDER = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _INT64 = 2**63
+
+
+_FILTER = re.compile(r"^\s*([^\s<>=!]+?)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$", re.S)
+_SYMBOLS = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+
+
+class Word(str):
+    """A bare word in a filter (``max`` in ``operator=max``): not a Python literal."""
+
+
+def parse_filter(text: str) -> tuple[str, str, Any]:
+    """Read a command-line filter such as ``'A>=3'`` or ``operator=max``.
+
+    Returns ``(name, operator, value)``. The value is a Python literal
+    (``3``, ``2.5``, ``'text'``, ``[2, 5, 8]``, ``None``, ``True``); anything
+    else is a bare word, returned as a :class:`Word` (the caller decides
+    whether it names a function or is a string). ``name__op=value`` works as in
+    :meth:`~runstore.Batch.get_runs_with`.
+    """
+    match = _FILTER.match(text)
+    if not match or not match.group(3) or match.group(3)[0] in "<>=!":
+        raise QueryError(
+            f"cannot read the filter {text!r}: write NAME OP VALUE with OP one of "
+            "=, !=, <, <=, >, >= (e.g. 'A>=3', operator=max, 'B=[2, 5, 8]', "
+            "'label=\"text\"'), or NAME__in=[...]")
+    name, symbol, raw = match.groups()
+    op = _SYMBOLS[symbol]
+    base, _, suffix = name.rpartition("__")
+    if symbol == "=" and base and suffix in OPERATORS:
+        name, op = base, suffix
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = Word(raw)
+    return name, op, value
 
 
 @dataclass(frozen=True)

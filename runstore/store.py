@@ -18,6 +18,7 @@ Its invariants:
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -48,7 +49,7 @@ from .errors import (
 from .interfaces import IRunStore, implementer
 from .query import Query
 from .identity import run_id_of_pairs
-from .check import CheckReport, check_store
+from .check import ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import SCHEMA_REVISION, Base, RunState
 from .views import check_view_name, create_view
 from .views import quote as quote_identifier
@@ -792,14 +793,59 @@ class Store:
             create_view(conn, batch)
         return new
 
-    def view_rows(self, batch: int) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """The column names and rows of a batch's SQL view, in batch order."""
+    def view_rows(self, batch: int, run_ids: Sequence[str] | None = None
+                  ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and rows of a batch's SQL view (all, or some runs), in order."""
         with self._reading() as conn:
             name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?",
                                         (batch,)).scalar_one()
-            result = conn.exec_driver_sql(
-                f"SELECT * FROM {quote_identifier(name)} ORDER BY position")
-            return list(result.keys()), [tuple(row) for row in result]
+            view = quote_identifier(name)
+            if run_ids is None:
+                result = conn.exec_driver_sql(f"SELECT * FROM {view} ORDER BY position")
+                return list(result.keys()), [tuple(row) for row in result]
+            columns: list[str] = []
+            rows: list[tuple[Any, ...]] = []
+            for chunk in _chunks(run_ids):
+                result = conn.exec_driver_sql(
+                    f"SELECT * FROM {view} WHERE id IN ({','.join('?' * len(chunk))})",
+                    tuple(chunk))
+                columns = list(result.keys())
+                rows += [tuple(row) for row in result]
+            if not columns:
+                columns = list(conn.exec_driver_sql(f"SELECT * FROM {view} LIMIT 0").keys())
+            at = columns.index("position")
+            return columns, sorted(rows, key=lambda row: row[at])
+
+    def find_run(self, prefix: str) -> str:
+        """The full id of the one run whose id starts with ``prefix``."""
+        if not re.fullmatch(r"[0-9a-f]{4,40}", prefix):
+            raise RunNotFound(prefix, f"{self.path} (give 4 to 40 hex digits of a run id)")
+        with self._reading() as conn:
+            found = [r[0] for r in conn.exec_driver_sql(
+                "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                (prefix, prefix + "g"))]
+        if not found:
+            raise RunNotFound(prefix, self.path)
+        if len(found) > 1:
+            raise RunNotFound(prefix, f"{self.path}: it is the start of several ids "
+                              f"({', '.join(f[:12] for f in found[:5])}...); give more digits")
+        return str(found[0])
+
+    def batches_of(self, run_id: str) -> list[tuple[str, int]]:
+        """The batches holding a run, with its position in each."""
+        with self._reading() as conn:
+            return [(r[0], r[1]) for r in conn.exec_driver_sql(
+                "SELECT b.name, e.position FROM runs r CROSS JOIN entries e CROSS JOIN "
+                "batches b WHERE r.id = ? AND e.run_key = r.key AND b.id = e.batch_id "
+                "ORDER BY b.id", (run_id,))]
+
+    def holds_callables(self, name: str) -> bool:
+        """Whether any run has a parameter ``name`` that is a function."""
+        with self._reading() as conn:
+            return conn.exec_driver_sql(
+                "SELECT 1 FROM parameters WHERE name = ? AND num IS NULL AND canonical >= ? "
+                "AND canonical < ? LIMIT 1", (name, '["callable",', '["callable",\uffff')
+            ).scalar() is not None
 
     def refresh_views(self) -> None:
         """Rebuild every batch's SQL view from its recorded columns."""
@@ -815,6 +861,31 @@ class Store:
         See :func:`runstore.check.check_store` for what is checked and repaired.
         """
         return check_store(self, fix)
+
+    def gc(self, min_age: float = ORPHAN_AGE, dry_run: bool = False) -> GcReport:
+        """Remove side files and arrays no run needs, and compact the SQLite file.
+
+        See :func:`runstore.check.collect_garbage`.
+        """
+        if self.readonly:
+            raise ReadOnlyStoreError(self.path, "collect garbage")
+        return collect_garbage(self, min_age, dry_run)
+
+    def vacuum(self) -> tuple[int, int]:
+        """Compact the SQLite file; return its size (with its log) before and after."""
+        def size() -> int:
+            return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal")
+                       if os.path.exists(p))
+
+        before = size()
+        raw = self.engine.raw_connection()  # VACUUM runs outside any transaction
+        try:
+            raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+            raw.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+        return before, size()
 
     def close(self) -> None:
         """Release the database connections."""

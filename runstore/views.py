@@ -6,11 +6,15 @@ they are always quoted, as identifiers or as string literals, never pasted.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import sqlalchemy as sa
 
-from .errors import BatchNameError
+from .encoding import FunctionRef, decode
+from .errors import BatchNameError, RunstoreError
 
-__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "create_view"]
+__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "create_view", "display"]
 
 
 #: The columns every batch view starts with.
@@ -67,3 +71,25 @@ def create_view(conn: sa.Connection, batch: int) -> None:
     conn.exec_driver_sql(
         f"CREATE VIEW {quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
         f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
+
+
+
+def display(value: Any) -> str:
+    """A cell of a view for people: functions by name, structured values decoded.
+
+    Structured values are stored as their canonical encoding; they are shown
+    decoded (never importing anything: functions and classes stay names).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str) and value.startswith("[\""):
+        try:
+            decoded = decode(json.loads(value), None, False, "value")
+        except (ValueError, RunstoreError):
+            return value
+        if isinstance(decoded, FunctionRef):
+            return decoded.name.removeprefix("builtins.")
+        return repr(decoded)
+    return str(value)

@@ -16,10 +16,11 @@ import importlib
 import multiprocessing
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 
 from .batch import Batch
-from .errors import RunsFailedError, WorkerError
+from .errors import RunsFailedError, UncomputedRunsWarning, WorkerError
 from .identity import type_name
 from .pool import limit_threads
 from .run import Run
@@ -119,7 +120,9 @@ def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
         return 0
     before = store.state_counts(target._id).get("pending", 0)
     try:
-        target(verbose=verbose)
+        with warnings.catch_warnings():  # the worker reports skipped run types itself
+            warnings.simplefilter("ignore", UncomputedRunsWarning)
+            target(verbose=verbose)
     except RunsFailedError as exc:
         if verbose:
             print(f"runstore worker: {exc}", flush=True)
