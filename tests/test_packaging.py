@@ -25,8 +25,21 @@ print(json.dumps({"package": runstore.__file__, "scripts": str(migration.script_
 """
 
 
+OPEN_BUNDLE = """
+import json, sys
+import runstore
+batch = runstore.open_bundle(sys.argv[1])
+print(json.dumps({
+    "package": runstore.__file__,
+    "n": [r.parameters["n"] for r in batch.get_runs_with(n__ge=3)],
+    "m": [r.result["m"].tolist() for r in batch.run],
+    "label": [r.result["stats"]["label"] for r in batch.run],
+}))
+"""
+
+
 @pytest.mark.slow
-def test_a_wheel_installed_in_a_fresh_virtualenv_has_its_migrations(tmp_path):
+def test_a_wheel_installed_in_a_fresh_virtualenv_has_its_migrations(tmp_path, monkeypatch):
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                     "-q", "-w", str(wheels), str(ROOT)], check=True)
@@ -45,3 +58,21 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_has_its_migrations(tmp_path):
     assert found["package"].startswith(str(venv))
     assert found["scripts"].startswith(str(venv)) and found["scripts"].endswith("migrations")
     assert found["head"] == found["revision"] == found["expected"]
+
+    # A bundle made here opens there, where only runstore (and no test code) is installed.
+    from runstore import Batch
+
+    from .runs import Arrays
+
+    monkeypatch.chdir(tmp_path)
+    batch = Batch("made-here")
+    batch.add_factorial_runs(Arrays, {"n": [2, 3, 4]})
+    batch(verbose=0)
+    db, _ = batch.export(tmp_path / "elsewhere" / "bundle")
+    out = subprocess.run([str(python), "-c", OPEN_BUNDLE, str(db)], cwd=db.parent,
+                         check=True, capture_output=True, text=True).stdout
+    opened = json.loads(out)
+    assert opened["package"].startswith(str(venv))
+    assert opened["n"] == [3, 4]
+    assert opened["m"] == [r.result["m"].tolist() for r in batch.run]
+    assert opened["label"] == ["n=2", "n=3", "n=4"]
