@@ -40,7 +40,7 @@ from .errors import (
 from .identity import type_name
 from .interfaces import IRun, verifyClass
 from .results import array_name, array_payloads, decode_result
-from .pool import drain
+from .pool import drain, new_wisdom, take_wisdom
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
 from .store import Completion, RunRow, Store
@@ -379,8 +379,12 @@ class Batch:
                 failed = drain(self, executor, processes, bar, restartable=True,
                                pending=pending)
             else:
+                take_wisdom(self.store.fftw_wisdom() if pending else ())
                 failed = self._drain(
                     lambda after, n: self.store.claim(self._id, types, n, after), bar)
+                gained = new_wisdom()
+                if gained:
+                    self.store.save_fftw_wisdom(gained)
         self._warn_unknown_types()
         self._raise_failures(failed)
 

@@ -26,6 +26,7 @@ through its ``concurrent.futures`` executor.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,16 +51,34 @@ MAX_DEATHS = 2
 
 
 def limit_threads(threads: int) -> None:
-    """Limit BLAS, OpenMP and FFTW threads in this (worker) process."""
-    from threadpoolctl import threadpool_limits
+    """Limit BLAS, OpenMP, numexpr and FFTW threads in this (worker) process."""
+    from .performance.threads import set_num_threads
 
-    try:  # loaded first, so that the limits below reach its OpenMP runtime too
-        import pyfftw
-    except ImportError:  # optional at run time: FFTW is then not used at all
-        pass
-    else:
-        pyfftw.config.NUM_THREADS = threads
-    threadpool_limits(limits=threads)
+    set_num_threads(threads)
+
+
+#: FFTW wisdom in this process: the store wisdom last taken, and the plan count
+#: when wisdom was last taken or handed back.
+_wisdom: dict[str, Any] = {"taken": (), "shared_at": 0}
+
+
+def take_wisdom(wisdom: Sequence[bytes]) -> None:
+    """Import a store's FFTW wisdom into this process (once per wisdom)."""
+    if wisdom and tuple(wisdom) != _wisdom["taken"]:
+        from .performance import fft
+
+        fft.import_wisdom(wisdom)
+        _wisdom["taken"] = tuple(wisdom)
+        _wisdom["shared_at"] = fft.plans_made()
+
+
+def new_wisdom() -> tuple[bytes, ...]:
+    """FFTW wisdom to hand back, if this process planned FFTs since it last did."""
+    fft = sys.modules.get("runstore.performance.fft")
+    if fft is None or fft.plans_made() == _wisdom["shared_at"]:
+        return ()
+    _wisdom["shared_at"] = fft.plans_made()
+    return tuple(fft.export_wisdom())
 
 
 def _setup_worker(threads: int, parent: int) -> None:
@@ -84,10 +103,19 @@ def process_pool(processes: int, threads: int | None = None) -> ProcessPoolExecu
                                initargs=(share, os.getpid()))
 
 
-def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool
-                  ) -> list[Completion]:
-    """Compute a chunk of runs in a worker and return their encoded outcomes."""
-    return [compute(cls, row, allow_pickle) for row in rows]
+def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool,
+                  wisdom: Sequence[bytes] = ()) -> list[Completion]:
+    """Compute a chunk of runs in a worker and return their encoded outcomes.
+
+    ``wisdom`` is the store's FFTW wisdom, taken on a worker's first chunk;
+    wisdom the worker gains travels back on the first completion.
+    """
+    take_wisdom(wisdom)
+    completions = [compute(cls, row, allow_pickle) for row in rows]
+    gained = new_wisdom()
+    if gained and completions:
+        completions[0].wisdom = gained
+    return completions
 
 
 def drain(batch: Batch, executor: Executor | None, processes: int | None,
@@ -128,6 +156,7 @@ class _Drain:
         self.suspects: set[str] = set()  # lost when a pool broke: they run alone
         self.deaths: dict[str, int] = {}  # deaths of a worker running a suspect alone
         self.last_flush = self.last_heartbeat = time.monotonic()
+        self.wisdom = self.store.fftw_wisdom()
 
     def run(self) -> list[str]:
         try:
@@ -172,7 +201,7 @@ class _Drain:
                 cls = self.batch._classes[rtype]
                 try:
                     future = self.executor.submit(compute_chunk, cls, group,
-                                                  self.store.allow_pickle)
+                                                  self.store.allow_pickle, self.wisdom)
                 except BrokenProcessPool:  # it broke before we noticed
                     self._worker_died(group)
                     return True
@@ -191,6 +220,7 @@ class _Drain:
                 return
             # the chunk or its results could not travel
             completions = [_failed(row, self.batch, exc) for row in rows]
+        self._keep_wisdom([c.wisdom for c in completions if c.wisdom])
         for completion in completions:
             self.suspects.discard(completion.run_id)
             self.buffer.append(completion)
@@ -204,6 +234,19 @@ class _Drain:
         if runtimes:
             mean = max(sum(runtimes) / len(runtimes), 1e-6)
             self.chunk = max(1, min(1000, int(CHUNK_SECONDS / mean)))
+
+    def _keep_wisdom(self, gained: list[tuple[bytes, ...]]) -> None:
+        """Merge FFTW wisdom from workers with the store's, and keep it there."""
+        if not gained:
+            return
+        from .performance import fft
+
+        take_wisdom(self.wisdom)
+        for wisdom in gained:
+            fft.import_wisdom(wisdom)
+        merged = fft.export_wisdom()
+        self.store.save_fftw_wisdom(merged)
+        self.wisdom = merged
 
     def _worker_died(self, rows: list[RunRow]) -> None:
         """A worker process died: requeue (or fail) the runs that were in flight."""

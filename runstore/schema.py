@@ -21,6 +21,9 @@ Tables:
 ``batch_columns``
     The parameter names and scalar result keys of each batch: the columns of
     the batch's SQL view.
+``fftw_wisdom``
+    FFTW wisdom (what planning FFTs learned), per kind of machine, shared by
+    the processes that compute the store's runs.
 
 The schema is versioned by Alembic; :data:`SCHEMA_REVISION` is the head
 revision this library writes, checked against the migrations by the tests.
@@ -35,10 +38,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
-           "Parameter", "ResultValue", "BatchColumn", "Number"]
+           "Parameter", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class RunState(str, enum.Enum):
@@ -170,3 +173,12 @@ class BatchColumn(Base):
     name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+
+class FftwWisdom(Base):
+    __tablename__ = "fftw_wisdom"
+
+    machine: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    wisdom: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[float] = mapped_column(sa.Float)

@@ -121,6 +121,8 @@ class Completion:
     finished_at: float | None = None
     runtime: float | None = None
     code_fingerprint: str | None = None
+    #: FFTW wisdom the worker gained (set on one completion of a chunk, if any).
+    wisdom: tuple[bytes, ...] = ()
 
 
 def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
@@ -772,6 +774,39 @@ class Store:
         finally:
             raw.close()
         self.close()
+
+    # -- FFTW wisdom -----------------------------------------------------------------
+
+    def fftw_wisdom(self, machine: str | None = None) -> tuple[bytes, ...]:
+        """The FFTW wisdom kept for a kind of machine (default: this one), or ``()``.
+
+        Wisdom is FFTW's plain-text record of the fastest plans it measured;
+        :func:`runstore.performance.fft.import_wisdom` takes it.
+        """
+        from .performance.fft import wisdom_machine
+
+        with self._reading() as conn:
+            text = conn.exec_driver_sql("SELECT wisdom FROM fftw_wisdom WHERE machine = ?",
+                                        (machine or wisdom_machine(),)).scalar()
+        if text is None:
+            return ()
+        try:
+            parts = json.loads(text)
+            return tuple(part.encode("ascii") for part in parts)
+        except (ValueError, AttributeError, UnicodeEncodeError):
+            return ()  # not wisdom: plans are simply measured again
+
+    def save_fftw_wisdom(self, wisdom: Sequence[bytes], machine: str | None = None) -> None:
+        """Keep FFTW wisdom (from :func:`runstore.performance.fft.export_wisdom`)."""
+        from .performance.fft import wisdom_machine
+
+        if not wisdom:
+            return
+        text = json.dumps([bytes(part).decode("ascii") for part in wisdom])
+        with self._writing("keep FFTW wisdom") as conn:
+            conn.exec_driver_sql(
+                "INSERT OR REPLACE INTO fftw_wisdom (machine, wisdom, updated_at) "
+                "VALUES (?, ?, ?)", (machine or wisdom_machine(), text, time.time()))
 
     # -- SQL views ----------------------------------------------------------------------
 

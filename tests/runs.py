@@ -192,3 +192,24 @@ class Noisy(runstore.Run):
     def run(self, k=0):
         draw = np.random.default_rng().normal(size=3)
         return {"draw": draw, "first": float(draw[0])}
+
+
+class Spectral(runstore.Run):
+    """Uses runstore.performance.fft (FFTW, measured plans); reports whether the
+    process already had wisdom for its transform before planning it."""
+
+    def run(self, n=2048, seed=0):
+        import pyfftw
+
+        from runstore.performance import fft
+
+        a = pyfftw.empty_aligned(n, dtype="complex128")
+        b = pyfftw.empty_aligned(n, dtype="complex128")
+        try:
+            pyfftw.FFTW(a, b, flags=("FFTW_MEASURE", "FFTW_WISDOM_ONLY"), threads=1)
+            had_wisdom = True
+        except RuntimeError:
+            had_wisdom = False
+        x = np.random.default_rng(seed).normal(size=n) + 0j
+        spectrum = fft.get_fft(x, backend="fftw", threads=1)(x)
+        return {"peak": float(np.abs(spectrum).max()), "had_wisdom": had_wisdom}

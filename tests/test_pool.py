@@ -184,3 +184,67 @@ def test_a_killed_coordinator_leaves_no_workers_and_a_restart_resumes(tmp_path):
     batch(processes=2, verbose=0)
     for run in batch.run:
         assert run.done and run.result["i"] == run.parameters["i"]
+
+
+SECOND_SWEEP = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from runstore import Batch, Store
+from tests.runs import Spectral
+batch = Batch("second", store=Store(sys.argv[2]))
+batch.add_factorial_runs(Spectral, {"n": [2048, 3000], "seed": [2, 3]})
+batch(processes=2, verbose=0)
+print(json.dumps([[r.parameters["n"], r.parameters["seed"], r.result["had_wisdom"],
+                   r.result["peak"]] for r in batch.run]))
+"""
+
+
+@pytest.mark.slow
+def test_fftw_wisdom_is_kept_in_the_store_and_reused_by_new_workers(tmp_path):
+    import json
+
+    import numpy as np
+
+    from .runs import Spectral
+
+    first = Batch("first", store=tmp_path / "shared.db")
+    first.add_factorial_runs(Spectral, {"n": [2048, 3000], "seed": [0, 1]})
+    first(processes=2, verbose=0)
+    assert first.store.fftw_wisdom(), "the workers' wisdom reached the store"
+
+    def sweep(store):
+        # A new coordinator process: its workers know only what the store gives them.
+        out = subprocess.run([sys.executable, "-c", SECOND_SWEEP, str(ROOT), str(store)],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    reused = sweep(tmp_path / "shared.db")
+    assert all(had for _, _, had, _ in reused)
+    for n, seed, _, peak in reused:
+        x = np.random.default_rng(seed).normal(size=n)
+        assert np.isclose(peak, np.abs(np.fft.fft(x)).max())
+    # The control: with a store that has no wisdom, the first transform of each
+    # size in each worker is planned without it.
+    fresh = sweep(tmp_path / "fresh.db")
+    assert not all(had for _, _, had, _ in fresh)
+
+
+def test_serial_batches_keep_and_take_wisdom_too(tmp_path):
+    from .runs import Spectral
+
+    batch = Batch("serial", path=tmp_path)
+    batch.add_run(Spectral, {"n": 2560})
+    batch(verbose=0)
+    kept = batch.store.fftw_wisdom()
+    assert kept
+    script = (
+        "import sys, runstore, pyfftw\n"
+        "from runstore.performance import fft\n"
+        "store = runstore.Store(sys.argv[1], readonly=True)\n"
+        "assert fft.import_wisdom(store.fftw_wisdom())\n"
+        "a = pyfftw.empty_aligned(2560, dtype='complex128')\n"
+        "pyfftw.FFTW(a, a.copy(), flags=('FFTW_MEASURE', 'FFTW_WISDOM_ONLY'), threads=1)\n"
+        "print('planned from the store')\n")
+    out = subprocess.run([sys.executable, "-c", script, batch.store.path],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "planned from the store", out.stderr

@@ -44,7 +44,7 @@ __all__ = [
     "fftn", "ifftn", "rfftn", "irfftn", "fftfreq", "rfftfreq", "fftshift", "ifftshift",
     "resample", "set_num_threads", "get_num_threads", "set_planner_effort",
     "export_wisdom", "import_wisdom", "interface_cache_enabled", "clear_cache",
-    "plans_made",
+    "plans_made", "wisdom_machine",
 ]
 
 #: Whether pyfftw (and so FFTW) can be used in this process.
@@ -139,6 +139,25 @@ def export_wisdom() -> tuple[bytes, ...]:
     if pyfftw is None:
         return ()
     return tuple(pyfftw.export_wisdom())
+
+
+def wisdom_machine() -> str:
+    """The kind of machine wisdom is kept for: architecture, CPU model and FFTW build.
+
+    Plans measured on one CPU model are the fastest for that model only; other
+    machines get their own wisdom.
+    """
+    import platform
+
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    version = getattr(pyfftw, "__version__", "none") if pyfftw is not None else "none"
+    return f"{platform.machine()} | {model or 'unknown CPU'} | pyfftw {version}"
 
 
 def import_wisdom(wisdom: Sequence[bytes]) -> bool:
