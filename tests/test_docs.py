@@ -16,7 +16,8 @@ import runstore
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ["batch", "run", "bundle", "worker", "cluster", "containers", "encoding", "identity",
-                  "interfaces", "errors"]
+                  "interfaces", "errors", "performance", "performance.fft", "performance.threads",
+                  "performance.blas"]
 ZOPE_REEXPORTS = {"Interface", "Attribute", "implementer", "verifyClass", "verifyObject"}
 
 
