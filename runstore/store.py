@@ -783,11 +783,15 @@ class Store:
         Wisdom is FFTW's plain-text record of the fastest plans it measured;
         :func:`runstore.performance.fft.import_wisdom` takes it.
         """
-        from .performance.fft import wisdom_machine
-
         with self._reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM fftw_wisdom LIMIT 1").scalar() is None:
+                return ()  # the usual case: no FFTs, and no need to load pyfftw
+            if machine is None:
+                from .performance.fft import wisdom_machine
+
+                machine = wisdom_machine()
             text = conn.exec_driver_sql("SELECT wisdom FROM fftw_wisdom WHERE machine = ?",
-                                        (machine or wisdom_machine(),)).scalar()
+                                        (machine,)).scalar()
         if text is None:
             return ()
         try:

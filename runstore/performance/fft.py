@@ -266,18 +266,44 @@ def _fftw_plan(a: np.ndarray, kind: str, sizes: Any, axes: Any, threads: int) ->
     """An FFTW plan (a ``pyfftw.FFTW``), or None if FFTW cannot do this transform."""
     if pyfftw is None or a.dtype.name not in _FFTW_DTYPES[_family(kind)] or a.size == 0:
         return None
-    builder = getattr(pyfftw.builders, kind)
-    options = {"s": sizes, "axes": axes} if KINDS[kind] else {"n": sizes, "axis": axes}
     if pyfftw.config.PLANNER_EFFORT != _settings.planner_effort:
         pyfftw.config.PLANNER_EFFORT = _settings.planner_effort
-    if _settings.planning_timelimit is not None:
-        pyfftw.config.PLANNING_TIMELIMIT = _settings.planning_timelimit
-    # On a copy: a plan may keep the array it was built from as its input array,
-    # and planning and c2r transforms overwrite their input.
-    plan = builder(a.copy(), planner_effort=_settings.planner_effort, threads=threads,
-                   **options)
+    if sizes is None:
+        plan = _plain_plan(a, kind, axes if KINDS[kind] else (axes,), threads)
+    else:
+        # Padding or cutting: pyfftw's builders add the copy that does it
+        # (they plan without a time limit).
+        builder = getattr(pyfftw.builders, kind)
+        options = {"s": sizes, "axes": axes} if KINDS[kind] else {"n": sizes, "axis": axes}
+        # On a copy: a plan may keep the array it was built from as its input
+        # array, and planning and c2r transforms overwrite their input.
+        plan = builder(a.copy(), planner_effort=_settings.planner_effort, threads=threads,
+                       **options)
     _plans[0] += 1
     return plan
+
+
+def _plain_plan(a: np.ndarray, kind: str, axes: tuple[int, ...], threads: int) -> Any:
+    """An FFTW plan on arrays of its own, planned within the configured time limit."""
+    assert pyfftw is not None
+    family = _family(kind)
+    complex_type = np.result_type(a.dtype, np.complex64)
+    shape = list(a.shape)
+    if family == "c2c":
+        source = pyfftw.empty_aligned(a.shape, dtype=complex_type)
+        target = pyfftw.empty_aligned(a.shape, dtype=complex_type)
+    elif family == "r2c":
+        shape[axes[-1]] = a.shape[axes[-1]] // 2 + 1
+        source = pyfftw.empty_aligned(a.shape, dtype=a.dtype)
+        target = pyfftw.empty_aligned(tuple(shape), dtype=complex_type)
+    else:
+        shape[axes[-1]] = 2 * (a.shape[axes[-1]] - 1)
+        source = pyfftw.empty_aligned(a.shape, dtype=a.dtype)
+        target = pyfftw.empty_aligned(tuple(shape), dtype=np.empty(0, a.dtype).real.dtype)
+    direction = "FFTW_BACKWARD" if kind.startswith("i") else "FFTW_FORWARD"
+    return pyfftw.FFTW(source, target, axes=axes, direction=direction,
+                       flags=(_settings.planner_effort,), threads=threads,
+                       planning_timelimit=_settings.planning_timelimit)
 
 
 def _seconds(call: Callable[[np.ndarray], np.ndarray], a: np.ndarray) -> float:
