@@ -48,6 +48,9 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_has_its_migrations(tmp_path, mo
     for shipped in ("runstore/migrations/env.py", "runstore/migrations/script.py.mako",
                     "runstore/migrations/versions/0001_initial.py"):
         assert shipped in names
+    sources = {f"runstore/{p.relative_to(ROOT / 'runstore').as_posix()}"
+               for p in (ROOT / "runstore").rglob("*.py")}
+    assert sources - set(names) == set(), "list every package in pyproject.toml"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
