@@ -103,13 +103,7 @@ class ArrayStore:
         The new file is written under a temporary name and renamed when complete.
         """
         name = self._new_name()
-        final = self.directory / name
-        partial = final.with_name(name + _PARTIAL)
-        with h5py.File(self.path(filename), "r") as source, \
-                h5py.File(partial, "w", libver="latest") as out:
-            for run_id in run_ids:
-                source.copy(source[run_id], out, name=run_id)
-        os.replace(partial, final)
+        self.pack({filename: list(run_ids)}, self.directory / name)
         return name
 
     def groups(self, filename: str) -> list[str]:

@@ -55,10 +55,9 @@ def export(batch: Batch, path: str | os.PathLike[str], runs: Iterable[Run] | Non
     if len(rows) != len({run.id for run in selected}):
         raise BundleError(f"some of the runs given are not in batch {batch.name!r}")
     by_file: dict[str, list[str]] = {}
-    for row in rows:
-        filename = batch.store.run_record(row.id)["array_file"]
-        if filename:
-            by_file.setdefault(filename, []).append(row.id)
+    for rid, record in batch.store.records([row.id for row in rows]).items():
+        if record["array_file"]:
+            by_file.setdefault(record["array_file"], []).append(rid)
     db.parent.mkdir(parents=True, exist_ok=True)
     if by_file:
         batch.store.arrays.pack(by_file, h5)
@@ -143,6 +142,8 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
                               f"({len(missing)} of {len(ids)} ids missing; none was added)")
     report = ImportReport()
     conflicts: list[str] = []
+    # Two passes: every run is checked before anything is written, and only a
+    # chunk of runs is held in memory at a time (so each is read twice).
     for chunk in _chunks(ids):
         incoming = [_adopted(record, source.store.path)
                     for record in source.store.records(chunk).values()]

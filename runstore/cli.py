@@ -203,7 +203,7 @@ def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: in
     opened = open_store(store)
     batch = choose_batch(opened, batch_name)
     wanted = conditions(opened, filters)
-    ids = [run.id for run in batch.get_runs_with(**wanted)] if wanted else None
+    ids = [row.id for row in opened.query(batch._id, wanted)] if wanted else None
     columns, rows = opened.view_rows(batch._id, ids)
     hidden = {"position"} if as_csv else {"position", "runtime"}
     keep = [i for i, c in enumerate(columns) if c not in hidden]

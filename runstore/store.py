@@ -70,7 +70,10 @@ _RESULT_COLUMNS = ("state", "result", "array_file", "error_type", "error_message
 
 @dataclass
 class Adopted:
-    """A run taken from another store: its ``runs`` row and its typed rows."""
+    """A run taken from another store: its ``runs`` row and its typed rows.
+
+    ``scalars`` is empty unless the run is done.
+    """
 
     record: dict[str, Any]
     parameters: dict[str, Indexed]
@@ -722,10 +725,10 @@ class Store:
             old = [run for run in runs if run.record["id"] in keys]
             for i, run in enumerate(new):
                 keys[run.record["id"]] = next_key + i
+            rows = [(keys[run.record["id"]], run.row(array_file)) for run in new]
             _executemany(conn, f"INSERT INTO runs (key, {', '.join(columns)}) VALUES "
                          f"({', '.join('?' * (len(columns) + 1))})",
-                         [(keys[run.record["id"]], *(run.row(array_file)[c] for c in columns))
-                          for run in new])
+                         [(key, *(row[c] for c in columns)) for key, row in rows])
             _executemany(conn, "INSERT INTO parameters (run_key, name, kind, num, text, "
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)",
                          [(keys[run.record["id"]], name, f.kind, f.number, f.text, f.canonical)
@@ -745,8 +748,7 @@ class Store:
             _executemany(conn, "INSERT INTO result_values (run_key, key, kind, num, text, "
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)",
                          [(keys[run.record["id"]], name, f.kind, f.number, f.text, f.canonical)
-                          for run in [*new, *taken] if run.record["state"] == "done"
-                          for name, f in run.scalars.items()])
+                          for run in [*new, *taken] for name, f in run.scalars.items()])
             in_batch: set[int] = set()
             for chunk in _chunks(list(keys.values())):
                 in_batch.update(r[0] for r in conn.exec_driver_sql(
@@ -802,10 +804,10 @@ class Store:
 
     def save_fftw_wisdom(self, wisdom: Sequence[bytes], machine: str | None = None) -> None:
         """Keep FFTW wisdom (from :func:`runstore.performance.fft.export_wisdom`)."""
-        from .performance.fft import wisdom_machine
-
         if not wisdom:
             return
+        from .performance.fft import wisdom_machine
+
         text = json.dumps([bytes(part).decode("ascii") for part in wisdom])
         with self._writing("keep FFTW wisdom") as conn:
             conn.exec_driver_sql(

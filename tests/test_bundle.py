@@ -13,12 +13,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import runstore
 from runstore import Batch, open_bundle
 from runstore.errors import BundleError, ReadOnlyStoreError
 
 from .runs import Arrays, ExampleRun, Noisy
+from .strategies import names, values
 
 OPEN_ELSEWHERE = """
 import json, sys
@@ -214,3 +217,19 @@ def test_save_ids_and_add_resultrun_over_a_bundle(shared, tmp_path, monkeypatch)
     assert [r.result["stats"]["n"] for r in mine.run] == [3, 4]
     with pytest.raises(KeyError, match="1 of 1 ids missing; none was added"):
         mine.add_resultrun(["0" * 40], source="b")
+
+
+@given(st.one_of(st.dictionaries(st.one_of(names, st.integers()), values, max_size=5),
+                 values))
+def test_imported_query_rows_are_the_rows_a_computed_result_gets(result):
+    from runstore.results import encode_result, scalars_of_tree
+
+    encoded = encode_result(result)
+    assert scalars_of_tree(encoded.tree) == encoded.scalars
+
+
+def test_imported_query_rows_of_a_container_result():
+    from runstore.results import encode_result, scalars_of_tree
+
+    encoded = encode_result(runstore.Container(x=np.arange(3), info={"n": 3, "half": 1.5}))
+    assert scalars_of_tree(encoded.tree) == encoded.scalars and encoded.scalars

@@ -204,14 +204,20 @@ def test_a_hostile_bundle_runs_nothing_and_fails_clearly(tmp_path, monkeypatch):
     assert (where / "UNPICKLED").exists() and (where / "IMPORTED").exists()
 
 
-def test_a_bundle_named_with_sql_is_refused_clearly(tmp_path, monkeypatch):
+def edited_bundle(tmp_path, monkeypatch, sql: str, *args: str) -> Path:
+    """A one-run bundle, with ``sql`` run on its ``.db``; return the ``.db``."""
     monkeypatch.chdir(tmp_path)
     batch = Batch("plain")
     batch.add_run(ExampleRun, {"A": 1})
     db, _ = batch.export("b")
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE batches SET name = ?", (SQL_NAME,))
+        conn.execute(sql, args)
     conn.close()
+    return db
+
+
+def test_a_bundle_named_with_sql_is_refused_clearly(tmp_path, monkeypatch):
+    db = edited_bundle(tmp_path, monkeypatch, "UPDATE batches SET name = ?", SQL_NAME)
     from runstore import open_bundle
     from runstore.errors import BatchNameError
 
@@ -220,13 +226,8 @@ def test_a_bundle_named_with_sql_is_refused_clearly(tmp_path, monkeypatch):
 
 
 def test_a_parameters_document_that_is_not_json_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    batch = Batch("plain")
-    batch.add_run(ExampleRun, {"A": 1})
-    db, _ = batch.export("b")
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE runs SET parameters = 'import os; os.system(\"x\")'")
-    conn.close()
+    db = edited_bundle(tmp_path, monkeypatch,
+                       "UPDATE runs SET parameters = 'import os; os.system(\"x\")'")
     from runstore import open_bundle
     from runstore.errors import DecodingError
 

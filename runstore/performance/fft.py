@@ -266,8 +266,6 @@ def _fftw_plan(a: np.ndarray, kind: str, sizes: Any, axes: Any, threads: int) ->
     """An FFTW plan (a ``pyfftw.FFTW``), or None if FFTW cannot do this transform."""
     if pyfftw is None or a.dtype.name not in _FFTW_DTYPES[_family(kind)] or a.size == 0:
         return None
-    if pyfftw.config.PLANNER_EFFORT != _settings.planner_effort:
-        pyfftw.config.PLANNER_EFFORT = _settings.planner_effort
     if sizes is None:
         plan = _plain_plan(a, kind, axes if KINDS[kind] else (axes,), threads)
     else:
