@@ -21,7 +21,7 @@ import numpy as np
 
 from .batch import Batch
 from .encoding import canonical_json, indexed, stored_array
-from .errors import BundleError, DecodingError, ReadOnlyStoreError, RunNotFound
+from .errors import ArrayFileError, BundleError, DecodingError, ReadOnlyStoreError, RunNotFound
 from .identity import run_id_of_pairs
 from .results import array_name, array_payloads, scalars_of_tree
 from .run import Run
@@ -43,29 +43,67 @@ def export(batch: Batch, path: str | os.PathLike[str], runs: Iterable[Run] | Non
            ) -> tuple[Path, Path]:
     """Write a bundle of a batch's runs (all, or those given); return its two files.
 
-    The arrays are packed into the ``.h5`` file first (written under a
-    temporary name, then renamed); only then is the ``.db`` written.
+    The bundle is one consistent snapshot of the store: the runs' rows and
+    the arrays they point to are read inside one read transaction, so runs
+    that other processes complete, clear or recompute meanwhile are written
+    either as they were before or not at all changed. The arrays are packed
+    into the ``.h5`` file first, the ``.db`` is written under a temporary
+    name, and both are in place only when complete; on an error neither is
+    left behind.
     """
     db, h5 = bundle_paths(path)
     for existing in (db, h5):
         if existing.exists():
             raise BundleError(f"{existing} exists; remove it or choose another bundle path")
     selected = list(batch.run) if runs is None else list(runs)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(_EXPORT_ATTEMPTS):
+        try:
+            with batch.store.snapshot():
+                _write_bundle(batch, selected, db, h5)
+            return db, h5
+        except ArrayFileError:
+            # `runstore gc` may have moved arrays to a new side file after the
+            # snapshot began; a new snapshot sees the new file.
+            if attempt == _EXPORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: How many snapshots an export tries when side files are rewritten under it.
+_EXPORT_ATTEMPTS = 3
+
+
+def _write_bundle(batch: Batch, selected: Sequence[Run], db: Path, h5: Path) -> None:
+    """Write the bundle's two files from the store's current snapshot."""
     rows = batch.store.rows_of(batch._id, [run.id for run in selected])
     if len(rows) != len({run.id for run in selected}):
         raise BundleError(f"some of the runs given are not in batch {batch.name!r}")
+    records = batch.store.records([row.id for row in rows])
     by_file: dict[str, list[str]] = {}
-    for rid, record in batch.store.records([row.id for row in rows]).items():
+    for rid, record in records.items():
         if record["array_file"]:
             by_file.setdefault(record["array_file"], []).append(rid)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    if by_file:
-        batch.store.arrays.pack(by_file, h5)
-    target = Store(db, arrays=db.parent)
-    batch.store.copy_runs([row.key for row in rows], target, batch.name,
-                          h5.name if by_file else None)
-    target.seal()
-    return db, h5
+    partial = db.with_name(db.name + ".part")
+    partial.unlink(missing_ok=True)
+    try:
+        if by_file:
+            try:
+                batch.store.arrays.pack(by_file, h5)
+            except (OSError, KeyError) as exc:
+                raise ArrayFileError(str(h5), f"could not be packed ({exc})") from exc
+        target = Store(partial, arrays=db.parent)
+        try:
+            batch.store.copy_runs([row.key for row in rows], target, batch.name,
+                                  h5.name if by_file else None)
+            target.seal()
+        finally:
+            target.close()
+        os.replace(partial, db)
+    except BaseException:
+        for leftover in (partial, h5):
+            leftover.unlink(missing_ok=True)
+        raise
 
 
 def open_bundle(path: str | os.PathLike[str], allow_pickle: bool = False) -> Batch:

@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -237,8 +238,38 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
+        held = self._snapshots().get(threading.get_ident())
+        if held is not None:  # inside snapshot(): every read sees the same state
+            yield held
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _snapshots(self) -> dict[int, sa.Connection]:
+        found: dict[int, sa.Connection] = self.__dict__.setdefault("_snapshot_conns", {})
+        return found
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Make every read of this thread inside the block see one consistent state.
+
+        The reads share one SQLite read transaction (in WAL mode a snapshot:
+        writers go on, and their commits are not seen until the block ends).
+        Nested blocks share the outer snapshot. Writes are not allowed inside.
+        """
+        held = self._snapshots()
+        me = threading.get_ident()
+        if me in held:
+            yield
+            return
+        with self.engine.connect() as conn, conn.begin():
+            # SQLite starts a read transaction at its first read, not at BEGIN.
+            conn.exec_driver_sql("SELECT COUNT(*) FROM batches").scalar()
+            held[me] = conn
+            try:
+                yield
+            finally:
+                del held[me]
 
     def _check_schema(self) -> None:
         try:
