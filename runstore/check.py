@@ -323,16 +323,20 @@ def check_store(store: Store, fix: bool = False, dry_run: bool = False,
     scope = _scope(store, bundle, "repair" if fix and not dry_run else None)
     report = CheckReport(store.path, dry_run=dry_run and fix, bundle=scope.bundle_file is not None)
     _integrity(store, report)
+    if fix and report.integrity:  # writing into a damaged file can only make it worse
+        fix = False
+        report.repaired.append("nothing: SQLite reports damage in the file, so nothing "
+                               "was changed; restore the store from a copy (or salvage "
+                               "it with sqlite3's .recover) and check again")
     referenced: set[str] = set()
     _check_runs(store, scope, report, referenced, fix, dry_run, progress)
     _check_stray_rows(store, report, fix, dry_run)
     _check_files(scope, report, referenced)
-    if fix:
-        if report.integrity:
-            report.repaired.append("no file deleted: not every row could be read, so "
-                                   "no file is proven unused")
-        else:
-            _delete_orphans(store, scope, report, dry_run)
+    if fix and report.integrity:
+        report.repaired.append("no file deleted: not every row could be read, so no "
+                               "file is proven unused")
+    elif fix:
+        _delete_orphans(store, scope, report, dry_run)
     return report
 
 
@@ -704,6 +708,9 @@ def collect_garbage(store: Store, min_age: float = ORPHAN_AGE, dry_run: bool = F
     referenced: dict[str, set[str]] = {}
     try:
         with store._reading() as conn:
+            damage = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+            if damage != ["ok"]:
+                raise StoreUnreadableError(store.path, "; ".join(damage))
             for rid, filename in conn.exec_driver_sql(
                     "SELECT id, array_file FROM runs WHERE array_file IS NOT NULL"):
                 referenced.setdefault(filename, set()).add(rid)
@@ -715,7 +722,10 @@ def collect_garbage(store: Store, min_age: float = ORPHAN_AGE, dry_run: bool = F
         if filename in own:
             _rewrite(store, scope, filename, keep, dry_run, report)
     if not dry_run:
-        report.db_bytes = store.vacuum()
+        try:
+            report.db_bytes = store.vacuum()
+        except sqlite3.Error as exc:
+            raise StoreUnreadableError(store.path, f"VACUUM failed: {exc}") from exc
     return report
 
 

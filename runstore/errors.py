@@ -444,7 +444,7 @@ class BundleRepairError(StoreError, ValueError):
 
 
 class StoreUnreadableError(StoreError, OSError):
-    """SQLite cannot read every row of a store, so no file can be proven unused.
+    """SQLite cannot read a store reliably, so no side file can be proven unused.
 
     Attributes
     ----------
@@ -455,9 +455,9 @@ class StoreUnreadableError(StoreError, OSError):
     def __init__(self, path: str, problem: str) -> None:
         self.problem = problem
         super().__init__(
-            path, f"cannot read every row of {path} ({problem}), so no side file is "
-            f"proven unused and none was deleted. Run `runstore check {path}` to see "
-            f"the damage, and restore the store from a copy")
+            path, f"SQLite cannot read {path} reliably ({problem}), so no side file is "
+            f"proven unused: gc stopped and deletes nothing more. Run `runstore check "
+            f"{path}` to see the damage, and restore the store from a copy")
 
 
 def _bundle_h5(path: str) -> str:
