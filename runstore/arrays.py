@@ -265,7 +265,7 @@ class MemoryArrayStore(ArrayStore):
 # -- side-file names and their writers ----------------------------------------------
 
 #: The names of a store's complete side files: ``<ns hex>-<12 hex>.h5``
-#: (runstore before 0.2) or ``<ns hex>-<12 hex>-<host>~<pid>~<start>.h5``.
+#: (earlier runstores) or ``<ns hex>-<12 hex>-<host>~<pid>~<start>.h5``.
 SIDE_FILE_PATTERN = re.compile(
     r"[0-9a-f]{1,16}-[0-9a-f]{12}(?:-(?P<host>[A-Za-z0-9.-]{1,64})~(?P<pid>[0-9]{1,10})"
     r"~(?P<start>[0-9]{1,12}\.[0-9]{3}))?\.h5")
