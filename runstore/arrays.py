@@ -13,6 +13,9 @@ Inside a file, the arrays of run ``<id>`` sit at ``/<id>/<digest>``.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,11 +23,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import psutil
 
 from .errors import ArrayFileError
 from .interfaces import IArrayStore, implementer
 
-__all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes"]
+__all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes", "SIDE_FILE_PATTERN",
+           "PARTIAL_FILE_PATTERN", "side_file_writer"]
 
 _SUFFIX = ".h5"
 #: numpy kinds HDF5 has no type for (unicode, datetime, timedelta); these, and
@@ -94,7 +99,14 @@ class ArrayStore:
         os.replace(partial, target)
 
     def _new_name(self) -> str:
-        return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        """A new side file's name: ``<ns hex>-<12 hex>-<host>~<pid>~<start>.h5``.
+
+        The writer (this process: host, pid, start time, as
+        ``store.owner_token()``) is part of the name, and so of its
+        ``.part`` name, so that ``check``/``gc`` never remove the file of a
+        writer that is alive (see :func:`side_file_writer`).
+        """
+        return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}-{_writer_tag()}{_SUFFIX}"
 
     def repack(self, filename: str, run_ids: Iterable[str]) -> str:
         """Copy the groups of some runs of a side file into a new side file; return its name.
@@ -162,22 +174,52 @@ class ArrayStore:
         return problems
 
     def files(self) -> list[str]:
-        """List the complete side files present, oldest first."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.name for p in self.directory.glob(f"*{_SUFFIX}"))
+        """List this store's complete side files present, oldest first.
+
+        Only regular files (not symbolic links, folders, FIFOs) whose names
+        match :data:`SIDE_FILE_PATTERN` count: anything else in the folder
+        is not runstore's, and is never listed for deletion.
+        """
+        return self._own_entries(SIDE_FILE_PATTERN)
 
     def partial_files(self) -> list[str]:
-        """List files left half-written by a writer that died."""
-        if not self.directory.is_dir():
+        """List half-written side files (``.part``) present: a writer's, alive or dead."""
+        return self._own_entries(PARTIAL_FILE_PATTERN)
+
+    def _own_entries(self, pattern: re.Pattern[str]) -> list[str]:
+        try:
+            entries = list(os.scandir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p.name for p in self.directory.glob(f"*{_SUFFIX}{_PARTIAL}"))
+        return sorted(entry.name for entry in entries if pattern.fullmatch(entry.name)
+                      and entry.is_file(follow_symlinks=False))
+
+    def strange_entries(self) -> list[str]:
+        """Entries with a side file's name that are not regular files (never deleted)."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(entry.name for entry in entries if (
+            SIDE_FILE_PATTERN.fullmatch(entry.name) or PARTIAL_FILE_PATTERN.fullmatch(entry.name))
+            and not entry.is_file(follow_symlinks=False))
 
     def remove(self, filename: str) -> None:
-        """Delete a side file (that no committed row points into)."""
+        """Delete a side file of this store (that no committed row points into).
+
+        Refuses names that are not this store's side files; never follows a
+        symbolic link, and leaves anything that is not a regular file alone.
+        """
+        if Path(filename).name != filename or not (
+                SIDE_FILE_PATTERN.fullmatch(filename)
+                or PARTIAL_FILE_PATTERN.fullmatch(filename)):
+            raise ArrayFileError(filename, "is not the name of a side file of this store")
         target = self.directory / filename
-        if Path(filename).name != filename:
-            raise ArrayFileError(filename, "is not the name of a side file")
+        try:
+            if not stat.S_ISREG(target.lstat().st_mode):
+                return
+        except FileNotFoundError:
+            return
         target.unlink(missing_ok=True)
 
 
@@ -218,3 +260,49 @@ class MemoryArrayStore(ArrayStore):
 
     def remove(self, filename: str) -> None:
         self._files.pop(filename, None)
+
+
+# -- side-file names and their writers ----------------------------------------------
+
+#: The names of a store's complete side files: ``<ns hex>-<12 hex>.h5``
+#: (earlier runstores) or ``<ns hex>-<12 hex>-<host>~<pid>~<start>.h5``.
+SIDE_FILE_PATTERN = re.compile(
+    r"[0-9a-f]{1,16}-[0-9a-f]{12}(?:-(?P<host>[A-Za-z0-9.-]{1,64})~(?P<pid>[0-9]{1,10})"
+    r"~(?P<start>[0-9]{1,12}\.[0-9]{3}))?\.h5")
+#: The names of half-written side files: a side file's name and ``.part``.
+PARTIAL_FILE_PATTERN = re.compile(SIDE_FILE_PATTERN.pattern + r"\.part")
+
+
+def _host_tag(host: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "-", host)[:64] or "-"
+
+
+def _writer_tag() -> str:
+    """``<host>~<pid>~<start>`` of this process (its start time to the millisecond)."""
+    proc = psutil.Process()
+    return f"{_host_tag(socket.gethostname())}~{proc.pid}~{proc.create_time():.3f}"
+
+
+def side_file_writer(filename: str) -> str:
+    """Whether the writer named in a side file's name is ``"alive"``, ``"dead"`` or ``"unknown"``.
+
+    ``"dead"`` only when the name says the writer ran on this host and no
+    process with its pid and start time exists; ``"unknown"`` for files
+    from another host, or named before writers were part of the name
+    (their age decides).
+    """
+    found = (SIDE_FILE_PATTERN.fullmatch(filename)
+             or PARTIAL_FILE_PATTERN.fullmatch(filename))
+    if found is None or found["host"] is None:
+        return "unknown"
+    if found["host"] != _host_tag(socket.gethostname()):
+        return "unknown"
+    try:
+        proc = psutil.Process(int(found["pid"]))
+        alive = (abs(proc.create_time() - float(found["start"])) <= 0.01
+                 and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return "dead"
+    except psutil.Error:  # e.g. access denied: it exists, so it may be writing
+        return "alive"
+    return "alive" if alive else "dead"

@@ -378,20 +378,67 @@ def import_(bundle_path: str, store: str, batch_name: str | None) -> None:
 
 @main.command()
 @click.argument("store", type=STORE)
-@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--dry-run", is_flag=True,
+              help="Only say what would be removed; change nothing.")
 @click.option("--min-age", default=600.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds after which a side file no run points into is garbage "
-                   "(a younger one may belong to a writer about to commit).")
-def gc(store: str, dry_run: bool, min_age: float) -> None:
+              help="Seconds after which a side file no run points into is garbage when "
+                   "its writer cannot be told alive or dead (another host, or a file "
+                   "named by an earlier runstore). A live writer's file is always kept.")
+@click.option("--bundle", is_flag=True,
+              help="STORE is a bundle: change it anyway, touching only its own .h5.")
+def gc(store: str, dry_run: bool, min_age: float, bundle: bool) -> None:
     """Remove side files and arrays no run needs, and compact STORE.
 
-    Deletes side files no run points into, rewrites side files without the
-    arrays of runs that were cleared or computed again, and VACUUMs the
-    SQLite file. Best run while no one else is using the store.
+    Deletes STORE's own side files (in its .arrays folder, named as runstore
+    names them) that no run points into and whose writer is dead (or,
+    writer unknown, older than --min-age); rewrites side files without the
+    arrays of runs that were cleared or computed again; VACUUMs the SQLite
+    file. Refuses a bundle unless --bundle is given. Best run while no one
+    else is using the store.
     """
-    opened = open_store(store, readonly=False)
-    click.echo(str(opened.gc(min_age=min_age, dry_run=dry_run)))
-    opened.close()
+    from .check import bundle_evidence
+
+    evidence = bundle_evidence(store)
+    _refuse_mismatch(store, evidence, bundle, None if dry_run else "collect garbage in")
+    opened = _open_checked(store, readonly=dry_run, is_bundle=evidence is not None)
+    try:
+        click.echo(str(opened.gc(min_age=min_age, dry_run=dry_run, bundle=bundle)))
+    finally:
+        _close_checked(opened, evidence is not None and not dry_run)
+
+
+def _refuse_mismatch(store: str, evidence: str | None, bundle: bool, action: str | None
+                     ) -> None:
+    """Refuse, before opening it for writing, a bundle not declared one (and back)."""
+    from .errors import BundleRepairError
+
+    if bundle and evidence is None:
+        raise BundleRepairError(store, action or "check", None)
+    if action is not None and evidence is not None and not bundle:
+        raise BundleRepairError(store, action, evidence)
+
+
+def _open_checked(store: str, readonly: bool, is_bundle: bool) -> Store:
+    """Open a store (or a bundle, its .h5 beside it) for check or gc; SQLite errors told."""
+    import sqlalchemy as sa
+
+    from .errors import NotAStoreError
+    from .store import Store
+
+    try:
+        return Store(store, readonly=readonly, arrays=Path(store).parent if is_bundle
+                     else None)
+    except sa.exc.DBAPIError as exc:
+        raise NotAStoreError(store, f"SQLite cannot read it ({exc.orig}); restore it "
+                             "from a copy") from None
+
+
+def _close_checked(opened: Store, reseal: bool) -> None:
+    """Close; a bundle opened for writing is sealed again (rollback journal, marked)."""
+    if reseal:
+        opened.seal()
+    else:
+        opened.close()
 
 
 @main.command()
@@ -427,20 +474,40 @@ def plot(store: str, x: str, y: str, hue: str | None, batch_name: str | None,
 
 @main.command()
 @click.argument("store", type=click.Path(exists=True, dir_okay=False))
-@click.option("--fix", is_flag=True, help="Repair what can be repaired.")
-def check(store: str, fix: bool) -> None:
-    """Check STORE: SQLite integrity, run ids, arrays, leftover side files.
+@click.option("--fix", is_flag=True, help="Repair what can be repaired, saying what was done.")
+@click.option("--dry-run", is_flag=True,
+              help="With --fix: only say what would be repaired; change nothing.")
+@click.option("--bundle", is_flag=True,
+              help="With --fix: STORE is a bundle; repair it anyway, touching only its own .h5.")
+def check(store: str, fix: bool, dry_run: bool, bundle: bool) -> None:
+    """Check STORE: SQLite integrity, run ids, typed query rows, arrays, leftover files.
 
+    Every array of every done run is read and compared with the dtype, shape
+    and CRC-32 its result records. Without --fix nothing is written. With
+    --fix, wrong query rows are rebuilt, done runs with damaged results or
+    arrays become pending (each is listed), and leftover side files of dead
+    writers are deleted; a bundle is refused unless --bundle is given.
     Exits with status 1 if problems remain.
     """
-    from .store import Store
+    from .check import bundle_evidence
 
-    opened = Store(store)
-    report = opened.check(fix=fix)
-    click.echo(str(report))
-    if fix and not report.ok:
-        report = opened.check()
-    opened.close()
+    if dry_run and not fix:
+        raise click.UsageError("--dry-run goes with --fix (a check without --fix "
+                               "changes nothing)")
+    evidence = bundle_evidence(store)
+    _refuse_mismatch(store, evidence, bundle, "repair" if fix and not dry_run else None)
+    opened = _open_checked(store, readonly=not fix or dry_run, is_bundle=evidence is not None)
+    try:
+        report = opened.check(fix=fix, dry_run=dry_run, bundle=bundle, progress=None)
+        click.echo(str(report))
+        if fix and not dry_run and not report.ok:
+            report = opened.check(progress=None)
+            click.echo("after the repairs: " + ("no problems remain" if report.ok else
+                                                "these problems remain:"))
+            for line in report.problems():
+                click.echo(f"  {line}")
+    finally:
+        _close_checked(opened, evidence is not None and fix and not dry_run)
     if not report.ok:
         sys.exit(1)
 

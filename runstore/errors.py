@@ -411,3 +411,56 @@ class UncomputedRunsWarning(UserWarning):
     ``add_factorial_runs`` in this process; runs of other classes (added by
     another script, or taken from a bundle) stay pending.
     """
+
+
+# -- checks, repairs and garbage collection (runstore.check) -------------------------
+
+
+class BundleRepairError(StoreError, ValueError):
+    """``gc`` or ``check --fix`` was asked to change a bundle as if it were a store, or back.
+
+    Attributes
+    ----------
+    action : str
+        What was asked (``"repair"``, ``"collect garbage"``, ...).
+    evidence : str or None
+        Why the file is a bundle; ``None`` when ``bundle=True`` was given for a store.
+    """
+
+    def __init__(self, path: str, action: str, evidence: str | None) -> None:
+        self.action = action
+        self.evidence = evidence
+        if evidence is None:
+            message = (f"{path} is a store, not a bundle, but --bundle (bundle=True) was "
+                       f"given; run the command without it")
+        else:
+            message = (
+                f"refusing to {action} {path}: it is a bundle ({evidence}), whose folder "
+                f"may hold files that are not runstore's. To change this bundle anyway, "
+                f"touching only its own {_bundle_h5(path)}, add --bundle "
+                f"(Python: bundle=True); --dry-run first says what would change. To add "
+                f"runs to it, import it into a store (runstore import)")
+        super().__init__(path, message)
+
+
+class StoreUnreadableError(StoreError, OSError):
+    """SQLite cannot read a store reliably, so no side file can be proven unused.
+
+    Attributes
+    ----------
+    problem : str
+        What SQLite said.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(
+            path, f"SQLite cannot read {path} reliably ({problem}), so no side file is "
+            f"proven unused: gc stopped and deletes nothing more. Run `runstore check "
+            f"{path}` to see the damage, and restore the store from a copy")
+
+
+def _bundle_h5(path: str) -> str:
+    """The name of a bundle's ``.h5`` (``shared.db`` -> ``shared.h5``)."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.removesuffix(".db") + ".h5"

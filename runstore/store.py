@@ -50,7 +50,7 @@ from .errors import (
 from .interfaces import IRunStore, implementer
 from .query import Query
 from .identity import run_id_of_pairs
-from .check import ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
+from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import SCHEMA_REVISION, Base, RunState
 from .views import check_view_name, create_view
 from .views import quote as quote_identifier
@@ -800,9 +800,15 @@ class Store:
         return len(new), len(taken)
 
     def seal(self) -> None:
-        """Leave the file self-contained (no write-ahead log) and close it."""
+        """Mark the file as a bundle, leave it self-contained (no write-ahead log), close it.
+
+        The mark (``PRAGMA user_version = 1``) is how ``gc`` and ``check
+        --fix`` tell a bundle from a store.
+        """
         raw = self.engine.raw_connection()  # outside any transaction (autocommit)
         try:
+            raw.driver_connection.execute(  # type: ignore[union-attr]
+                f"PRAGMA user_version = {BUNDLE_MARK}")
             raw.driver_connection.execute("PRAGMA journal_mode = DELETE")  # type: ignore[union-attr]
         finally:
             raw.close()
@@ -927,21 +933,30 @@ class Store:
 
     # -- consistency ------------------------------------------------------------------
 
-    def check(self, fix: bool = False) -> CheckReport:
+    def check(self, fix: bool = False, dry_run: bool = False, bundle: bool = False,
+              progress: bool | None = False) -> CheckReport:
         """Report inconsistencies; with ``fix=True``, repair what can be repaired.
 
+        ``dry_run=True`` (with ``fix``) reports what would be repaired and
+        changes nothing. A bundle is repaired only with ``bundle=True``.
+        ``progress`` shows a progress bar (``None``: when on a terminal).
         See :func:`runstore.check.check_store` for what is checked and repaired.
         """
-        return check_store(self, fix)
+        if fix and not dry_run and self.readonly:
+            raise ReadOnlyStoreError(self.path, "repair the store")
+        return check_store(self, fix, dry_run, bundle, progress)
 
-    def gc(self, min_age: float = ORPHAN_AGE, dry_run: bool = False) -> GcReport:
+    def gc(self, min_age: float = ORPHAN_AGE, dry_run: bool = False,
+           bundle: bool = False) -> GcReport:
         """Remove side files and arrays no run needs, and compact the SQLite file.
 
+        ``dry_run=True`` only reports (and works on a store opened read-only).
+        A bundle is changed only with ``bundle=True``.
         See :func:`runstore.check.collect_garbage`.
         """
-        if self.readonly:
+        if self.readonly and not dry_run:
             raise ReadOnlyStoreError(self.path, "collect garbage")
-        return collect_garbage(self, min_age, dry_run)
+        return collect_garbage(self, min_age, dry_run, bundle)
 
     def vacuum(self) -> tuple[int, int]:
         """Compact the SQLite file; return its size (with its log) before and after."""

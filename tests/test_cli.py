@@ -202,21 +202,28 @@ def test_gc_drops_orphans_and_cleared_arrays_and_keeps_the_rest(example_store):
     (old_file,) = store.arrays.files()
     arrays.run[0].clear()
     folder = store.arrays.directory
-    orphan, young = folder / "0-orphan.h5", folder / "1-young.h5"
-    shutil.copy(folder / old_file, orphan)
-    shutil.copy(folder / old_file, young)
+    # Named as earlier runstores named side files (no writer in the name):
+    # their age decides. A file not named so is not the store's, whatever its age.
+    orphan = folder / "0000000000000001-0123456789ab.h5"
+    young = folder / "0000000000000002-0123456789ab.h5"
+    unrelated = folder / "0-orphan.h5"
+    for path in (orphan, young, unrelated):
+        shutil.copy(folder / old_file, path)
     hour_ago = time.time() - 3600
     os.utime(orphan, (hour_ago, hour_ago))
+    os.utime(unrelated, (hour_ago, hour_ago))
     dry = runstore_cli("gc", "_res/example.db", "--dry-run")
     assert "would delete 1 side files" in dry.stdout and "would rewrite 1 side files" in dry.stdout
-    assert sorted(p.name for p in folder.iterdir()) == sorted([old_file, orphan.name, young.name])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [old_file, orphan.name, young.name, unrelated.name])
     result = runstore_cli("gc", "_res/example.db")
     assert result.returncode == 0, result.stderr
     assert "deleted 1 side files" in result.stdout
     assert "rewrote 1 side files without the 1 arrays" in result.stdout
     left = sorted(p.name for p in folder.iterdir())
     assert young.name in left and orphan.name not in left and old_file not in left
-    (fresh,) = [name for name in left if name != young.name]
+    assert unrelated.name in left
+    (fresh,) = [name for name in left if name not in (young.name, unrelated.name)]
     import h5py
 
     with h5py.File(folder / fresh) as f:

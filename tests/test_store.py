@@ -172,14 +172,18 @@ def test_check_reports_and_fixes_damage(tmp_path):
     batch = _computed(tmp_path)
     folder = batch.store.arrays.directory
     Path(batch.run[0].filename).unlink()  # the arrays of runs 0 and 1
-    orphan = folder / "0-orphan.h5"
+    # Side-file names as earlier runstores wrote them (no writer in the name):
+    # their age decides.
+    orphan = folder / "0000000000000001-0123456789ab.h5"
     orphan.write_bytes(b"junk")
-    partial = folder / "1-killed.h5.part"
+    partial = folder / "0000000000000002-0123456789ab.h5.part"
     partial.write_bytes(b"half")
-    recent = folder / "2-recent.h5"
+    recent = folder / "0000000000000003-0123456789ab.h5"
     recent.write_bytes(b"a writer's file, about to be committed")
+    unrelated = folder / "0-notes.h5"
+    unrelated.write_bytes(b"not runstore's")
     old = time.time() - 3600
-    for path in (orphan, partial):
+    for path in (orphan, partial, unrelated):
         os.utime(path, (old, old))
     with sqlite3.connect(batch.store.path) as db:  # parameters changed outside runstore
         db.execute("UPDATE runs SET parameters = replace(parameters, '[\"n\",4]', "
@@ -188,12 +192,14 @@ def test_check_reports_and_fixes_damage(tmp_path):
     assert not report.ok
     assert set(report.missing_arrays) == {batch.run[0].id, batch.run[1].id}
     assert report.wrong_ids == [batch.run[2].id]
-    assert sorted(report.orphan_files) == ["0-orphan.h5", "2-recent.h5"]
-    assert report.partial_files == ["1-killed.h5.part"]
+    assert sorted(report.orphan_files) == [orphan.name, recent.name]
+    assert report.partial_files == [partial.name]
     assert "runstore check --fix STORE" in str(report)
     fixed = batch.store.check(fix=True)
-    assert "2 runs with missing or unreadable arrays are pending again" in fixed.repaired
+    assert set(fixed.reset) == {batch.run[0].id, batch.run[1].id}
+    assert f"reset run {batch.run[0].id}: pending again" in str(fixed)
     assert not orphan.exists() and not partial.exists() and recent.exists()
+    assert unrelated.exists()
     assert [r.state for r in batch.run] == ["pending", "pending", "done"]
     batch(verbose=0)  # computed again
     after = batch.store.check()
