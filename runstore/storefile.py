@@ -165,12 +165,15 @@ def survey_path(db: Path, readonly: bool) -> Survey:
         conn.execute("PRAGMA busy_timeout = 60000")
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")
-        return survey(lambda sql: conn.execute(sql).fetchall(), str(db))
+        found = survey(lambda sql: conn.execute(sql).fetchall(), str(db))
     except sqlite3.DatabaseError as exc:
         raise NotAStoreError(str(db), f"it is not a SQLite database, or a damaged one "
                              f"(SQLite says: {exc}). It was left unchanged") from exc
     finally:
         conn.close()
+    if found.empty and readonly:
+        raise NotAStoreError(str(db), "it is an empty SQLite database")
+    return found
 
 
 def _mode(db: Path) -> str:
