@@ -79,7 +79,8 @@ def require_regular_files(db: Path) -> int | None:
     Nothing is opened (``os.stat`` only), so a FIFO cannot block.
     """
     size: int | None = None
-    for path in (db, *(db.with_name(db.name + suffix) for suffix in SIDE_SUFFIXES)):
+    real = Path(os.path.realpath(db))  # SQLite keeps its side files beside the target
+    for path in (db, *(real.with_name(real.name + suffix) for suffix in SIDE_SUFFIXES)):
         try:
             info = os.stat(path)
         except FileNotFoundError:

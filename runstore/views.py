@@ -70,8 +70,9 @@ def check_view_name(conn: sa.Connection | None, name: str) -> None:
                                    f"and {advice}")
     own = _runstore_names().get(folded)
     if own is not None:
-        raise BatchNameError(name, f"it is the name of runstore's {own} {folded!r}, and "
-                                   f"{advice}")
+        raise BatchNameError(name, f"it is the name of one of runstore's "
+                                   f"{'indexes' if own == 'index' else own + 's'} "
+                                   f"({folded!r}), and {advice}")
     if conn is None:
         return
     batches = [row[0] for row in conn.exec_driver_sql("SELECT name FROM batches")

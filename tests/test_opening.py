@@ -417,7 +417,7 @@ def test_names_of_user_objects_and_other_batches_are_refused(tmp_path):
                         ("my_Trigger", "trigger named 'my_trigger'"),
                         ("my_index", "index named 'my_index'"), ("sweep", "only in case"),
                         ("SQLITE_stat1", "reserved by SQLite"),
-                        ("Alembic_Version", "runstore's table 'alembic_version'")]:
+                        ("Alembic_Version", "runstore's tables \\('alembic_version'\\)")]:
         with pytest.raises(BatchNameError, match=found):
             Batch(name, store=store)
     assert _schema(db) == before and store.batch_names() == ["Sweep"]
@@ -425,7 +425,7 @@ def test_names_of_user_objects_and_other_batches_are_refused(tmp_path):
 
 
 def test_a_batch_named_after_an_index_leaves_no_store_file_behind(tmp_path):
-    with pytest.raises(BatchNameError, match="runstore's index 'ix_runs_running'"):
+    with pytest.raises(BatchNameError, match="runstore's indexes \\('ix_runs_running'\\)"):
         Batch("ix_runs_running", path=tmp_path)
     assert not (tmp_path / "_res" / "ix_runs_running.db").exists()
 
