@@ -359,7 +359,10 @@ class Store:
         adding the same runs at once each add them once. Returns the ids
         appended.
         """
-        runs = list({run[0]: run for run in reversed(runs)}.values())[::-1]  # first of each id
+        first: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
+        for run in runs:
+            first.setdefault(run[0], run)
+        runs = list(first.values())
         if not runs:
             return []
         with self._writing("add runs") as conn:

@@ -481,3 +481,20 @@ def test_a_level_that_contradicts_the_store_given_is_refused(tmp_path):
     assert Batch("b", store=store, synchronous="full").store is store
     with pytest.raises(StoreOptionError, match="opened with synchronous='full'"):
         Batch("b", store=store, synchronous="normal")
+
+
+# -- 4. registration decided inside the write transaction (one process) ---------------
+
+
+def test_runs_given_twice_or_already_in_the_batch_are_added_once_in_first_order(tmp_path):
+    batch = Batch("b", store=Store(tmp_path / "s.db"))
+    batch.add_factorial_runs(Sweep, {"A": [3, 1, 3, 2, 1]})
+    batch.add_factorial_runs(Sweep, {"A": [2, 4, 3]})
+    assert [run.parameters["A"] for run in batch.run] == [3, 1, 2, 4]
+    other = Batch("other", store=batch.store)
+    ids = list(batch.run.ids())
+    assert batch.store.add_existing(other._id, [ids[2], ids[0], ids[2]]) == []
+    assert batch.store.add_existing(other._id, [ids[0], ids[3]]) == []
+    assert list(other.run.ids()) == [ids[2], ids[0], ids[3]]
+    assert batch.store.add_existing(other._id, [ids[1], "f" * 40]) == ["f" * 40]
+    assert len(other.run) == 3  # nothing added when an id is missing
