@@ -35,6 +35,7 @@ from .errors import (
     CodeChangedWarning,
     RunNotFound,
     RunsFailedError,
+    StoreOptionError,
     UncomputedRunsWarning,
 )
 from .identity import type_name
@@ -44,7 +45,7 @@ from .pool import drain, new_wisdom, take_wisdom
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
 from .store import Completion, RunRow, Store
-from .views import display
+from .views import check_view_name, display
 
 __all__ = ["Batch", "RunList"]
 
@@ -132,22 +133,35 @@ class Batch:
         one store between batches.
     allow_pickle
         Store results with no canonical encoding as pickles (and load them).
+    synchronous
+        The store's durability level (``"normal"``, ``"full"`` or ``"extra"``;
+        see :class:`~runstore.store.Store`); ``None`` is the default,
+        ``"normal"``. Give it to the store instead when passing a ``Store``.
     """
 
     def __init__(self, name: str, path: str | os.PathLike[str] = "", saveresult: bool = True,
                  store: Store | str | os.PathLike[str] | None = None,
-                 allow_pickle: bool = False) -> None:
+                 allow_pickle: bool = False, synchronous: str | None = None) -> None:
         self.name = check_batch_name(name)
         self.saveresult = saveresult
         self._folder = Path(path) / "_res"
+        options: dict[str, Any] = {"allow_pickle": allow_pickle}
+        if synchronous is not None:
+            options["synchronous"] = synchronous
         if isinstance(store, Store):
+            if synchronous is not None and store.synchronous != str(synchronous).lower():
+                raise StoreOptionError(
+                    "synchronous", synchronous, (None, store.synchronous),
+                    f"the store given was opened with synchronous={store.synchronous!r}; "
+                    "pass the level to Store(...) instead")
             self.store = store
         elif store is not None:
-            self.store = Store(store, allow_pickle=allow_pickle)
+            self.store = Store(store, **options)
         elif saveresult:
-            self.store = Store(self._folder / f"{name}.db", allow_pickle=allow_pickle)
+            check_view_name(None, name)  # before the store file is made for it
+            self.store = Store(self._folder / f"{name}.db", **options)
         else:
-            self.store = Store(None, allow_pickle=allow_pickle)
+            self.store = Store(None, **options)
         batch_id = self.store.batch_id(name, create=not self.store.readonly)
         if batch_id is None:
             raise BatchNotFound(name, self.store.path, self.store.batch_names())
@@ -196,8 +210,9 @@ class Batch:
         for params in combos:
             rid, document, forms = pack(runclass, params, memo)
             packed.setdefault(rid, (rid, rtype, document, forms))
-        new = self.store.not_in_batch(self._id, list(packed))
-        self.store.add_runs(self._id, [packed[rid] for rid in new])
+        # The store leaves out, inside its write transaction, the runs the
+        # batch holds already (another process may be adding them too).
+        self.store.add_runs(self._id, list(packed.values()))
         return list(packed)
 
     def add_resultrun(self, ids: str | Iterable[str],

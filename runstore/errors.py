@@ -35,6 +35,7 @@ __all__ = [
     "BundleError",
     "CodeChangedWarning",
     "UncomputedRunsWarning",
+    "StoreOptionError",
 ]
 
 
@@ -464,3 +465,30 @@ def _bundle_h5(path: str) -> str:
     """The name of a bundle's ``.h5`` (``shared.db`` -> ``shared.h5``)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
     return name.removesuffix(".db") + ".h5"
+
+
+# -- opening stores: options (area: open) ------------------------------------------
+
+
+class StoreOptionError(RunstoreError, ValueError):
+    """A :class:`~runstore.Store` (or :class:`~runstore.Batch`) option with an invalid value.
+
+    Attributes
+    ----------
+    option : str
+        The option's name, e.g. ``"synchronous"``.
+    value : object
+        The value given.
+    allowed : tuple
+        The values it can take.
+    """
+
+    def __init__(self, option: str, value: object, allowed: tuple[object, ...],
+                 reason: str | None = None) -> None:
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+        super().__init__(
+            f"{option}={value!r} cannot be used: "
+            f"{reason or 'it is not one of the values it can take'}. Use one of "
+            f"{', '.join(repr(a) for a in allowed)} (see the Store documentation)")

@@ -48,23 +48,29 @@ def is_known(revision: str) -> bool:
     return any(rev.revision == revision for rev in script.walk_revisions())
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Upgrade a store's schema in one transaction."""
-    with engine.begin() as conn:
+def upgrade(bind: sa.Engine | sa.Connection, revision: str = "head") -> None:
+    """Upgrade a store's schema in one transaction.
+
+    Given a connection, the upgrade runs in its transaction: the store's own
+    opening path passes one inside ``BEGIN IMMEDIATE`` that has read the
+    revision again, so that two processes upgrading the same file at once
+    upgrade it once (the second finds it done). Open stores with
+    :class:`~runstore.Store` rather than calling this on an engine.
+    """
+    if isinstance(bind, sa.Connection):
+        command.upgrade(alembic_config(bind), revision)
+        return
+    with bind.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def revision_of(path: str) -> str | None:
-    """The schema revision recorded in a store file (read without upgrading)."""
-    from .store import sqlite_url
+    """The schema revision recorded in a store file (read without upgrading).
 
-    engine = sa.create_engine(sqlite_url(path, readonly=True))
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            revision: str | None = conn.exec_driver_sql(
-                "SELECT version_num FROM alembic_version").scalar()
-            return revision
-    finally:
-        engine.dispose()
+    Refuses, like :class:`~runstore.Store`, what is not a runstore file
+    (:class:`~runstore.errors.NotAStoreError`); ``None`` for an empty or
+    missing file. Nothing is written.
+    """
+    from .storefile import survey_path
+
+    return survey_path(Path(path), readonly=False).revision

@@ -38,10 +38,25 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
+           "APPLICATION_ID", "RUNSTORE_TABLES", "SYNCHRONOUS",
            "Parameter", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
 SCHEMA_REVISION = "0003"
+
+#: ``PRAGMA application_id`` of every file runstore writes (stores and
+#: bundles): "RunS" in ASCII. A SQLite file with another non-zero id belongs to
+#: another application and is refused unchanged; id 0 is accepted only for
+#: files of earlier runstore versions (see :data:`RUNSTORE_TABLES`).
+APPLICATION_ID = 0x52756E53
+
+#: The tables a file without the marker must have to be taken for a store of
+#: an earlier runstore version (it must also record a known schema revision).
+RUNSTORE_TABLES = ("runs", "entries", "batches", "parameters", "alembic_version")
+
+#: The ``PRAGMA synchronous`` levels a store can be opened with (``Store(...,
+#: synchronous=...)``); the first is the default.
+SYNCHRONOUS = ("normal", "full", "extra")
 
 
 class RunState(str, enum.Enum):

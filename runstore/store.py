@@ -46,18 +46,19 @@ from .errors import (
     RunNotFound,
     SchemaOutdatedError,
     SchemaTooNewError,
+    StoreOptionError,
 )
 from .interfaces import IRunStore, implementer
 from .query import Query
 from .identity import run_id_of_pairs
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
-from .schema import SCHEMA_REVISION, Base, RunState
+from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
+from .storefile import Survey, survey, survey_path
 from .views import check_view_name, create_view
 from .views import quote as quote_identifier
 
 __all__ = ["Store", "RunRow", "Completion", "Adopted", "owner_token", "sqlite_url"]
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _STATE_VALUES = {state: state.value for state in RunState}
 #: Seconds a claim lasts before another worker may take the run over.
 DEFAULT_LEASE = 600.0
@@ -162,15 +163,33 @@ class Store:
     arrays
         The folder of the side files, if not ``<name>.arrays`` beside the
         file (a bundle keeps its one side file beside its ``.db``).
+    synchronous
+        SQLite's ``PRAGMA synchronous`` for every connection: ``"normal"``
+        (the default: a power cut may roll back the last transactions, never
+        corrupt the store), ``"full"`` or ``"extra"`` (every committed
+        transaction survives a power cut, at the cost of an fsync per commit).
+        A process killed (``kill -9``) loses nothing committed at any level.
+
+    Raises
+    ------
+    NotAStoreError
+        If ``path`` is not a regular file (a FIFO, socket, device or
+        directory), not a SQLite file, or a SQLite file of another
+        application (it is left unchanged).
+    StoreOptionError
+        If ``synchronous`` is not one of the levels above.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
                  allow_pickle: bool = False,
-                 arrays: str | os.PathLike[str] | None = None) -> None:
+                 arrays: str | os.PathLike[str] | None = None,
+                 synchronous: str = "normal") -> None:
         self.readonly = readonly
         self.allow_pickle = allow_pickle
+        self.synchronous = _synchronous_level(synchronous)
         self.owner = owner_token()
         self._columns_seen: set[tuple[int, str, str]] = set()
+        self._found = Survey(None, False)
         if path is None:
             self.path = ":memory:"
             self.engine = sa.create_engine("sqlite://", poolclass=StaticPool)
@@ -178,7 +197,7 @@ class Store:
         else:
             db = Path(path)
             self.path = str(db)
-            self._validate_file(db)
+            self._found = self._validate_file(db)
             url = sqlite_url(db, readonly)
             if not readonly:
                 db.parent.mkdir(parents=True, exist_ok=True)
@@ -192,17 +211,13 @@ class Store:
 
     # -- opening ------------------------------------------------------------------
 
-    def _validate_file(self, db: Path) -> None:
-        if db.is_dir():
-            raise NotAStoreError(str(db), "it is a directory")
-        if not db.exists():
-            if self.readonly:
-                raise NotAStoreError(str(db), "the file does not exist")
-            return
-        with open(db, "rb") as f:
-            header = f.read(len(_SQLITE_HEADER))
-        if header and header != _SQLITE_HEADER:
-            raise NotAStoreError(str(db), "the file is not a SQLite database")
+    def _validate_file(self, db: Path) -> Survey:
+        """What the file holds, found before any connection can change it.
+
+        Never opened outside SQLite (see :mod:`runstore.storefile`): closing a
+        descriptor of it would drop this process's locks on it.
+        """
+        return survey_path(db, self.readonly)
 
     def _on_connect(self, dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun explicitly below
@@ -216,8 +231,10 @@ class Store:
         # functions with side effects.
         cursor.execute("PRAGMA trusted_schema = OFF")
         if not self.readonly and self.path != ":memory:":
+            # Only once the file was found to be runstore's (or new): the
+            # switch to WAL writes to the file.
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         cursor.close()
 
     def _on_begin(self, conn: sa.Connection) -> None:
@@ -272,42 +289,44 @@ class Store:
                 del held[me]
 
     def _check_schema(self) -> None:
-        try:
-            with self._reading() as conn:
-                tables = set(sa.inspect(conn).get_table_names())
-                revision = None
-                if "alembic_version" in tables:
-                    revision = conn.exec_driver_sql(
-                        "SELECT version_num FROM alembic_version").scalar()
-        except sa.exc.DatabaseError as exc:
-            raise NotAStoreError(self.path, f"SQLite cannot read it ({exc.orig})") from exc
-        if revision == SCHEMA_REVISION:
-            return
-        if revision is None:
-            if tables:
-                raise NotAStoreError(self.path, "it is a SQLite database without "
-                                     f"runstore's tables (it has {sorted(tables)})")
-            if self.readonly:
-                raise NotAStoreError(self.path, "it is an empty database")
-            self._create_schema()
-            return
-        from . import migration
+        """Refuse a schema too new (or too old, read-only); create, mark or upgrade it."""
+        found = self._found
+        if found.revision == SCHEMA_REVISION and (found.marked or self.readonly):
+            return  # the usual case: nothing to write
+        if found.revision is not None and found.revision != SCHEMA_REVISION:
+            from . import migration
 
-        if not migration.is_known(revision):
-            raise SchemaTooNewError(self.path, revision, SCHEMA_REVISION)
-        if self.readonly:
-            raise SchemaOutdatedError(self.path, revision, SCHEMA_REVISION)
-        migration.upgrade(self.engine)
-        self.refresh_views()  # stores from before views had none
+            if not migration.is_known(found.revision):
+                raise SchemaTooNewError(self.path, found.revision, SCHEMA_REVISION)
+            if self.readonly:
+                raise SchemaOutdatedError(self.path, found.revision, SCHEMA_REVISION)
+        self._create_schema()
 
     def _create_schema(self) -> None:
-        with self._writing() as conn:
-            Base.metadata.create_all(conn)
-            conn.exec_driver_sql(
-                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
-            conn.exec_driver_sql("INSERT INTO alembic_version VALUES (?)",
-                                 (SCHEMA_REVISION,))
+        """Create the schema, or mark and upgrade an older one, in one write transaction.
+
+        What to do is decided again inside the transaction (BEGIN IMMEDIATE),
+        so that processes opening the same file at once do it exactly once.
+        """
+        with self._writing("create the store's tables") as conn:
+            found = survey(lambda sql: conn.exec_driver_sql(sql).all(), self.path)
+            if found.revision is None:
+                Base.metadata.create_all(conn)
+                conn.exec_driver_sql(
+                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+                conn.exec_driver_sql("INSERT INTO alembic_version VALUES (?)",
+                                     (SCHEMA_REVISION,))
+            elif found.revision != SCHEMA_REVISION:
+                from . import migration
+
+                if not migration.is_known(found.revision):
+                    raise SchemaTooNewError(self.path, found.revision, SCHEMA_REVISION)
+                migration.upgrade(conn)
+                for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
+                    create_view(conn, batch)  # stores from before views had none
+            if not found.marked:
+                conn.exec_driver_sql(f"PRAGMA application_id = {int(APPLICATION_ID)}")
 
     def recover(self) -> int:
         """Return to PENDING the runs claimed by processes of this host that died.
@@ -342,13 +361,18 @@ class Store:
                 "SELECT id FROM batches WHERE name = ?", (name,)).scalar()
         if found is not None or not create:
             return found
-        with self._writing() as conn:
+        with self._writing("create a batch") as conn:
+            # Decided again inside the write transaction: another process may
+            # have created the batch since.
+            raced: int | None = conn.exec_driver_sql(
+                "SELECT id FROM batches WHERE name = ?", (name,)).scalar()
+            if raced is not None:
+                return raced
             check_view_name(conn, name)
-            conn.exec_driver_sql(
-                "INSERT OR IGNORE INTO batches (name, created_at) VALUES (?, ?)",
-                (name, time.time()))
             created: int = conn.exec_driver_sql(
-                "SELECT id FROM batches WHERE name = ?", (name,)).scalar_one()
+                "INSERT INTO batches (name, created_at) VALUES (?, ?) RETURNING id",
+                (name, time.time())).scalar_one()
+            create_view(conn, created)  # with the row, or neither
             return created
 
     def batch_names(self) -> list[str]:
@@ -356,14 +380,22 @@ class Store:
             return [r[0] for r in conn.exec_driver_sql("SELECT name FROM batches ORDER BY id")]
 
     def add_runs(self, batch: int, runs: Sequence[tuple[str, str, str, dict[str, Indexed]]]
-                 ) -> None:
+                 ) -> list[str]:
         """Append runs ``(id, run_type, parameters_json, indexed)`` to a batch.
 
         Runs new to the store are inserted PENDING with their typed
-        parameters; runs already stored keep their state and result.
+        parameters; runs already stored keep their state and result. Runs
+        already in the batch (or given twice) are not appended again; which
+        those are is decided inside the write transaction, so processes
+        adding the same runs at once each add them once. Returns the ids
+        appended.
         """
+        first: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
+        for run in runs:
+            first.setdefault(run[0], run)
+        runs = list(first.values())
         if not runs:
-            return
+            return []
         with self._writing("add runs") as conn:
             start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
@@ -372,6 +404,9 @@ class Store:
                 "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
             # In a store without runs there is nothing to look up.
             keys = _keys(conn, [run[0] for run in runs]) if next_key > 1 else {}
+            if start > 0 and keys:
+                present = _in_batch(conn, batch, list(keys.values()))
+                runs = [run for run in runs if keys.get(run[0]) not in present]
             new = [run for run in runs if run[0] not in keys]
             for i, run in enumerate(new):
                 keys[run[0]] = next_key + i
@@ -393,31 +428,34 @@ class Store:
             self._add_columns(conn, batch, "parameter", names)
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
+        return [run[0] for run in runs]
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
         """Append runs already in the store to a batch; return the missing ids.
 
-        Nothing is added if any id is missing.
+        Nothing is added if any id is missing. Which runs the batch holds
+        already is decided inside the write transaction (see :meth:`add_runs`).
         """
-        found = self.states(run_ids)
-        missing = [rid for rid in run_ids if rid not in found]
-        if missing:
-            return missing
-        present = self.not_in_batch(batch, list(dict.fromkeys(run_ids)))
-        if present:
-            with self._writing("add runs") as conn:
-                start: int = conn.exec_driver_sql(
-                    "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
-                    (batch,)).scalar_one()
-                keys = _keys(conn, present)
-                _executemany(
-                    conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
-                    [(batch, start + i, keys[rid]) for i, rid in enumerate(present)])
-                run_keys = list(keys.values())
-                self._add_columns(conn, batch, "parameter",
-                                  _distinct(conn, "name", "parameters", run_keys))
-                self._add_columns(conn, batch, "result",
-                                  _distinct(conn, "key", "result_values", run_keys))
+        wanted = list(dict.fromkeys(run_ids))
+        with self._writing("add runs") as conn:
+            keys = _keys(conn, wanted)
+            missing = [rid for rid in run_ids if rid not in keys]
+            if missing:
+                return missing
+            present = _in_batch(conn, batch, list(keys.values()))
+            appended = [keys[rid] for rid in wanted if keys[rid] not in present]
+            if not appended:
+                return []
+            start: int = conn.exec_driver_sql(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
+                (batch,)).scalar_one()
+            _executemany(
+                conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
+                [(batch, start + i, key) for i, key in enumerate(appended)])
+            self._add_columns(conn, batch, "parameter",
+                              _distinct(conn, "name", "parameters", appended))
+            self._add_columns(conn, batch, "result",
+                              _distinct(conn, "key", "result_values", appended))
         return []
 
     # -- reading runs -----------------------------------------------------------------
@@ -991,6 +1029,23 @@ def _batches_of(conn: sa.Connection, run_keys: Sequence[int], but: int) -> set[i
             f"SELECT DISTINCT batch_id FROM entries WHERE run_key IN "
             f"({','.join('?' * len(chunk))}) AND batch_id != ?", (*chunk, but)))
     return found
+
+
+def _in_batch(conn: sa.Connection, batch: int, run_keys: Sequence[int]) -> set[int]:
+    """The given run keys that a batch holds."""
+    found: set[int] = set()
+    for chunk in _chunks(run_keys):
+        found.update(r[0] for r in conn.exec_driver_sql(
+            "SELECT run_key FROM entries WHERE batch_id = ? AND run_key IN "
+            f"({','.join('?' * len(chunk))})", (batch, *chunk)))
+    return found
+
+
+def _synchronous_level(level: object) -> str:
+    """A valid ``PRAGMA synchronous`` level (see :class:`Store`), lower case."""
+    if isinstance(level, str) and level.lower() in SYNCHRONOUS:
+        return level.lower()
+    raise StoreOptionError("synchronous", level, SYNCHRONOUS)
 
 
 def _distinct(conn: sa.Connection, column: str, table: str, run_keys: Sequence[int]

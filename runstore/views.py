@@ -31,17 +31,61 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def check_view_name(conn: sa.Connection, name: str) -> None:
-    """Refuse batch names whose view would clash (SQL names ignore case)."""
-    tables = {row[0].lower() for row in conn.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if name.lower() in tables or name.lower().startswith("sqlite_"):
-        raise BatchNameError(name, f"it is the name of one of runstore's tables ({name.lower()})")
-    clash = conn.exec_driver_sql(
-        "SELECT name FROM batches WHERE lower(name) = lower(?)", (name,)).scalar()
+def _fold(name: str) -> str:
+    """A name as SQLite compares identifiers: ASCII letters without case."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _runstore_names() -> dict[str, str]:
+    """The names of runstore's own SQL objects (tables, indexes, constraints), folded."""
+    from .schema import Base
+
+    names = {"alembic_version": "table", "alembic_version_pkc": "constraint"}
+    for table in Base.metadata.tables.values():
+        names[_fold(table.name)] = "table"
+        names.update((_fold(str(index.name)), "index") for index in table.indexes)
+        names.update((_fold(str(c.name)), "constraint") for c in table.constraints
+                     if isinstance(c.name, str))
+    return names
+
+
+def check_view_name(conn: sa.Connection | None, name: str) -> None:
+    """Refuse a batch name that its SQL view could not take.
+
+    A batch's view shares one namespace with every table, index, trigger and
+    view of the store, and SQL compares those names without case. Refused:
+    names starting with ``sqlite_`` (SQLite's own), the names of runstore's
+    tables, indexes and constraints, and (with ``conn``) the name of any SQL
+    object in the store other than this batch's own view, and names that
+    differ only in case from another batch's.
+    """
+    folded = _fold(name)
+    advice = ("each batch is also a SQL view, whose name must differ (ignoring case) "
+              "from every table, index, trigger and view in the store")
+    if folded.startswith("sqlite_"):
+        raise BatchNameError(name, f"names starting with 'sqlite_' are reserved by SQLite, "
+                                   f"and {advice}")
+    own = _runstore_names().get(folded)
+    if own is not None:
+        raise BatchNameError(name, f"it is the name of one of runstore's "
+                                   f"{'indexes' if own == 'index' else own + 's'} "
+                                   f"({folded!r}), and {advice}")
+    if conn is None:
+        return
+    batches = [row[0] for row in conn.exec_driver_sql("SELECT name FROM batches")
+               if _fold(row[0]) == folded]
+    clash = next((other for other in batches if other != name), None)
     if clash is not None:
         raise BatchNameError(name, f"it differs only in case from the batch {clash!r}, "
                                    "and SQL names ignore case")
+    for kind, other in conn.exec_driver_sql("SELECT type, name FROM sqlite_master").all():
+        if _fold(other) != folded or (kind == "view" and other == name and batches):
+            continue  # another name, or this batch's own view
+        raise BatchNameError(name, f"the store already has a SQL {kind} named {other!r}, "
+                                   f"and {advice}")
 
 
 def _typed(alias: str) -> str:
