@@ -191,13 +191,18 @@ def bundle_evidence(path: str) -> str | None:
         return None
     from .store import arrays_folder
 
+    from .storefile import reading_mode, survey_path
+
     db = Path(path)
+    survey_path(db, readonly=True)  # refuses, unchanged, what is not a runstore file
     try:
-        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode={reading_mode(db)}",
+                               uri=True)
     except sqlite3.Error:
         return None
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA query_only = ON")
         if conn.execute("PRAGMA user_version").fetchone()[0] == BUNDLE_MARK:
             return f"it is marked as a bundle (PRAGMA user_version = {BUNDLE_MARK})"
         if arrays_folder(db).exists():

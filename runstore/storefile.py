@@ -33,7 +33,8 @@ from urllib.parse import quote
 from .errors import NotAStoreError
 from .schema import APPLICATION_ID, RUNSTORE_TABLES, SCHEMA_REVISION
 
-__all__ = ["Survey", "survey", "survey_path", "require_regular_files", "SIDE_SUFFIXES"]
+__all__ = ["Survey", "survey", "survey_path", "require_regular_files", "reading_mode",
+           "SIDE_SUFFIXES"]
 
 #: The files SQLite keeps beside a database file.
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -160,7 +161,7 @@ def survey_path(db: Path, readonly: bool) -> Survey:
         if readonly:
             raise NotAStoreError(str(db), "it is an empty file")
         return Survey(None, False)
-    conn = sqlite3.connect(f"file:{quote(str(db))}?mode={_mode(db)}", uri=True,
+    conn = sqlite3.connect(f"file:{quote(str(db))}?mode={reading_mode(db)}", uri=True,
                            isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 60000")
@@ -177,8 +178,8 @@ def survey_path(db: Path, readonly: bool) -> Survey:
     return found
 
 
-def _mode(db: Path) -> str:
-    """How the surveying connection opens the file.
+def reading_mode(db: Path) -> str:
+    """How a connection that only reads opens the file (``mode=`` of its URI).
 
     Reading a file in WAL mode makes SQLite create ``-wal`` and ``-shm``
     beside it; a read-write connection (which only reads: ``query_only``)
