@@ -272,7 +272,7 @@ class _Walk:
                 "the values rather than the containing object")
         if len(self.active) >= MAX_DEPTH:
             raise UnstorableValueError(
-                path, _type_name(value), f"it is nested more than {MAX_DEPTH} levels "
+                path if len(path) <= 100 else f"{path[:80]}...{path[-12:]}", _type_name(value), f"it is nested more than {MAX_DEPTH} levels "
                 "deep (runstore.encoding.MAX_DEPTH)",
                 "Flatten it: a dict with joined keys, a list of records, or an array")
         self.active.add(key)
@@ -348,11 +348,12 @@ def _check_text(value: str, path: str, kind: str) -> None:
         ) from None
 
 
-def check_name(name: Any, what: str) -> str:
+def check_name(name: Any, what: str, allow_empty: bool = False) -> str:
     """Check that a parameter name, result key or attribute name can be stored; return it.
 
-    A name must be a non-empty string of valid Unicode (no lone surrogates)
-    without NUL characters: names become SQL column names and HDF5 attributes.
+    A name must be a non-empty string (empty only if ``allow_empty``) of valid
+    Unicode (no lone surrogates) without NUL characters: names become SQL
+    column names and HDF5 attributes.
 
     Raises
     ------
@@ -365,7 +366,7 @@ def check_name(name: Any, what: str) -> str:
         raise EncodingError(
             what, _type_name(name), "names must be strings",
             "Use a non-empty str (e.g. str(name))")
-    if not name or "\x00" in name:
+    if "\x00" in name or not (name or allow_empty):
         raise UnstorableValueError(
             what, "str", "names must be non-empty and may not contain the NUL character "
             "(they become SQL column names)", "Choose another name")

@@ -13,10 +13,13 @@ or a :class:`~runstore.containers.Container`. It is stored three ways at once:
 
 Values with no canonical encoding are refused with an error naming the key,
 unless pickling was allowed: then they are stored as pickles, which only a
-store opened with ``allow_pickle=True`` will load. Top-level keys must be
-names (non-empty strings, valid Unicode, no NUL); keys of nested dicts that
-are not such strings stay in the result but give no query row; two keys that
-would give the same query row (``'a.b'`` and ``'a'['b']``) are refused.
+store opened with ``allow_pickle=True`` will load. Top-level keys name query
+rows: a string key must be a name (valid Unicode, no NUL; it may be empty); another
+key (an int ...) is kept exactly in the result, and its row is named by its
+``str``, which must be such a name. Keys of nested dicts that are not such
+strings stay in the result but give no query row. Two keys that would give
+the same query row (``'a.b'`` and ``'a'['b']``, or ``1`` and ``'1'``) are
+refused.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     if isinstance(result, (dict, containers.ContainerDict, containers.Container)):
         items = dict(result.items()) if isinstance(result, dict) else result.__getstate__()
         for key in items:
-            check_name(key, f"the result key {short_repr(key)}")
+            _check_key(key)
         encoded_items = {
             key: _encode_value(value, f"result key {key!r}", arrays, allow_pickle)
             for key, value in items.items()
@@ -86,6 +89,15 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     for key, item in encoded_items.items():
         _collect_scalars(str(key), item, scalars, origins, repr(key))
     return EncodedResult(tree, canonical_json(tree), scalars, arrays)
+
+
+def _check_key(key: Any) -> None:
+    """A top-level key names a query row: a name, or a value whose ``str`` is one."""
+    what = f"the result key {short_repr(key)}"
+    if type(key) is not str:
+        encode(key, what)  # kept exactly in the result's tree
+        key = str(key)
+    check_name(key, what, allow_empty=True)
 
 
 def _encode_value(value: Any, path: str, arrays: dict[str, np.ndarray],
