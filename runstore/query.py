@@ -80,9 +80,10 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
         raise QueryError(f"cannot read the value of the filter {short_repr(text)}: it "
                          "is nested too deeply") from None
     except (ValueError, SyntaxError, TypeError) as exc:
-        if _NUMBER.fullmatch(raw):  # e.g. an int beyond Python's 4,300 digits
-            raise QueryError(f"cannot read the number in the filter {short_repr(text)} "
-                             f"({exc})") from None
+        if _NUMBER.fullmatch(raw) or raw[0] in "[({'\"":  # meant as a literal
+            raise QueryError(f"cannot read the value of the filter {short_repr(text)} as "
+                             f"a Python literal ({short_repr(str(exc))}); for text, quote "
+                             "it: 'label=\"text\"'") from None
         value = Word(raw)
     return name, op, value
 
@@ -132,7 +133,7 @@ class Condition:
         terms: list[tuple[str, list[Any]]] = []
         for value in self._members():
             form = self._form(value)
-            if form.kind == "int" and isinstance(form.number, int):
+            if form.kind == "int" and isinstance(form.number, int) and form.number != -_INT64:
                 ints.append(form.number)
             elif form.number is None and form.kind != "int":
                 canonicals.append(form.canonical)
@@ -179,6 +180,10 @@ def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
         return f"{a}.num BETWEEN ? AND ?", [number - tol, number + tol]
     if kind == "float" and number is not None:  # an infinity
         return f"({a}.num = ? AND {a}.kind = 'float')", [number]
+    if kind == "int" and number == -_INT64:  # the one int64 an int beyond 64 bits rounds to
+        # (by canonical, not typeof(num): SQLite propagates the constant of num = ?)
+        return f"({a}.num = ? AND NOT ({a}.kind = 'int' AND {a}.canonical != ?))", [
+            number, form.canonical]
     if kind == "int" and isinstance(number, int):
         return f"{a}.num = ?", [number]
     if kind == "int":  # beyond 64 bits: stored with an approximate number
