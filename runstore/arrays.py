@@ -34,13 +34,19 @@ _SUFFIX = ".h5"
 #: one more axis) and viewed back from the dtype recorded in the result.
 RAW_KINDS = "UMm"
 _PARTIAL = ".part"
+#: Type codes of long doubles (float128, complex256): padded, stored as raw bytes.
+_PADDED = "gG"
 
 
 def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None:
     """Write one array with h5py's low-level API (about twice as fast per dataset)."""
     try:
-        if array.dtype.kind in RAW_KINDS:
-            raise TypeError(f"HDF5 has no type for {array.dtype}")
+        if array.dtype.kind in RAW_KINDS or array.dtype.char in _PADDED or (
+                array.ndim == 0 and array.dtype.kind == "S"):
+            # No HDF5 type; or HDF5 would not keep the bytes exactly (the
+            # padding of long doubles), or h5py reads a 0-d string back as
+            # bytes of another length.
+            raise TypeError(f"HDF5 has no exact type for {array.dtype}")
         hdf5_type = h5py.h5t.py_create(array.dtype)
     except TypeError:  # e.g. unicode, datetimes, complex256: keep the bytes
         array = raw_bytes(array)

@@ -401,3 +401,104 @@ def test_canonical_json_of_the_deepest_value_loads_back():
         encode(value)
     tree = encode(value[0])
     assert decode(json.loads(canonical_json(tree))) == value[0]
+
+
+# -- property tests: anything is refused cleanly, or comes back exactly -----------------
+
+import tempfile  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .strategies import wild_ints, wild_values  # noqa: E402
+
+
+class Echo(runstore.Run):
+    """Returns whatever the test put in ``Echo.value`` (serial batches only)."""
+
+    value: object = None
+
+    def run(self, k=0):
+        return Echo.value
+
+
+_PROPERTY = settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@_PROPERTY
+@given(value=wild_values)
+def test_any_parameter_value_is_refused_or_round_trips(value):
+    with tempfile.TemporaryDirectory() as folder:
+        batch = Batch("prop", path=folder)
+        try:
+            run = batch.add_run(Anything, {"p": value})
+        except RunstoreError as exc:
+            assert isinstance(exc, EncodingError), exc
+            assert "parameter 'p'" in str(exc)
+            assert len(batch.run) == 0 and batch.store.check().ok
+            return
+        again = Batch("prop", path=folder)
+        stored = again.add_run(Anything, {"p": value})  # not added twice: the stored run
+        assert len(again.run) == 1 and stored.id == run.id
+        assert strictly_equal(stored.parameters["p"], value)
+        assert run.id in [r.id for r in again.get_runs_with(p=value)]
+        for op in ("ne", "lt", "ge", "in"):
+            try:
+                again.get_runs_with(**{f"p__{op}": [value] if op == "in" else value})
+            except (QueryError, EncodingError):
+                pass
+        assert again.store.check().ok
+        again.store.close()
+        batch.store.close()
+
+
+@_PROPERTY
+@given(value=wild_values, wrap=st.booleans())
+def test_any_result_is_refused_or_round_trips_through_a_batch(value, wrap):
+    Echo.value = {"v": value, "ok": 1} if wrap else value
+    with tempfile.TemporaryDirectory() as folder:
+        batch = Batch("prop", path=folder)
+        run = batch.add_run(Echo, {"k": 0})
+        try:
+            batch(verbose=0)
+        except RunsFailedError:
+            record = run._record()
+            assert record["state"] == "failed"
+            assert record["error_type"] in ("EncodingError", "UnstorableValueError"), (
+                record["traceback"])
+        else:
+            again = Batch("prop", path=folder)
+            stored = again.add_run(Echo, {"k": 0})
+            assert strictly_equal(stored.result, Echo.value)
+            again.store.close()
+        assert batch.store.state_counts(batch._id).get("running") is None
+        assert batch.store.check().ok
+        batch.store.close()
+
+
+@pytest.fixture(scope="module")
+def wild_numbers(tmp_path_factory):
+    stored = sorted({*STORED_NUMBERS, *(2**k + d for k in (53, 63, 64, 100) for d in
+                                        (-1, 0, 1)), *(-(2**k) + d for k in (63, 64)
+                                                       for d in (-1, 0, 1))},
+                    key=lambda n: (float(n) if abs(n) < 1e300 else (
+                        math.inf if n > 0 else -math.inf), n))
+    batch = Batch("wild", path=tmp_path_factory.mktemp("wild"))
+    batch.add_factorial_runs(Anything, {"n": stored})
+    return batch, [r.parameters["n"] for r in batch.run]
+
+
+@settings(max_examples=150, deadline=None)
+@given(probe=st.one_of(wild_ints, st.floats(allow_nan=False)),
+       op=st.sampled_from(["lt", "le", "gt", "ge", "eq", "ne"]))
+def test_number_queries_are_exact_for_any_probe(wild_numbers, probe, op):
+    batch, stored = wild_numbers
+    try:
+        got = [r.parameters["n"] for r in batch.get_runs_with(**{f"n__{op}": probe})]
+    except UnstorableValueError:
+        assert probe.bit_length() > MAX_INT_BITS
+        return
+    if op in ("eq", "ne") and isinstance(probe, float):
+        return  # float equality has a tolerance
+    assert got == [n for n in stored if _exactly(n, op, probe)]
