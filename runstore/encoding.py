@@ -35,6 +35,15 @@ numpy array           ``["ndarray", {"dtype": "<f8", "shape": [...],
 function, class       ``["callable", "module.qualname"]``
 Object, Container     ``["object", ["module.qualname", [[name, value], ...]]]``
 ====================  ==========================================================
+
+What is refused, with an :class:`~runstore.errors.UnstorableValueError` naming
+the place (everything else comes back exactly): strings that are not valid
+Unicode (lone surrogates, in values, keys and names alike; NUL characters are
+fine in values), ints of more than :data:`MAX_INT_BITS` bits, containers that
+contain themselves, containers nested more than :data:`MAX_DEPTH` deep, and
+numpy scalars without an exact Python value (long doubles; datetimes are
+refused as unsupported). Names (see :func:`check_name`) are also refused
+when empty or holding a NUL.
 """
 
 from __future__ import annotations
