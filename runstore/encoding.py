@@ -273,7 +273,11 @@ class _Walk:
     def enter(self, value: Any, path: str) -> int:
         """Note that ``value`` (a container) is being encoded; return its key."""
         key = id(value)
-        if key in self.active:
+        active = self.active
+        if key not in active and len(active) < MAX_DEPTH:  # the common case, quickly
+            active.add(key)
+            return key
+        if key in active:
             raise UnstorableValueError(
                 path, _type_name(value), "it contains itself (it refers back to a "
                 "container it is inside of), so it has no finite encoding",
@@ -328,7 +332,7 @@ def _encode_state(state: Mapping[str, Any], path: str, walk: _Walk) -> list[list
 
 
 def _encode_int(value: int, path: str, walk: _Walk) -> Tree:
-    if -_INT64 <= value < _INT64 or value.bit_length() <= MAX_INT_BITS:
+    if value.bit_length() <= MAX_INT_BITS:
         return value
     raise UnstorableValueError(
         path, "int", f"it has {value.bit_length():,} bits, more than the "
