@@ -1,8 +1,8 @@
 """HDF5 side files holding the arrays of results (no SQL). Internal module.
 
 Each call to :meth:`ArrayStore.write` writes a *new* file: it is written under
-a temporary ``.part`` name, closed, and renamed; only then does the store
-commit the rows that point into it. A file that rows point into is never
+a temporary ``.part`` name, closed, fsynced, renamed, and its folder fsynced;
+only then does the store commit the rows that point into it. A file that rows point into is never
 opened for writing again, so a crash can only leave behind ``.part`` files or
 files no row points into, which ``check``/``gc`` find. Every read opens and
 closes its file.
@@ -12,8 +12,10 @@ Inside a file, the arrays of run ``<id>`` sit at ``/<id>/<digest>``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import socket
 import stat
 import time
@@ -25,11 +27,11 @@ import h5py
 import numpy as np
 import psutil
 
-from .errors import ArrayFileError
+from .errors import ArrayFileError, StorageFullError
 from .interfaces import IArrayStore, implementer
 
 __all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes", "SIDE_FILE_PATTERN",
-           "PARTIAL_FILE_PATTERN", "side_file_writer"]
+           "PARTIAL_FILE_PATTERN", "side_file_writer", "full_disk_error"]
 
 _SUFFIX = ".h5"
 #: numpy kinds HDF5 has no type for (unicode, datetime, timedelta); these, and
@@ -37,13 +39,19 @@ _SUFFIX = ".h5"
 #: one more axis) and viewed back from the dtype recorded in the result.
 RAW_KINDS = "UMm"
 _PARTIAL = ".part"
+#: Type codes of long doubles (float128, complex256): padded, stored as raw bytes.
+_PADDED = "gG"
 
 
 def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None:
     """Write one array with h5py's low-level API (about twice as fast per dataset)."""
     try:
-        if array.dtype.kind in RAW_KINDS:
-            raise TypeError(f"HDF5 has no type for {array.dtype}")
+        if array.dtype.kind in RAW_KINDS or array.dtype.char in _PADDED or (
+                array.ndim == 0 and array.dtype.kind == "S"):
+            # No HDF5 type; or HDF5 would not keep the bytes exactly (the
+            # padding of long doubles), or h5py reads a 0-d string back as
+            # bytes of another length.
+            raise TypeError(f"HDF5 has no exact type for {array.dtype}")
         hdf5_type = h5py.h5t.py_create(array.dtype)
     except TypeError:  # e.g. unicode, datetimes, complex256: keep the bytes
         array = raw_bytes(array)
@@ -54,6 +62,61 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None
     dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space)
     if data.size:
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) content to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _disk_full(exc: BaseException, directory: Path,
+               arrays: Mapping[str, Mapping[str, np.ndarray]]) -> bool:
+    """Whether a failed write failed for lack of space (called before cleaning up).
+
+    By errno where the error (or one it was raised from) has it; h5py often
+    keeps only the text of HDF5's error, so else by the space left, which is
+    then less than the write needed.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in _FULL_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return False
+    free = _free_bytes(directory)
+    needed = sum(a.nbytes for named in arrays.values() for a in named.values())
+    return free is not None and free < needed + _HEADROOM
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+#: Space below which a failed write counts as a full disk (HDF5's metadata).
+_HEADROOM = 1 << 20
+
+
+def full_disk_error(path: Path, what: str) -> StorageFullError:
+    """The :class:`StorageFullError` for ``path``: its filesystem, free space, what failed."""
+    folder = path if path.is_dir() else path.parent
+    return StorageFullError(str(path), _mount_point(folder), _free_bytes(folder), what)
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
+
+
+def _mount_point(path: Path) -> str:
+    """The mount point of the filesystem holding ``path``."""
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return str(path)
 
 
 def raw_bytes(array: np.ndarray) -> np.ndarray:
@@ -70,19 +133,39 @@ class ArrayStore:
         self.directory = Path(directory)
 
     def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-        """Write ``{run_id: {digest: array}}`` into a new file; return its name."""
+        """Write ``{run_id: {digest: array}}`` into a new file; return its name.
+
+        The file is written under a ``.part`` name, closed, fsynced, renamed
+        into place, and its folder is fsynced, all before this returns: rows
+        committed afterwards never point into a file a power cut could lose.
+
+        Raises
+        ------
+        StorageFullError
+            If the filesystem is full (or the quota is reached); the ``.part``
+            file is removed.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         name = self._new_name()
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
-        # libver="latest": newer object headers write large datasets faster;
-        # any HDF5 since 1.10 (2017) reads them.
-        with h5py.File(partial, "w", libver="latest") as f:
-            for run_id, named in arrays.items():
-                group = h5py.h5g.create(f.id, run_id.encode())
-                for key, array in named.items():
-                    _write_dataset(group, key, array)
-        os.replace(partial, final)
+        try:
+            # libver="latest": newer object headers write large datasets faster;
+            # any HDF5 since 1.10 (2017) reads them.
+            with h5py.File(partial, "w", libver="latest") as f:
+                for run_id, named in arrays.items():
+                    group = h5py.h5g.create(f.id, run_id.encode())
+                    for key, array in named.items():
+                        _write_dataset(group, key, array)
+            _fsync(partial)
+            os.replace(partial, final)
+            _fsync(self.directory)
+        except BaseException as exc:
+            full = isinstance(exc, Exception) and _disk_full(exc, self.directory, arrays)
+            partial.unlink(missing_ok=True)
+            if full:
+                raise full_disk_error(self.directory, f"write the side file {name}") from exc
+            raise
         return name
 
     def pack(self, runs: Mapping[str, Sequence[str]], target: Path) -> None:

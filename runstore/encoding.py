@@ -35,6 +35,15 @@ numpy array           ``["ndarray", {"dtype": "<f8", "shape": [...],
 function, class       ``["callable", "module.qualname"]``
 Object, Container     ``["object", ["module.qualname", [[name, value], ...]]]``
 ====================  ==========================================================
+
+What is refused, with an :class:`~runstore.errors.UnstorableValueError` naming
+the place (everything else comes back exactly): strings that are not valid
+Unicode (lone surrogates, in values, keys and names alike; NUL characters are
+fine in values), ints of more than :data:`MAX_INT_BITS` bits, containers that
+contain themselves, containers nested more than :data:`MAX_DEPTH` deep, and
+numpy scalars without an exact Python value (long doubles; datetimes are
+refused as unsupported). Names (see :func:`check_name`) are also refused
+when empty or holding a NUL.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import importlib
 import json
 import math
 import pickle
+import reprlib
 import sys
 import zlib
 from collections.abc import Callable, Mapping, MutableMapping
@@ -54,11 +64,19 @@ from typing import Any, Union
 import numpy as np
 
 from . import containers
-from .errors import DecodingError, EncodingError, PickleRefusedError, UnresolvedReferenceError
+from .errors import (
+    DecodingError,
+    EncodingError,
+    PickleRefusedError,
+    UnresolvedReferenceError,
+    UnstorableValueError,
+)
 from .interfaces import IReference, implementer
 
 __all__ = [
     "ENCODING_VERSION",
+    "MAX_DEPTH",
+    "MAX_INT_BITS",
     "Tree",
     "encode",
     "decode",
@@ -71,10 +89,21 @@ __all__ = [
     "NamedArrays",
     "Indexed",
     "indexed",
+    "check_name",
+    "short_repr",
 ]
 
 #: Version of the encoding; part of every run id (see :mod:`runstore.identity`).
 ENCODING_VERSION = 1
+
+#: The deepest nesting of containers (lists, tuples, sets, dicts, Objects) a
+#: value may have: ``[[1]]`` is 2 deep. Deeper values are refused with an
+#: :class:`~runstore.errors.UnstorableValueError` (rather than exhausting the
+#: interpreter's stack while encoding, storing or loading them).
+MAX_DEPTH = 100
+#: The most bits an int may have (about 4,200 decimal digits, below Python's
+#: 4,300-digit limit on converting ints to text); larger ints are refused.
+MAX_INT_BITS = 14_000
 
 #: An encoded value: JSON scalars, and two-item lists ``[tag, payload]``.
 Tree = Union[None, bool, int, float, str, list[Any], dict[str, Any]]
@@ -163,6 +192,7 @@ def qualified_name(obj: Any, path: str = "value") -> str:
 
 
 _MISSING = object()
+_INT64 = 2**63
 
 
 def _lookup(module: str, qualname: str) -> Any:
@@ -227,18 +257,60 @@ def encode(
         If the value, or anything inside it, has no canonical encoding. The
         message names the place (``parameter 'B'[2]``) and says what to do.
     """
+    return _encode(value, path, _Walk(arrays))
+
+
+class _Walk:
+    """The state of one :func:`encode` call: where arrays go, and the containers
+    being encoded (the path from the top value down), to refuse cycles and depth."""
+
+    __slots__ = ("arrays", "active")
+
+    def __init__(self, arrays: MutableMapping[str, np.ndarray] | None) -> None:
+        self.arrays = arrays
+        self.active: set[int] = set()
+
+    def enter(self, value: Any, path: str) -> int:
+        """Note that ``value`` (a container) is being encoded; return its key."""
+        key = id(value)
+        active = self.active
+        if key not in active and len(active) < MAX_DEPTH:  # the common case, quickly
+            active.add(key)
+            return key
+        if key in active:
+            raise UnstorableValueError(
+                path, _type_name(value), "it contains itself (it refers back to a "
+                "container it is inside of), so it has no finite encoding",
+                "Store the data without the reference cycle, e.g. a copy that holds "
+                "the values rather than the containing object")
+        if len(self.active) >= MAX_DEPTH:
+            raise UnstorableValueError(
+                path if len(path) <= 100 else f"{path[:80]}...{path[-12:]}", _type_name(value), f"it is nested more than {MAX_DEPTH} levels "
+                "deep (runstore.encoding.MAX_DEPTH)",
+                "Flatten it: a dict with joined keys, a list of records, or an array")
+        self.active.add(key)
+        return key
+
+
+def _encode(value: Any, path: str, walk: _Walk) -> Tree:
     encoder = _ENCODERS.get(type(value))
     if encoder is not None:
-        return encoder(value, path, arrays)
+        return encoder(value, path, walk)
     if isinstance(value, np.generic):
-        if isinstance(value, (np.datetime64, np.timedelta64, np.void)):
+        item = value.item()
+        if isinstance(value, (np.datetime64, np.timedelta64, np.void)) or (
+                isinstance(item, np.generic)):
             raise EncodingError(
-                path, _type_name(value), "this numpy scalar type is not supported",
-                _HINT_UNSUPPORTED,
+                path, _type_name(value), "this numpy scalar type has no exact Python "
+                "value", "Convert it (float(x), complex(x)), or keep it in an array "
+                "(np.asarray(x)), which is stored with its dtype. " + _HINT_UNSUPPORTED,
             )
-        return encode(value.item(), path, arrays)
+        return _encode(item, path, walk)
     if isinstance(value, containers.Object):
-        return _encode_object(type(value), value.__getstate__(), path, arrays)
+        key = walk.enter(value, path)
+        tree = _encode_object(type(value), value.__getstate__(), path, walk)
+        walk.active.discard(key)
+        return tree
     if isinstance(value, np.ufunc) or (callable(value) and hasattr(value, "__qualname__")):
         return ["callable", qualified_name(value, path)]
     raise EncodingError(
@@ -247,46 +319,127 @@ def encode(
     )
 
 
-def _encode_object(
-    cls: type, state: Mapping[str, Any], path: str,
-    arrays: MutableMapping[str, np.ndarray] | None,
-) -> Tree:
+def _encode_object(cls: type, state: Mapping[str, Any], path: str, walk: _Walk) -> Tree:
     name = qualified_name(cls, path)
-    items = [
-        [attr, encode(state[attr], f"{path}.{attr}", arrays)] for attr in sorted(state)
-    ]
-    return ["object", [name, items]]
+    return ["object", [name, _encode_state(state, path, walk)]]
 
 
-def _encode_float(value: float, path: str, arrays: Any) -> Tree:
+def _encode_state(state: Mapping[str, Any], path: str, walk: _Walk) -> list[list[Any]]:
+    """The ``[[attribute, tree], ...]`` of an Object's state, sorted by name."""
+    for attr in state:
+        check_name(attr, f"the attribute name {short_repr(attr)} of {path}")
+    return [[attr, _encode(state[attr], f"{path}.{attr}", walk)] for attr in sorted(state)]
+
+
+def _encode_int(value: int, path: str, walk: _Walk) -> Tree:
+    if value.bit_length() <= MAX_INT_BITS:
+        return value
+    raise UnstorableValueError(
+        path, "int", f"it has {value.bit_length():,} bits, more than the "
+        f"{MAX_INT_BITS:,} runstore stores (runstore.encoding.MAX_INT_BITS)",
+        "Store it as bytes (n.to_bytes(...)) or as a float, or pass what it is "
+        "computed from instead")
+
+
+def _encode_str(value: str, path: str, walk: _Walk) -> Tree:
+    if not value.isascii():
+        _check_text(value, path, "str")
+    return value
+
+
+def _check_text(value: str, path: str, kind: str) -> None:
+    """Refuse strings UTF-8 cannot encode (lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnstorableValueError(
+            path, kind, f"it is not valid Unicode text: character {exc.start} is the lone "
+            f"surrogate {value[exc.start]!r}, which UTF-8 cannot encode (os.listdir and "
+            "sys.argv give such strings for names that are not UTF-8)",
+            "Pass the raw name as bytes (os.fsencode(name)), or repair the text "
+            "(name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace'))"
+        ) from None
+
+
+def check_name(name: Any, what: str, allow_empty: bool = False) -> str:
+    """Check that a parameter name, result key or attribute name can be stored; return it.
+
+    A name must be a non-empty string (empty only if ``allow_empty``) of valid
+    Unicode (no lone surrogates) without NUL characters: names become SQL
+    column names and HDF5 attributes.
+
+    Raises
+    ------
+    EncodingError
+        If ``name`` is not a string (an :class:`~runstore.errors.EncodingError`,
+        a ``TypeError``), or is empty or holds a NUL or a lone surrogate (an
+        :class:`~runstore.errors.UnstorableValueError`, also a ``ValueError``).
+    """
+    if type(name) is not str:
+        raise EncodingError(
+            what, _type_name(name), "names must be strings",
+            "Use a non-empty str (e.g. str(name))")
+    if "\x00" in name or not (name or allow_empty):
+        raise UnstorableValueError(
+            what, "str", "names must be non-empty and may not contain the NUL character "
+            "(they become SQL column names)", "Choose another name")
+    if not name.isascii():
+        _check_text(name, what, "str")
+    return name
+
+
+def short_repr(value: Any) -> str:
+    """A ``repr`` for messages that is short and cannot fail (deep, huge, cyclic values)."""
+    if type(value) is str and len(value) <= 60:
+        return repr(value)
+    if type(value) is int and -_INT64 <= value < _INT64:
+        return repr(value)
+    try:
+        return _REPR.repr(value)
+    except Exception:  # a repr of the user's that raises: say what it is instead
+        return f"<{_type_name(value)} object>"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 4, 60, 60, 40
+
+
+def _encode_float(value: float, path: str, walk: _Walk) -> Tree:
     if math.isfinite(value):
         return value + 0.0  # -0.0 + 0.0 is 0.0
     return ["float", "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")]
 
 
-def _encode_sequence(tag: str) -> Callable[[Any, str, Any], Tree]:
-    def encode_items(value: Any, path: str, arrays: Any) -> Tree:
-        return [tag, [encode(item, f"{path}[{i}]", arrays) for i, item in enumerate(value)]]
+def _encode_sequence(tag: str) -> Callable[[Any, str, _Walk], Tree]:
+    def encode_items(value: Any, path: str, walk: _Walk) -> Tree:
+        key = walk.enter(value, path)
+        tree = [tag, [_encode(item, f"{path}[{i}]", walk) for i, item in enumerate(value)]]
+        walk.active.discard(key)
+        return tree
     return encode_items
 
 
-def _encode_set(tag: str) -> Callable[[Any, str, Any], Tree]:
-    def encode_items(value: Any, path: str, arrays: Any) -> Tree:
-        items = [encode(item, f"{path}{{}}", arrays) for item in value]
+def _encode_set(tag: str) -> Callable[[Any, str, _Walk], Tree]:
+    def encode_items(value: Any, path: str, walk: _Walk) -> Tree:
+        key = walk.enter(value, path)
+        items = [_encode(item, f"{path}{{}}", walk) for item in value]
+        walk.active.discard(key)
         return [tag, sorted(items, key=canonical_json)]
     return encode_items
 
 
-def _encode_dict(value: dict[Any, Any], path: str, arrays: Any) -> Tree:
-    items = [
-        [encode(key, f"{path} key {key!r}", arrays),
-         encode(item, f"{path}[{key!r}]", arrays)]
-        for key, item in value.items()
-    ]
+def _encode_dict(value: dict[Any, Any], path: str, walk: _Walk) -> Tree:
+    marker = walk.enter(value, path)
+    items = []
+    for key, item in value.items():
+        shown = short_repr(key)
+        items.append([_encode(key, f"{path} key {shown}", walk),
+                      _encode(item, f"{path}[{shown}]", walk)])
+    walk.active.discard(marker)
     return ["dict", _sorted_items(items)]
 
 
-def _encode_array(value: np.ndarray, path: str, arrays: Any) -> Tree:
+def _encode_array(value: np.ndarray, path: str, walk: _Walk) -> Tree:
     if value.dtype.hasobject or value.dtype.fields is not None:
         raise EncodingError(
             path, f"numpy array of dtype {value.dtype}",
@@ -296,6 +449,7 @@ def _encode_array(value: np.ndarray, path: str, arrays: Any) -> Tree:
             "of arrays",
         )
     normal = _normalized_array(value)
+    arrays = walk.arrays
     if isinstance(arrays, NamedArrays):  # stored beside a result: name and checksum
         name = str(len(arrays))
         arrays[name] = normal
@@ -323,23 +477,23 @@ class NamedArrays(dict[str, np.ndarray]):
     """
 
 
-def _encode_complex(value: complex, path: str, arrays: Any) -> Tree:
-    return ["complex", [_encode_float(value.real, path, arrays),
-                        _encode_float(value.imag, path, arrays)]]
+def _encode_complex(value: complex, path: str, walk: _Walk) -> Tree:
+    return ["complex", [_encode_float(value.real, path, walk),
+                        _encode_float(value.imag, path, walk)]]
 
 
-def _itself(value: Any, path: str, arrays: Any) -> Tree:
+def _itself(value: Any, path: str, walk: _Walk) -> Tree:
     return value  # type: ignore[no-any-return]
 
 
-_ENCODERS: dict[type, Callable[[Any, str, Any], Tree]] = {
+_ENCODERS: dict[type, Callable[[Any, str, _Walk], Tree]] = {
     type(None): _itself,
     bool: _itself,
-    int: _itself,
-    str: _itself,
+    int: _encode_int,
+    str: _encode_str,
     float: _encode_float,
     complex: _encode_complex,
-    bytes: lambda value, path, arrays: ["bytes", base64.b64encode(value).decode("ascii")],
+    bytes: lambda value, path, walk: ["bytes", base64.b64encode(value).decode("ascii")],
     list: _encode_sequence("list"),
     tuple: _encode_sequence("tuple"),
     set: _encode_set("set"),
@@ -455,12 +609,16 @@ def _rebuild(cls: Any, state: Mapping[str, Any], name: str) -> containers.Object
     return obj
 
 
-_ENCODERS[FunctionRef] = lambda value, path, arrays: ["callable", value.name]
-_ENCODERS[ObjectRef] = lambda value, path, arrays: ["object", [
-    value.class_name,
-    [[k, encode(v, f"{path}.{k}", arrays)] for k, v in sorted(value.state.items())],
-]]
-_ENCODERS[ArrayRef] = lambda value, path, arrays: ["ndarray", {
+def _encode_object_ref(value: ObjectRef, path: str, walk: _Walk) -> Tree:
+    key = walk.enter(value, path)
+    tree = ["object", [value.class_name, _encode_state(value.state, path, walk)]]
+    walk.active.discard(key)
+    return tree
+
+
+_ENCODERS[FunctionRef] = lambda value, path, walk: ["callable", value.name]
+_ENCODERS[ObjectRef] = _encode_object_ref
+_ENCODERS[ArrayRef] = lambda value, path, walk: ["ndarray", {
     "dtype": value.dtype, "shape": list(value.shape), "digest": value.digest}]
 # (a result's named array reloaded without its content cannot be encoded again:
 # its ArrayRef carries a name, not a digest, and ids only use parameters.)
@@ -659,8 +817,9 @@ class Indexed:
         ``"structured"``.
     number : int | float | None
         The numeric value, set exactly for ``int`` and ``float`` values (not
-        for booleans, nor for NaN); integers beyond 64 bits keep a float
-        approximation, exact matches then go through ``canonical``. So a
+        for booleans, nor for NaN); integers beyond 64 bits keep their
+        nearest float (infinite beyond the range of floats), and queries
+        decide exactly from ``canonical`` where that float is ambiguous. So a
         store can index numbers alone and query them without checking kinds.
     text : str | None
         The string, for ``text``.
@@ -675,7 +834,12 @@ class Indexed:
     canonical: str
 
 
-_INT64 = 2**63
+def _approximate(number: int) -> float:
+    """The nearest float of an int beyond 64 bits; ints beyond the floats are infinite."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 def indexed(tree: Tree) -> Indexed:
@@ -686,8 +850,8 @@ def indexed(tree: Tree) -> Indexed:
     if isinstance(tree, bool):  # no number: numeric queries never match booleans
         return Indexed("bool", None, None, canonical)
     if isinstance(tree, int):
-        number = tree if -_INT64 <= tree < _INT64 else float(tree)
-        return Indexed("int", number, None, canonical)
+        return Indexed("int", tree if -_INT64 <= tree < _INT64 else _approximate(tree),
+                       None, canonical)
     if isinstance(tree, float):
         return Indexed("float", tree, None, canonical)
     if isinstance(tree, str):

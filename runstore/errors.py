@@ -36,6 +36,10 @@ __all__ = [
     "CodeChangedWarning",
     "UncomputedRunsWarning",
     "StoreOptionError",
+    "BundleRepairError",
+    "StoreUnreadableError",
+    "UnstorableValueError",
+    "StorageFullError",
 ]
 
 
@@ -492,3 +496,53 @@ class StoreOptionError(RunstoreError, ValueError):
             f"{option}={value!r} cannot be used: "
             f"{reason or 'it is not one of the values it can take'}. Use one of "
             f"{', '.join(repr(a) for a in allowed)} (see the Store documentation)")
+
+
+# -- values: what can be stored, and full disks (the values area) -------------------
+
+
+class UnstorableValueError(EncodingError, ValueError):
+    """A value of a supported type whose content cannot be stored exactly.
+
+    For example a string that is not valid Unicode (a lone surrogate, as
+    ``os.listdir`` gives for file names that are not UTF-8), a list that
+    contains itself, containers nested deeper than
+    :data:`runstore.encoding.MAX_DEPTH`, an int of more than
+    :data:`runstore.encoding.MAX_INT_BITS` bits, or a parameter name or
+    result key with a NUL character. It is an :class:`EncodingError` (so a
+    ``TypeError``) and a ``ValueError``; the attributes are those of
+    :class:`EncodingError`.
+    """
+
+
+class StorageFullError(_OwnMessage, RunstoreError, OSError):
+    """The filesystem holding a store (its side files or its SQLite file) is full.
+
+    Nothing half-written is kept: a side file being written is removed, and a
+    SQLite transaction is rolled back, so the runs being recorded stay
+    claimed until the batch releases them; calling the batch again after
+    making room computes them again.
+
+    Attributes
+    ----------
+    path : str
+        The file or folder that could not be written.
+    mount : str
+        The mount point of the filesystem holding it.
+    free : int or None
+        The free bytes left on that filesystem, if they could be read.
+    """
+
+    def __init__(self, path: str, mount: str, free: int | None, what: str) -> None:
+        self.path = path
+        self.mount = mount
+        self.free = free
+        left = "unknown" if free is None else f"{free:,} bytes"
+        super().__init__(
+            f"cannot {what}: the filesystem of {path} (mounted at {mount}, {left} free) "
+            f"is full. Make room on it (delete files, or run `runstore gc STORE` to "
+            f"drop arrays no run needs), then call the batch again: the runs that "
+            f"were being recorded are pending again and are computed anew."
+        )
+        self.errno = 28  # ENOSPC, as an OSError for a full disk has
+        self.filename = path

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoding import Tree, canonical_json, encode
+from .encoding import Tree, canonical_json, check_name, encode, short_repr
 
 __all__ = ["SCHEME_VERSION", "type_name", "encode_parameters", "run_id", "run_id_of_pairs",
            "compute_id"]
@@ -60,11 +60,18 @@ def encode_parameters(
     parameters: Mapping[str, Any],
     arrays: MutableMapping[str, np.ndarray] | None = None,
 ) -> dict[str, Tree]:
-    """Encode every parameter, naming the parameter in any error."""
+    """Encode every parameter, naming the parameter in any error.
+
+    Raises
+    ------
+    EncodingError
+        If a name is not a non-empty string of valid Unicode without NUL
+        characters (see :func:`runstore.encoding.check_name`), or a value
+        cannot be encoded.
+    """
     encoded: dict[str, Tree] = {}
     for name, value in parameters.items():
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"parameter names must be non-empty strings, got {name!r}")
+        check_name(name, f"the parameter name {short_repr(name)}")
         encoded[name] = encode(value, f"parameter {name!r}", arrays)
     return encoded
 

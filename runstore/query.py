@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from .encoding import Indexed, encode, indexed
+from .encoding import Indexed, Tree, encode, indexed, short_repr
 from .errors import QueryError
 
 __all__ = ["OPERATORS", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
@@ -71,11 +71,33 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
     base, _, suffix = name.rpartition("__")
     if symbol == "=" and base and suffix in OPERATORS:
         name, op = base, suffix
+    if not (_is_text(name) and _is_text(raw)):
+        raise QueryError(f"cannot read the filter {short_repr(text)}: it is not valid "
+                         "Unicode text (a lone surrogate: was it typed in another encoding?)")
     try:
         value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except (MemoryError, RecursionError):
+        raise QueryError(f"cannot read the value of the filter {short_repr(text)}: it "
+                         "is nested too deeply") from None
+    except (ValueError, SyntaxError, TypeError) as exc:
+        if _NUMBER.fullmatch(raw) or raw[0] in "[({'\"":  # meant as a literal
+            raise QueryError(f"cannot read the value of the filter {short_repr(text)} as "
+                             f"a Python literal ({short_repr(str(exc))}); for text, quote "
+                             "it: 'label=\"text\"'") from None
         value = Word(raw)
     return name, op, value
+
+
+_NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9_]+)?")
+
+
+def _is_text(value: str) -> bool:
+    """Whether UTF-8 can encode the string (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,10 @@ class Condition:
         return self._order(a)
 
     def _form(self, value: Any) -> Indexed:
-        return indexed(encode(value, f"the query value of {self.name!r}"))
+        return indexed(self._tree(value))
+
+    def _tree(self, value: Any) -> Tree:
+        return encode(value, f"the query value of {short_repr(self.name)}")
 
     def _in(self, a: str) -> tuple[str, list[Any]]:
         # Exact ints and canonical values go into IN lists, which SQLite answers
@@ -108,7 +133,7 @@ class Condition:
         terms: list[tuple[str, list[Any]]] = []
         for value in self._members():
             form = self._form(value)
-            if form.kind == "int" and isinstance(form.number, int):
+            if form.kind == "int" and isinstance(form.number, int) and form.number != -_INT64:
                 ints.append(form.number)
             elif form.number is None and form.kind != "int":
                 canonicals.append(form.canonical)
@@ -128,20 +153,21 @@ class Condition:
         value = self.value
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise QueryError(
-                f"{self.name}__in needs a list of values, got {value!r}; for one "
-                f"value use {self.name}={value!r}")
+                f"{self.name}__in needs a list of values, got {short_repr(value)}; for "
+                f"one value use {self.name}={short_repr(value)}")
         return list(value.tolist() if isinstance(value, np.ndarray) else value)
 
     def _order(self, a: str) -> tuple[str, list[Any]]:
-        form = self._form(self.value)
-        sign = _ORDER[self.op]
+        tree = self._tree(self.value)
+        form = indexed(tree)
         if form.kind in ("int", "float") and form.number is not None:
-            return f"{a}.num {sign} ?", [form.number]
+            number = tree if isinstance(tree, (int, float)) else form.number
+            return _numeric_order(a, self.op, number)
         if form.kind == "text":
-            return f"({a}.kind = 'text' AND {a}.text {sign} ?)", [form.text]
+            return f"({a}.kind = 'text' AND {a}.text {_ORDER[self.op]} ?)", [form.text]
         raise QueryError(
-            f"{self.name}__{self.op}={self.value!r}: ordering compares numbers or "
-            f"strings, not {form.kind} values; use {self.name}=... or "
+            f"{self.name}__{self.op}={short_repr(self.value)}: ordering compares numbers "
+            f"or strings, not {form.kind} values; use {self.name}=... or "
             f"{self.name}__ne=... for exact matches")
 
 
@@ -154,13 +180,92 @@ def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
         return f"{a}.num BETWEEN ? AND ?", [number - tol, number + tol]
     if kind == "float" and number is not None:  # an infinity
         return f"({a}.num = ? AND {a}.kind = 'float')", [number]
+    if kind == "int" and number == -_INT64:  # the one int64 an int beyond 64 bits rounds to
+        # (by canonical, not typeof(num): SQLite propagates the constant of num = ?)
+        return f"({a}.num = ? AND NOT ({a}.kind = 'int' AND {a}.canonical != ?))", [
+            number, form.canonical]
     if kind == "int" and isinstance(number, int):
         return f"{a}.num = ?", [number]
     if kind == "int":  # beyond 64 bits: stored with an approximate number
-        return f"{a}.canonical = ?", [form.canonical]
+        exact = _exact_float(int(form.canonical))
+        if exact is None:
+            return f"{a}.canonical = ?", [form.canonical]
+        return (f"({a}.canonical = ? OR ({a}.num = ? AND {a}.kind = 'float'))",
+                [form.canonical, exact])
     # None, bool, text, structured, NaN: exactly by canonical encoding, through
     # the index of values without a number.
     return f"({a}.canonical = ? AND {a}.num IS NULL)", [form.canonical]
+
+
+def _exact_float(number: int) -> float | None:
+    """The float equal to an int, if there is one."""
+    try:
+        as_float = float(number)
+    except OverflowError:
+        return None
+    return as_float if as_float == number else None
+
+
+_STRICT = {"gt": "gt", "ge": "gt", "lt": "lt", "le": "lt"}
+_LOOSE = {"gt": "ge", "ge": "ge", "lt": "le", "le": "le"}
+
+
+def _numeric_order(a: str, op: str, value: int | float) -> tuple[str, list[Any]]:
+    """``num OP value`` decided exactly, in one range of the (name, num) index.
+
+    ``num`` is exact for floats and 64-bit ints, which SQLite compares
+    exactly; ints beyond 64 bits hold their nearest float (or an infinity).
+    That float decides, except for such ints whose float equals the bound:
+    those are compared exactly by their decimal text.
+    """
+    bound: int | float = value
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        # No float or 64-bit int lies strictly between an int and its
+        # nearest float, so rounding only moves the boundary onto that float.
+        bound = _nearest_float(value)
+        op_floats = _LOOSE[op] if (bound > value) == (op in ("gt", "ge")) else _STRICT[op]
+        op_floats = op if bound == value else op_floats
+    else:
+        op_floats = op
+    loose, strict = _ORDER[_LOOSE[op_floats]], _ORDER[_STRICT[op_floats]]
+    included = "1" if op_floats in ("ge", "le") else "0"
+    big_sql, big_args = _big_int_order(f"{a}.canonical", op, value)
+    big = f"{a}.kind = 'int' AND typeof({a}.num) = 'real'"
+    return (f"({a}.num {loose} ? AND ({a}.num {strict} ? OR (NOT ({big}) AND {included}) "
+            f"OR ({big} AND {big_sql})))", [bound, bound, *big_args])
+
+
+def _nearest_float(number: int) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def _big_int_order(column: str, op: str, value: int | float) -> tuple[str, list[Any]]:
+    """SQL deciding ``int(column) OP value`` exactly for columns holding decimal ints."""
+    if isinstance(value, float):
+        if math.isinf(value):
+            return ("1" if (value > 0) == (op in ("lt", "le")) else "0"), []
+        low, high = math.floor(value), math.ceil(value)
+    else:
+        low = high = value
+    # x > v <=> x > floor(v); x >= v <=> x > ceil(v) - 1; < and <= negate those.
+    threshold, negate = {"gt": (low, False), "ge": (high - 1, False),
+                         "lt": (high - 1, True), "le": (low, True)}[op]
+    sql, args = _int_text_greater(column, threshold)
+    return (f"NOT ({sql})" if negate else sql), args
+
+
+def _int_text_greater(column: str, threshold: int) -> tuple[str, list[Any]]:
+    """SQL for ``int(column) > threshold``, comparing sign, length and digits."""
+    text = str(threshold)
+    negative = f"substr({column}, 1, 1) = '-'"
+    if threshold >= 0:
+        return (f"(NOT {negative} AND (length({column}) > ? OR (length({column}) = ? "
+                f"AND {column} > ?)))", [len(text), len(text), text])
+    return (f"(NOT {negative} OR length({column}) < ? OR (length({column}) = ? AND "
+            f"{column} < ?))", [len(text), len(text), text])
 
 
 @dataclass(frozen=True)
@@ -194,6 +299,10 @@ class Query:
     def check_names(self, conn: sa.Connection) -> None:
         """Raise :class:`QueryError` for parameters no stored run has."""
         for condition in self.conditions:
+            if not _is_text(condition.name):
+                raise QueryError(
+                    f"no run has a parameter {short_repr(condition.name)}: it is not valid "
+                    "Unicode text (it holds a lone surrogate), and parameter names are")
             if conn.exec_driver_sql("SELECT 1 FROM parameters WHERE name = ? LIMIT 1",
                                     (condition.name,)).scalar():
                 continue

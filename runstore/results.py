@@ -13,7 +13,13 @@ or a :class:`~runstore.containers.Container`. It is stored three ways at once:
 
 Values with no canonical encoding are refused with an error naming the key,
 unless pickling was allowed: then they are stored as pickles, which only a
-store opened with ``allow_pickle=True`` will load.
+store opened with ``allow_pickle=True`` will load. Top-level keys name query
+rows: a string key must be a name (valid Unicode, no NUL; it may be empty); another
+key (an int ...) is kept exactly in the result, and its row is named by its
+``str``, which must be such a name. Keys of nested dicts that are not such
+strings stay in the result but give no query row. Two keys that would give
+the same query row (``'a.b'`` and ``'a'['b']``, or ``1`` and ``'1'``) are
+refused.
 """
 
 from __future__ import annotations
@@ -27,8 +33,18 @@ from typing import Any
 import numpy as np
 
 from . import containers
-from .encoding import Indexed, NamedArrays, Tree, canonical_json, decode, encode, indexed
-from .errors import DecodingError, EncodingError
+from .encoding import (
+    Indexed,
+    NamedArrays,
+    Tree,
+    canonical_json,
+    check_name,
+    decode,
+    encode,
+    indexed,
+    short_repr,
+)
+from .errors import DecodingError, EncodingError, UnstorableValueError
 
 __all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG", "array_payloads",
            "array_name", "scalars_of_tree"]
@@ -48,10 +64,18 @@ class EncodedResult:
 
 
 def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
-    """Encode a result; raise :class:`EncodingError` naming any bad key."""
+    """Encode a result, checking all of it; raise :class:`EncodingError` naming any bad key.
+
+    Everything the store will write is checked here, so that a bad result
+    fails its own run only: top-level keys must be names
+    (:func:`~runstore.encoding.check_name`), every value must encode, and no
+    two keys may give the same query row (``'a.b'`` and ``'a'['b']``).
+    """
     arrays = NamedArrays()
     if isinstance(result, (dict, containers.ContainerDict, containers.Container)):
         items = dict(result.items()) if isinstance(result, dict) else result.__getstate__()
+        for key in items:
+            _check_key(key)
         encoded_items = {
             key: _encode_value(value, f"result key {key!r}", arrays, allow_pickle)
             for key, value in items.items()
@@ -61,20 +85,33 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
         encoded_items = {"value": _encode_value(result, "result", arrays, allow_pickle)}
         tree = encoded_items["value"]
     scalars: dict[str, Indexed] = {}
+    origins: dict[str, str] = {}
     for key, item in encoded_items.items():
-        _collect_scalars(str(key), item, scalars)
+        _collect_scalars(str(key), item, scalars, origins, repr(key))
     return EncodedResult(tree, canonical_json(tree), scalars, arrays)
+
+
+def _check_key(key: Any) -> None:
+    """A top-level key names a query row: a name, or a value whose ``str`` is one."""
+    what = f"the result key {short_repr(key)}"
+    if type(key) is not str:
+        encode(key, what)  # kept exactly in the result's tree
+        key = str(key)
+    check_name(key, what, allow_empty=True)
 
 
 def _encode_value(value: Any, path: str, arrays: dict[str, np.ndarray],
                   allow_pickle: bool) -> Tree:
     try:
         return encode(value, path, arrays)
-    except EncodingError:
+    except EncodingError as exc:
         if not allow_pickle:
             raise
-        return [PICKLE_TAG, base64.b64encode(pickle.dumps(value, protocol=4)).decode("ascii")]
-
+        try:
+            data = pickle.dumps(value, protocol=4)
+        except Exception as failed:  # e.g. too deep for pickle as well
+            raise exc from failed
+        return [PICKLE_TAG, base64.b64encode(data).decode("ascii")]
 
 
 def _rebuild_tree(result: Any, items: dict[Any, Tree]) -> Tree:
@@ -87,17 +124,46 @@ def _rebuild_tree(result: Any, items: dict[Any, Tree]) -> Tree:
     return ["object", [name, [[k, v] for k, v in sorted(items.items())]]]
 
 
-def _collect_scalars(key: str, tree: Tree, out: dict[str, Indexed]) -> None:
+def _collect_scalars(key: str, tree: Tree, out: dict[str, Indexed],
+                     origins: dict[str, str] | None, origin: str) -> None:
+    """Add the query rows of one value; ``origins`` (when checking) finds clashes.
+
+    Nested dicts give rows ``key.subkey`` for their string keys without NUL
+    characters (other keys stay in the result, without a row of their own).
+    """
     if isinstance(tree, list) and tree and tree[0] == "dict":
         for key_tree, value_tree in tree[1]:
-            if isinstance(key_tree, str):
-                _collect_scalars(f"{key}.{key_tree}", value_tree, out)
+            if isinstance(key_tree, str) and "\x00" not in key_tree:
+                _collect_scalars(f"{key}.{key_tree}", value_tree, out, origins,
+                                 f"{origin}[{key_tree!r}]")
         return
     if isinstance(tree, list) and tree and tree[0] in ("ndarray", PICKLE_TAG):
         return
     form = indexed(tree)
     if form.kind != "structured" or (isinstance(tree, list) and tree[0] == "complex"):
+        if origins is not None:
+            if key in origins:
+                raise UnstorableValueError(
+                    f"the result key {origins[key]}", "str", f"it and the result key "
+                    f"{origin} both give the query row {key!r}",
+                    "Rename one of them (keys of nested dicts are joined with '.')")
+            origins[key] = origin
+        elif not (_is_text(key) and "\x00" not in key and (
+                form.text is None or _is_text(form.text))):
+            raise DecodingError(f"result key {key!r}", "a key or string that is not "
+                                "valid Unicode text, or a NUL in a key")
         out[key] = form
+
+
+def _is_text(value: str) -> bool:
+    """Whether UTF-8 can encode the string (it holds no lone surrogates)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_result(tree: Tree, arrays: Mapping[str, np.ndarray], import_code: bool,
@@ -135,10 +201,10 @@ def scalars_of_tree(tree: Tree) -> dict[str, Indexed]:
     if isinstance(tree, list) and len(tree) == 2 and tree[0] == "dict":
         for key_tree, value_tree in tree[1]:
             key = decode(key_tree, None, False, "result key")
-            _collect_scalars(str(key), value_tree, out)
+            _collect_scalars(str(key), value_tree, out, None, "")
     elif isinstance(tree, list) and len(tree) == 2 and tree[0] == "object":
         for key, value_tree in tree[1][1]:
-            _collect_scalars(str(key), value_tree, out)
+            _collect_scalars(str(key), value_tree, out, None, "")
     else:
-        _collect_scalars("value", tree, out)
+        _collect_scalars("value", tree, out, None, "")
     return out

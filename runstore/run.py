@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .encoding import Indexed, Tree, canonical_json, decode, encode, indexed
+from .encoding import (
+    Indexed,
+    Tree,
+    canonical_json,
+    check_name,
+    decode,
+    encode,
+    indexed,
+    short_repr,
+)
 from .errors import DecodingError, ParameterError, RunError, RunstoreError
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
@@ -90,6 +99,8 @@ def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
     parameter value is encoded once, and a run's canonical text is assembled
     from the texts of its values: the same text, so the same id.
     """
+    for name in given:
+        check_name(name, f"the parameter name {short_repr(name)}")
     defaults, var_kw = signature_defaults(cls)
     unknown = [name for name in given if name not in defaults and not var_kw]
     if unknown:
@@ -378,7 +389,11 @@ def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
     """Compute one claimed run and encode its outcome (in any process).
 
     An exception from ``run`` or from encoding its result becomes a FAILED
-    outcome with the error and its traceback; the caller goes on.
+    outcome with the error and its traceback; the caller goes on. The result
+    is checked fully while it is encoded (see
+    :func:`runstore.results.encode_result`), so that everything the store
+    writes for it can be written: a bad result fails its own run only. Error
+    texts keep characters UTF-8 cannot encode as backslash escapes.
     """
     run = cls._from_row(batch, row.position, row.id, row.parameters, row.state)
     public, private = run._unpacked()
@@ -389,11 +404,27 @@ def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
         encoded = encode_result(result, allow_pickle=allow_pickle)
     except Exception as exc:
         return Completion(
-            row.id, row.key, _FAILED, error_type=type(exc).__qualname__,
-            error_message=str(exc), traceback=traceback.format_exc(),
+            row.id, row.key, _FAILED, error_type=storable_text(type(exc).__qualname__),
+            error_message=storable_text(_message(exc)),
+            traceback=storable_text(traceback.format_exc()),
             started_at=started_at, finished_at=time.time(),
             runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
     return Completion(
         row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
         arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
         runtime=runtime, code_fingerprint=code_fingerprint(cls))
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot print itself."""
+    try:
+        return str(exc)
+    except Exception as failed:  # the run's own exception class is broken
+        return f"<{type(exc).__qualname__} whose str() raised {type(failed).__qualname__}>"
+
+
+def storable_text(text: str) -> str:
+    """The text with characters UTF-8 cannot encode (lone surrogates) backslash-escaped."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

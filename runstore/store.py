@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .arrays import ArrayStore, MemoryArrayStore
+from .arrays import ArrayStore, MemoryArrayStore, full_disk_error
 from .encoding import Indexed, canonical_json
 from .errors import (
     ArrayFileError,
@@ -250,6 +250,10 @@ class Store:
             try:
                 with conn.begin():
                     yield conn
+            except sa.exc.OperationalError as exc:  # SQLITE_FULL: say which disk, what to do
+                if self.path != ":memory:" and _disk_full(exc):
+                    raise full_disk_error(Path(self.path), action) from exc
+                raise
             finally:
                 conn.info["begin"] = "BEGIN"
 
@@ -1095,6 +1099,12 @@ def _is_dead_local_owner(owner: str | None, host: str) -> bool:
         return abs(alive_since - started) > 0.01
     except psutil.NoSuchProcess:
         return True
+
+
+def _disk_full(exc: sa.exc.OperationalError) -> bool:
+    """Whether SQLite failed for lack of space (SQLITE_FULL, code 13)."""
+    return getattr(exc.orig, "sqlite_errorcode", None) == 13 or (
+        "database or disk is full" in str(exc.orig))
 
 
 def _runstore_version() -> str:

@@ -112,3 +112,59 @@ def strictly_equal(a: Any, b: Any) -> bool:
         sa, sb = a.__getstate__(), b.__getstate__()
         return sa.keys() == sb.keys() and all(strictly_equal(sa[k], sb[k]) for k in sa)
     return bool(a == b)
+
+
+# -- wild values: everything a user might throw at a store (values area) ---------------
+# Strings with lone surrogates and NULs, ints of any size, numpy scalars and arrays
+# of many dtypes and byte orders, containers with arbitrary keys. A store must
+# either refuse each with a runstore error or give it back exactly.
+
+_surrogates = st.integers(0xD800, 0xDFFF).map(chr)
+wild_text = st.one_of(
+    st.text(max_size=6),
+    st.lists(st.one_of(st.characters(), _surrogates, st.just("\x00")), max_size=6).map(
+        "".join),
+)
+wild_ints = st.one_of(
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**64 - 1, 2**64, 10**400,
+                     -(10**400), (1 << 14_000) - 1, 1 << 14_001]),
+)
+wild_scalars = st.one_of(
+    st.none(), st.booleans(), wild_ints, st.floats(), wild_text, st.binary(max_size=6),
+    st.complex_numbers(),
+)
+_dtypes = st.one_of(
+    hnp.scalar_dtypes(), hnp.unicode_string_dtypes(max_len=3),
+    hnp.byte_string_dtypes(max_len=3), hnp.datetime64_dtypes(), hnp.timedelta64_dtypes(),
+    hnp.integer_dtypes(endianness="?"), hnp.floating_dtypes(endianness="?"),
+    hnp.complex_number_dtypes(endianness="?"),
+    st.sampled_from([np.dtype(np.longdouble), np.dtype(np.clongdouble)]),
+)
+wild_arrays = hnp.arrays(dtype=_dtypes,
+                         shape=hnp.array_shapes(min_dims=0, max_dims=2, min_side=0,
+                                                max_side=3))
+wild_numpy_scalars = st.one_of(
+    hnp.arrays(dtype=_dtypes, shape=()).map(lambda a: a[()]),
+    st.sampled_from([np.uint64(2**64 - 1), np.int64(-(2**63)), np.longdouble(1.5)]),
+)
+_wild_keys = st.one_of(wild_scalars.filter(_not_nan), st.tuples(wild_ints, wild_text))
+
+
+def _wild_collections(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(_wild_keys, children, max_size=4),
+        st.frozensets(st.one_of(wild_ints, wild_text), max_size=3),
+        st.builds(lambda items: Container(**items), st.dictionaries(names, children,
+                                                                     max_size=3)),
+    )
+
+
+wild_values = st.recursive(
+    st.one_of(wild_scalars, wild_numpy_scalars, wild_arrays, st.sampled_from([max, len])),
+    _wild_collections,
+    max_leaves=10,
+)

@@ -224,7 +224,10 @@ def test_save_ids_and_add_resultrun_over_a_bundle(shared, tmp_path, monkeypatch)
 def test_imported_query_rows_are_the_rows_a_computed_result_gets(result):
     from runstore.results import encode_result, scalars_of_tree
 
-    encoded = encode_result(result)
+    try:
+        encoded = encode_result(result)
+    except runstore.EncodingError:  # refused (a NUL in a key, clashing rows): nothing to import
+        return
     assert scalars_of_tree(encoded.tree) == encoded.scalars
 
 
