@@ -191,7 +191,7 @@ class ArrayStore:
             for name in group:
                 dataset = _dataset(source, filename, f"{run_id}/{name}", None)
                 source.copy(dataset, copy, name=name)
-        except KeyError as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
     def _new_name(self) -> str:
@@ -245,7 +245,7 @@ class ArrayStore:
                 return {key: np.asarray(dataset[()]) for key, dataset in datasets.items()}
         except FileNotFoundError:
             raise ArrayFileError(filename, f"is missing from {self.directory}") from None
-        except (OSError, KeyError) as exc:
+        except (OSError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ArrayFileError):
                 raise
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
@@ -268,7 +268,7 @@ class ArrayStore:
                     problem = _verify_run(f, filename, run_id, arrays)
                     if problem:
                         problems[run_id] = problem
-        except OSError as exc:  # ArrayFileError is one too
+        except (OSError, TypeError, ValueError) as exc:  # ArrayFileError is an OSError
             missing = isinstance(exc, FileNotFoundError) or (
                 isinstance(exc, ArrayFileError) and "is missing" in str(exc))
             problem = "is missing" if missing else f"cannot be read ({exc})"
@@ -307,6 +307,8 @@ def _verify_run(f: h5py.File, filename: str, run_id: str,
             return f"{key} is missing from {filename}"
         except UnsafeArrayFileError as exc:
             return f"{key} in {filename} is refused: {exc.found} there"
+        except (TypeError, ValueError) as exc:
+            return f"{key} in {filename} cannot be read ({exc})"
         if stored != shape and stored[:-1] != shape:  # raw bytes add an axis
             return f"{key} has shape {stored}, expected {shape}"
     return None

@@ -258,9 +258,10 @@ class Batch:
             return self._load_result(run)
         # A result imported from another file stays data unless it was trusted,
         # even when the run's class is here (its code vouches for parameters only).
+        # (and pickles in it are never loaded: allow_pickle is for the store's own).
         trusted = record.get("result_origin") is None
         return decode_result(tree, arrays, import_code=run._import_code and trusted,
-                             allow_pickle=self.store.allow_pickle)
+                             allow_pickle=self.store.allow_pickle and trusted)
 
     def to_dataframe(self) -> Any:
         """The batch's SQL view as a pandas DataFrame, indexed by run position.

@@ -77,6 +77,8 @@ def open_bundle(path: str | os.PathLike[str], allow_pickle: bool = False) -> Bat
     :class:`~runstore.encoding.FunctionRef` / :class:`~runstore.encoding.ObjectRef`.
     """
     db, _ = bundle_paths(path)
+    if db.exists() and not db.is_file():  # a FIFO would block whoever reads it
+        raise BundleError(f"{db} is not a regular file; a bundle is a .db file and its .h5")
     store = Store(db, readonly=True, allow_pickle=allow_pickle, arrays=db.parent)
     names = store.batch_names()
     if len(names) != 1:

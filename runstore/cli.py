@@ -33,10 +33,17 @@ def open_store(path: str, readonly: bool = True) -> Store:
     from .store import Store, arrays_folder
 
     db = Path(path)
+    _regular(db)
     beside = None
     if not arrays_folder(db).exists() and db.with_suffix(".h5").exists():
         beside = db.parent  # a bundle
     return Store(db, readonly=readonly, arrays=beside)
+
+
+def _regular(db: Path) -> None:
+    """Refuse a path that is not a regular file without opening it (a FIFO would block)."""
+    if db.exists() and not db.is_file():
+        raise click.UsageError(f"{db} is not a regular file, so not a store")
 
 
 def choose_batch(store: Store, name: str | None) -> Batch:
@@ -306,6 +313,7 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
 
     from .guard import bound_queries, query_time_limit, read_only_authorizer
 
+    _regular(Path(store))
     conn = sqlite3.connect(f"file:{quote(str(Path(store).resolve()))}?mode=ro", uri=True)
     try:
         conn.execute("PRAGMA trusted_schema = OFF")

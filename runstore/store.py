@@ -638,12 +638,15 @@ class Store:
                     f"WHERE id IN ({marks}) AND state = 'pending')", tuple(chunk))
         return count
 
-    def pending_run_types(self, batch: int) -> list[str]:
-        """The run types of a batch's pending runs."""
+    def pending_run_types(self, batch: int, trusted: bool = False) -> list[str]:
+        """The run types of a batch's pending runs (with ``trusted``: of runs not
+        imported untrusted, whose type names a module that may be imported)."""
+        mine = " AND r.parameters_origin IS NULL" if trusted else ""
         with self._reading() as conn:
             return [r[0] for r in conn.exec_driver_sql(
                 "SELECT DISTINCT r.run_type FROM entries e CROSS JOIN runs r WHERE "
-                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'pending'", (batch,))]
+                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'pending'" + mine,
+                (batch,))]
 
     def counts_by_batch(self) -> dict[str, dict[str, int]]:
         """Run counts per state, for every batch."""

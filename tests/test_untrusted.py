@@ -611,3 +611,56 @@ def test_runstore_sql_still_reads(query, shown, tmp_path):
     out = cli(tmp_path, "sql", str(db), query)
     assert out.returncode == 0, out.stderr
     assert shown in out.stdout
+
+
+def test_a_worker_never_imports_the_run_type_an_imported_run_names(tmp_path):
+    batch = Batch("plain", path=tmp_path / "made")
+    batch.add_run(ExampleRun, {"A": 1})  # pending
+    db, _ = batch.export(tmp_path / "bundle" / "b")
+    batch.store.close()
+    with sqlite3.connect(db) as conn:
+        (rid, document), = conn.execute("SELECT id, parameters FROM runs")
+        new = run_id_of_pairs("canary_mod.Run",
+                              canonical_json(json.loads(document)["values"]))
+        conn.execute("UPDATE runs SET id = ?, run_type = 'canary_mod.Run'", (new,))
+    conn.close()
+    env, mark = canary_env(tmp_path)
+    runstore.import_bundle(db, tmp_path / "mine.db")
+    out = runstore_cli("worker", str(tmp_path / "mine.db"), "-v", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "computed 0 runs" in out.stdout and not mark.exists()
+    assert Store(tmp_path / "mine.db").states([new]) == {new: "pending"}
+
+
+def test_an_imported_pickle_is_never_loaded_by_a_store_that_allows_pickles(in_tmp):
+    made = Batch("plain", path="made")
+    made.add_run(ExampleRun, {"A": 1})
+    made(verbose=0)
+    db, _ = made.export("b")
+    made.store.close()
+    payload = "Y29zCnN5c3RlbQooUyd0b3VjaCBVTlBJQ0tMRUQnCnRSLg=="  # os.system('touch ...')
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET result = ?", (canonical_json(
+            ["dict", [["val", ["pickle", payload]]]]),))
+    conn.close()
+    store = Store("mine.db", allow_pickle=True)
+    runstore.import_bundle(db, store)
+    from runstore.errors import PickleRefusedError
+
+    with pytest.raises(PickleRefusedError):
+        Batch("plain", store=store).run[0].result
+    assert not Path("UNPICKLED").exists()
+
+
+def test_a_fifo_where_a_bundle_or_store_file_belongs_is_refused(tmp_path):
+    fifo = tmp_path / "b.db"
+    os.mkfifo(fifo)
+    code = ("import sys, runstore\n"
+            "try:\n    runstore.open_bundle(sys.argv[1])\n"
+            "except runstore.RunstoreError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                         text=True, timeout=60)
+    assert "not a regular file" in out.stdout, out.stderr
+    for command in (["runs", str(fifo)], ["sql", str(fifo), "select 1"]):
+        out = cli(tmp_path, *command)
+        assert out.returncode != 0 and "not a regular file" in out.stderr
