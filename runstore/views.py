@@ -66,8 +66,9 @@ def batch_select(conn: sa.Connection, batch: int) -> str:
     parts = ["r.id AS id", "e.position AS position", "r.state AS state",
              "r.runtime AS runtime"]
     for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
-        if source not in ("parameter", "result") or not isinstance(column, str):
-            continue  # not a column runstore records
+        if source not in ("parameter", "result") or not isinstance(column, str) or (
+                "\x00" in column):
+            continue  # not a column runstore records (SQL text cannot hold NUL)
         label = column if column.lower() not in taken else f"{source}.{column}"
         taken.add(label.lower())
         table, key = (("parameters", "name") if source == "parameter"

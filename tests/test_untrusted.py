@@ -664,3 +664,35 @@ def test_a_fifo_where_a_bundle_or_store_file_belongs_is_refused(tmp_path):
     for command in (["runs", str(fifo)], ["sql", str(fifo), "select 1"]):
         out = cli(tmp_path, *command)
         assert out.returncode != 0 and "not a regular file" in out.stderr
+
+
+def test_hostile_column_names_are_data_and_never_break_the_table(tmp_path):
+    db = one_run_bundle(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO batch_columns VALUES (1, ?, ?)", [
+            ("result", 'x"; DROP TABLE runs; --'), ("result", "a\x00b"), ("evil", "q")])
+    conn.close()
+    columns, rows = runstore.open_bundle(db).store.view_rows(1)
+    assert 'x"; DROP TABLE runs; --' in columns and "q" not in columns
+    assert len(rows) == 2
+
+
+def test_an_origin_a_file_claims_is_replaced_or_dropped(in_tmp):
+    made = Batch("plain", path="made")
+    made.add_run(ExampleRun, {"A": 1, "operator": min})
+    made(verbose=0)
+    db, _ = made.export("b")
+    made.store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET parameters = json_set(parameters, '$.origin', 'x')")
+    conn.close()
+    for name, trust in (("untrusted.db", False), ("trusted.db", True)):
+        runstore.import_bundle(db, name, trust=trust)
+        batch = Batch("plain", store=name)
+        batch._register_class(ExampleRun)
+        document = json.loads(batch.store.run_record(batch.run[0].id)["parameters"])
+        if trust:
+            assert "origin" not in document and batch.run[0].parameters["operator"] is min
+        else:
+            assert document["origin"] == str(Path("b.db").resolve())
+            assert isinstance(batch.run[0].parameters["operator"], FunctionRef)
