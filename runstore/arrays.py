@@ -22,16 +22,20 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
 import psutil
 
-from .errors import ArrayFileError, StorageFullError
+from .errors import ArrayFileError, DecodingError, StorageFullError, UnsafeArrayFileError
 from .interfaces import IArrayStore, implementer
 
 __all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes", "SIDE_FILE_PATTERN",
-           "PARTIAL_FILE_PATTERN", "side_file_writer", "full_disk_error"]
+           "PARTIAL_FILE_PATTERN", "side_file_writer", "full_disk_error", "expected_array"]
+
+#: What an array must be: its dtype and shape, from its result's payload.
+Expected = tuple[np.dtype[Any], tuple[int, ...]]
 
 _SUFFIX = ".h5"
 #: numpy kinds HDF5 has no type for (unicode, datetime, timedelta); these, and
@@ -125,6 +129,83 @@ def raw_bytes(array: np.ndarray) -> np.ndarray:
     return flat.view(np.uint8).reshape(array.shape + (array.dtype.itemsize,))
 
 
+def expected_array(payload: Mapping[str, Any], name: str) -> Expected:
+    """The dtype and shape an array's ``ndarray`` payload promises."""
+    try:
+        dtype = np.dtype(payload["dtype"])
+        shape = tuple(int(n) for n in payload["shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DecodingError(f"result array {name}", f"a malformed payload ({exc})") from exc
+    if dtype.hasobject or any(n < 0 for n in shape):
+        raise DecodingError(f"result array {name}", f"the array type {dtype}{shape}")
+    return dtype, shape
+
+
+def _regular_file(path: Path, filename: str) -> None:
+    """Refuse a path that is not a regular file (a FIFO would block), without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ArrayFileError(filename, f"is missing from {path.parent}") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+        raise UnsafeArrayFileError(filename, str(path), f"{kind}, not a regular file,")
+
+
+_H5 = TypeVar("_H5", h5py.Group, h5py.Dataset)
+
+
+def _member(parent: h5py.Group, name: str, kind: type[_H5], filename: str, where: str) -> _H5:
+    """``parent[name]``, if it is a group or dataset (``kind``) linked there and only there.
+
+    The link is looked at before the object is touched: soft and external
+    links are refused, never followed (an external link reads another file).
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise UnsafeArrayFileError(filename, where, f"the path {name!r}")
+    link = parent.get(name, getlink=True)
+    if link is None:
+        raise KeyError(f"{where} is missing")
+    if not isinstance(link, h5py.HardLink):
+        found = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+        raise UnsafeArrayFileError(filename, where, found)
+    obj = parent[name]
+    if not isinstance(obj, kind):
+        found, belongs = (("a dataset", "a run's group") if kind is h5py.Group
+                          else ("a group", "an array"))
+        raise UnsafeArrayFileError(filename, where, f"{found} where {belongs} belongs,")
+    if h5py.h5o.get_info(obj.id).rc != 1:
+        raise UnsafeArrayFileError(filename, where, "an object linked from several places")
+    return obj
+
+
+def _dataset(f: h5py.File, filename: str, key: str, expected: Expected | None
+             ) -> h5py.Dataset:
+    """The dataset at ``key`` ("<run id>/<name>"), checked before any of it is read."""
+    run_id, _, name = key.partition("/")
+    group = _member(f, run_id, h5py.Group, filename, run_id)
+    dataset = _member(group, name, h5py.Dataset, filename, key)
+    if dataset.is_virtual:
+        raise UnsafeArrayFileError(filename, key, "a virtual dataset (mapped from others)")
+    if dataset.external:
+        raise UnsafeArrayFileError(filename, key, "a dataset stored in external files")
+    shape = dataset.shape
+    if shape is None:
+        raise UnsafeArrayFileError(filename, key, "a dataset without a dataspace")
+    chunks = dataset.chunks
+    if chunks is not None and any(c > max(n, 1) for c, n in zip(chunks, shape)):
+        raise UnsafeArrayFileError(filename, key, f"chunks {chunks} larger than its "
+                                   f"shape {shape}")
+    if expected is not None:
+        dtype, wanted = expected
+        raw = dataset.dtype == np.uint8 and shape == wanted + (dtype.itemsize,)
+        if not raw and (dataset.dtype != dtype or shape != wanted):
+            raise UnsafeArrayFileError(filename, key, f"{dataset.dtype.str}{shape} data "
+                                       f"(expected {dtype.str}{wanted})")
+    return dataset
+
+
 @implementer(IArrayStore)
 class ArrayStore:
     """The folder of HDF5 side files beside a store's SQLite file."""
@@ -171,15 +252,34 @@ class ArrayStore:
     def pack(self, runs: Mapping[str, Sequence[str]], target: Path) -> None:
         """Copy the groups of runs ``{side file: [run ids]}`` into one new HDF5 file.
 
+        Each run's group and dataset is checked as :meth:`read_many` checks
+        them (links, virtual and external datasets are refused, not copied).
         The file is written under a temporary name and renamed when complete.
         """
         partial = target.with_name(target.name + _PARTIAL)
-        with h5py.File(partial, "w", libver="latest") as out:
-            for filename, run_ids in runs.items():
-                with h5py.File(self.path(filename), "r") as source:
-                    for run_id in run_ids:
-                        source.copy(source[run_id], out, name=run_id)
+        try:
+            with h5py.File(partial, "w", libver="latest") as out:
+                for filename, run_ids in runs.items():
+                    path = self.path(filename)
+                    _regular_file(path, filename)
+                    with h5py.File(path, "r") as source:
+                        for run_id in run_ids:
+                            self._copy_group(source, filename, run_id, out)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, target)
+
+    def _copy_group(self, source: h5py.File, filename: str, run_id: str,
+                    out: h5py.File) -> None:
+        try:
+            group = _member(source, run_id, h5py.Group, filename, run_id)
+            copy = out.create_group(run_id)
+            for name in group:
+                dataset = _dataset(source, filename, f"{run_id}/{name}", None)
+                source.copy(dataset, copy, name=name)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
     def _new_name(self) -> str:
         """A new side file's name: ``<ns hex>-<12 hex>-<host>~<pid>~<start>.h5``.
@@ -203,7 +303,9 @@ class ArrayStore:
 
     def groups(self, filename: str) -> list[str]:
         """The run ids a side file holds arrays of."""
-        with h5py.File(self.path(filename), "r") as f:
+        path = self.path(filename)
+        _regular_file(path, filename)
+        with h5py.File(path, "r") as f:
             return list(f)
 
     def path(self, filename: str) -> Path:
@@ -212,20 +314,34 @@ class ArrayStore:
             raise ArrayFileError(filename, "is not the name of a side file")
         return self.directory / filename
 
-    def read(self, filename: str, key: str) -> np.ndarray:
+    def read(self, filename: str, key: str, expected: Expected | None = None) -> np.ndarray:
         """Read one array, ``key`` being ``"<run_id>/<digest>"``."""
-        (array,) = self.read_many(filename, [key]).values()
+        (array,) = self.read_many(filename, [key],
+                                  None if expected is None else {key: expected}).values()
         return array
 
-    def read_many(self, filename: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """Read several arrays from one file, opening it once."""
+    def read_many(self, filename: str, keys: Iterable[str],
+                  expected: Mapping[str, Expected] | None = None) -> dict[str, np.ndarray]:
+        """Read several arrays from one file, opening it once.
+
+        Before anything is read, the file must be a regular file, and each
+        array a dataset stored in it and linked only at its key (soft and
+        external links, virtual and external datasets are refused, never
+        followed); with ``expected`` (``{key: (dtype, shape)}``), its dtype and
+        shape (hence its size) must be the expected ones.
+        """
         path = self.path(filename)
+        _regular_file(path, filename)
+        wanted = expected or {}
         try:
             with h5py.File(path, "r") as f:
-                return {key: np.asarray(f[key][()]) for key in keys}
+                datasets = {key: _dataset(f, filename, key, wanted.get(key)) for key in keys}
+                return {key: np.asarray(dataset[()]) for key, dataset in datasets.items()}
         except FileNotFoundError:
             raise ArrayFileError(filename, f"is missing from {self.directory}") from None
-        except (OSError, KeyError) as exc:
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ArrayFileError):
+                raise
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
     def verify(self, filename: str,
@@ -234,24 +350,22 @@ class ArrayStore:
         """Check that runs' arrays are in a side file with their shapes.
 
         ``runs`` gives, for each run id, the (name, shape) of its arrays.
-        Returns a problem description for each run that fails.
+        Returns a problem description for each run that fails. Arrays are
+        checked as :meth:`read_many` checks them, without reading them.
         """
         problems: dict[str, str] = {}
         try:
-            with h5py.File(self.path(filename), "r") as f:
+            path = self.path(filename)
+            _regular_file(path, filename)
+            with h5py.File(path, "r") as f:
                 for run_id, arrays in runs:
-                    for name, shape in arrays:
-                        key = f"{run_id}/{name}"
-                        if key not in f:
-                            problems[run_id] = f"{key} is missing from {filename}"
-                            break
-                        stored = f[key].shape
-                        if stored != shape and stored[:-1] != shape:  # raw bytes add an axis
-                            problems[run_id] = f"{key} has shape {stored}, expected {shape}"
-                            break
-        except (OSError, ArrayFileError) as exc:
-            problem = "is missing" if isinstance(exc, FileNotFoundError) else (
-                f"cannot be read ({exc})")
+                    problem = _verify_run(f, filename, run_id, arrays)
+                    if problem:
+                        problems[run_id] = problem
+        except (OSError, TypeError, ValueError) as exc:  # ArrayFileError is an OSError
+            missing = isinstance(exc, FileNotFoundError) or (
+                isinstance(exc, ArrayFileError) and "is missing" in str(exc))
+            problem = "is missing" if missing else f"cannot be read ({exc})"
             for run_id, _ in runs:
                 problems[run_id] = f"side file {filename} {problem}"
         return problems
@@ -306,6 +420,24 @@ class ArrayStore:
         target.unlink(missing_ok=True)
 
 
+def _verify_run(f: h5py.File, filename: str, run_id: str,
+                arrays: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """What is wrong with one run's arrays in an open side file, if anything."""
+    for name, shape in arrays:
+        key = f"{run_id}/{name}"
+        try:
+            stored = _dataset(f, filename, key, None).shape
+        except KeyError:
+            return f"{key} is missing from {filename}"
+        except UnsafeArrayFileError as exc:
+            return f"{key} in {filename} is refused: {exc.found} there"
+        except (TypeError, ValueError) as exc:
+            return f"{key} in {filename} cannot be read ({exc})"
+        if stored != shape and stored[:-1] != shape:  # raw bytes add an axis
+            return f"{key} has shape {stored}, expected {shape}"
+    return None
+
+
 class MemoryArrayStore(ArrayStore):
     """Side "files" kept in memory, for stores that keep results in memory only."""
 
@@ -321,7 +453,8 @@ class MemoryArrayStore(ArrayStore):
         }
         return name
 
-    def read_many(self, filename: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    def read_many(self, filename: str, keys: Iterable[str],
+                  expected: Mapping[str, Expected] | None = None) -> dict[str, np.ndarray]:
         try:
             stored = self._files[filename]
             return {key: stored[key] for key in keys}

@@ -210,18 +210,21 @@ class Batch:
         for params in combos:
             rid, document, forms = pack(runclass, params, memo)
             packed.setdefault(rid, (rid, rtype, document, forms))
+        self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
         # The store leaves out, inside its write transaction, the runs the
         # batch holds already (another process may be adding them too).
         self.store.add_runs(self._id, list(packed.values()))
         return list(packed)
 
     def add_resultrun(self, ids: str | Iterable[str],
-                      source: Batch | str | os.PathLike[str] | None = None) -> None:
+                      source: Batch | str | os.PathLike[str] | None = None,
+                      trust: bool = False) -> None:
         """Add stored runs by id (one id or many); their classes are not needed.
 
         The runs are looked up in this batch's store, or, with ``source`` (a
         bundle's path or another store's batch), taken from there into this
-        store first (see :func:`runstore.import_bundle`).
+        store first (see :func:`runstore.import_bundle`): what they bring
+        stays data, never importing the code it names, unless ``trust``.
         """
         wanted = [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
         if source is not None:
@@ -229,7 +232,7 @@ class Batch:
 
             opened = source if isinstance(source, Batch) else open_bundle(source)
             try:
-                import_runs(opened, self.store, self.name, wanted)
+                import_runs(opened, self.store, self.name, wanted, trust=trust)
             finally:
                 if opened is not source:
                     opened.store.close()
@@ -259,16 +262,21 @@ class Batch:
     def _load_result(self, run: Run) -> Any:
         record = self.store.run_record(run.id)
         tree = json.loads(record["result"]) if record["result"] is not None else None
-        digests = [array_name(p) for p in array_payloads(tree)]
+        payloads = {array_name(p): p for p in array_payloads(tree)}
         try:
-            arrays = self.store.load_arrays(run.id, record["array_file"], digests)
+            arrays = self.store.load_arrays(run.id, record["array_file"], list(payloads),
+                                            payloads)
         except ArrayFileError:
             # `runstore gc` may have moved the arrays to a new file meanwhile.
             if self.store.run_record(run.id)["array_file"] == record["array_file"]:
                 raise
             return self._load_result(run)
-        return decode_result(tree, arrays, import_code=run._import_code,
-                             allow_pickle=self.store.allow_pickle)
+        # A result imported from another file stays data unless it was trusted,
+        # even when the run's class is here (its code vouches for parameters only).
+        # (and pickles in it are never loaded: allow_pickle is for the store's own).
+        trusted = record.get("result_origin") is None
+        return decode_result(tree, arrays, import_code=run._import_code and trusted,
+                             allow_pickle=self.store.allow_pickle and trusted)
 
     def to_dataframe(self) -> Any:
         """The batch's SQL view as a pandas DataFrame, indexed by run position.

@@ -21,10 +21,11 @@ import numpy as np
 
 from .batch import Batch
 from .encoding import canonical_json, indexed, stored_array
-from .errors import ArrayFileError, BundleError, DecodingError, ReadOnlyStoreError, RunNotFound
+from .errors import (ArrayFileError, BundleError, CustomIdRefusedError, DecodingError, ReadOnlyStoreError,
+                     RunNotFound)
 from .identity import run_id_of_pairs
 from .results import array_name, array_payloads, scalars_of_tree
-from .run import Run
+from .run import Run, with_origin
 from .store import Adopted, Store, _chunks
 
 __all__ = ["export", "open_bundle", "import_bundle", "import_runs", "ImportReport",
@@ -114,6 +115,8 @@ def open_bundle(path: str | os.PathLike[str], allow_pickle: bool = False) -> Bat
     :class:`~runstore.encoding.FunctionRef` / :class:`~runstore.encoding.ObjectRef`.
     """
     db, _ = bundle_paths(path)
+    if db.exists() and not db.is_file():  # a FIFO would block whoever reads it
+        raise BundleError(f"{db} is not a regular file; a bundle is a .db file and its .h5")
     store = Store(db, readonly=True, allow_pickle=allow_pickle, arrays=db.parent)
     names = store.batch_names()
     if len(names) != 1:
@@ -138,7 +141,7 @@ class ImportReport:
 
 
 def import_bundle(path: str | os.PathLike[str], store: Store | str | os.PathLike[str],
-                  batch: str | None = None) -> ImportReport:
+                  batch: str | None = None, trust: bool = False) -> ImportReport:
     """Add the runs of a bundle to a store, in a batch named ``batch`` (default: the bundle's).
 
     A run the store already holds is not duplicated; a run it holds pending
@@ -147,11 +150,21 @@ def import_bundle(path: str | os.PathLike[str], store: Store | str | os.PathLike
     is an error, and so is a run whose id does not match its parameters;
     both are found before anything is written. Arrays are checked against
     their checksums as they are copied.
+
+    What the bundle brings stays data: the store records that the runs'
+    parameters and results came from ``path``, and they are never decoded by
+    importing the functions and classes they name, not even when the run's
+    class is defined, until the user vouches for them (adding the same run
+    with their own code vouches for its parameters, never for an imported
+    result) or trusts them (:meth:`Store.trust_runs`). Runs with custom ids
+    (which cannot be checked against their parameters) are refused.
+    ``trust=True`` trusts the whole bundle: only for files whose author you
+    trust.
     """
     source = open_bundle(path)
     target = store if isinstance(store, Store) else Store(store)
     try:
-        return import_runs(source, target, batch)
+        return import_runs(source, target, batch, trust=trust)
     finally:
         source.store.close()
         if target is not store:
@@ -159,10 +172,10 @@ def import_bundle(path: str | os.PathLike[str], store: Store | str | os.PathLike
 
 
 def import_runs(source: Batch, store: Store, batch: str | None = None,
-                run_ids: Sequence[str] | None = None) -> ImportReport:
+                run_ids: Sequence[str] | None = None, trust: bool = False) -> ImportReport:
     """Add runs of ``source`` (all, or ``run_ids``) to a batch of another store.
 
-    See :func:`import_bundle`, which applies it to a bundle.
+    See :func:`import_bundle`, which applies it to a bundle (and for ``trust``).
     """
     if store.readonly:
         raise ReadOnlyStoreError(store.path, "import runs")
@@ -183,7 +196,7 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
     # Two passes: every run is checked before anything is written, and only a
     # chunk of runs is held in memory at a time (so each is read twice).
     for chunk in _chunks(ids):
-        incoming = [_adopted(record, source.store.path)
+        incoming = [_adopted(record, source.store.path, trust)
                     for record in source.store.records(chunk).values()]
         existing = store.records(chunk)
         for run in incoming:
@@ -201,7 +214,7 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
     for chunk in _chunks(ids):
         records = source.store.records(chunk)
         existing = store.records(chunk)
-        runs = [_adopted(records[rid], source.store.path) for rid in chunk]
+        runs = [_adopted(records[rid], source.store.path, trust) for rid in chunk]
         takes = [run for run in runs if run.record["state"] == "done" and (
             run.record["id"] not in existing
             or existing[run.record["id"]]["state"] in ("pending", "failed"))]
@@ -215,14 +228,21 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
     return report
 
 
-def _adopted(record: dict[str, Any], where: str) -> Adopted:
-    """Check a run read from another store; rebuild its typed rows from its documents."""
+def _adopted(record: dict[str, Any], where: str, trust: bool = False) -> Adopted:
+    """Check a run read from another store; rebuild its typed rows from its documents.
+
+    Unless ``trust``, the run is marked as coming from ``where``: its
+    parameters document gets an ``origin``, and so do its row's
+    ``parameters_origin`` and (if done) ``result_origin``.
+    """
     rid = record["id"]
     try:
         document = json.loads(record["parameters"])
         values = document["values"]
-        if not document.get("custom_id") and run_id_of_pairs(
-                record["run_type"], canonical_json(values)) != rid:
+        if document.get("custom_id"):
+            if not trust:
+                raise CustomIdRefusedError(rid, where)
+        elif run_id_of_pairs(record["run_type"], canonical_json(values)) != rid:
             raise BundleError(f"run {rid} of {where}: its id does not match its parameters "
                               "(the file was changed outside runstore). Nothing was imported")
         parameters = {str(name): indexed(tree) for name, tree in values}
@@ -230,12 +250,16 @@ def _adopted(record: dict[str, Any], where: str) -> Adopted:
         scalars = scalars_of_tree(tree) if record["state"] == "done" else {}
         for payload in array_payloads(tree):
             array_name(payload)
+        origin = None if trust else os.path.abspath(where)
+        marked = dict(record, parameters=with_origin(record["parameters"], origin),
+                      parameters_origin=origin,
+                      result_origin=origin if record["state"] == "done" else None)
     except BundleError:
         raise
-    except (ValueError, TypeError, KeyError, DecodingError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, DecodingError) as exc:
         raise BundleError(f"run {rid} of {where} cannot be read ({exc}). Nothing was "
                           "imported") from exc
-    return Adopted(record, parameters, scalars)
+    return Adopted(marked, parameters, scalars)
 
 
 def _differs(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
@@ -257,16 +281,16 @@ def _canonical(text: str | None) -> str | None:
 
 
 def _arrays_of(store: Store, run: Adopted) -> dict[str, np.ndarray]:
-    """Read a run's arrays from its store, checked against their checksums."""
+    """Read a run's arrays from its store, checked against their payloads and checksums."""
     rid = run.record["id"]
     payloads = {array_name(p): p for p in array_payloads(json.loads(run.record["result"]))}
     if not payloads:
         return {}
-    found = store.load_arrays(rid, run.record["array_file"], list(payloads))
     try:
+        found = store.load_arrays(rid, run.record["array_file"], list(payloads), payloads)
         for name, payload in payloads.items():
             stored_array(payload, found[name], f"run {rid} array {name}")
-    except DecodingError as exc:
+    except (DecodingError, ArrayFileError) as exc:
         raise BundleError(f"{exc}; the runs before it were imported, it and the runs "
                           "after it were not (`runstore check` tells what is damaged)") from exc
     return found

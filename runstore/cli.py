@@ -33,10 +33,17 @@ def open_store(path: str, readonly: bool = True) -> Store:
     from .store import Store, arrays_folder
 
     db = Path(path)
+    _regular(db)
     beside = None
     if not arrays_folder(db).exists() and db.with_suffix(".h5").exists():
         beside = db.parent  # a bundle
     return Store(db, readonly=readonly, arrays=beside)
+
+
+def _regular(db: Path) -> None:
+    """Refuse a path that is not a regular file without opening it (a FIFO would block)."""
+    if db.exists() and not db.is_file():
+        raise click.UsageError(f"{db} is not a regular file, so not a store")
 
 
 def choose_batch(store: Store, name: str | None) -> Batch:
@@ -304,34 +311,57 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
     import sqlite3
     from urllib.parse import quote
 
+    from .guard import bound_queries, query_time_limit, read_only_authorizer
+
+    _regular(Path(store))
     conn = sqlite3.connect(f"file:{quote(str(Path(store).resolve()))}?mode=ro", uri=True)
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")
+        # The file may come from anyone, and so may the query: it may only read
+        # (no ATTACH, which creates files; no writes, setting pragmas or
+        # extensions), and each statement is stopped after the time limit.
+        conn.set_authorizer(read_only_authorizer)
+        bound_queries(conn, query_time_limit)
         if query is None:
-            views = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
-            for view in views:
-                cursor = conn.execute(f'SELECT * FROM "{view.replace(chr(34), chr(34) * 2)}" '
-                                      "LIMIT 0")
-                click.echo(f"{view}: " + ", ".join(d[0] for d in cursor.description))
-            if not views:
-                click.echo(f"{store} has no batch views")
+            _list_views(conn, store)
             return
         cursor = conn.execute(query)
         columns = [d[0] for d in cursor.description or []]
         echo_table(columns, [tuple(row) for row in cursor.fetchall()], as_csv, full_ids=True)
     except sqlite3.Error as exc:
-        if "readonly" in str(exc):
-            raise click.ClickException(
-                f"SQL error: {exc}. `runstore sql` only reads; change runs with runstore's "
-                "Python API (Run.clear, Batch(...)) so that ids and files stay consistent"
-            ) from None
-        raise click.ClickException(
-            f"SQL error: {exc}. `runstore sql {store}` lists the batch views and their "
-            "columns; the tables are described in the SQL how-to.") from None
+        raise click.ClickException(_sql_error(exc, store)) from None
     finally:
         conn.close()
+
+
+def _list_views(conn: Any, store: str) -> None:
+    views = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+    for view in views:
+        cursor = conn.execute(f'SELECT * FROM "{view.replace(chr(34), chr(34) * 2)}" LIMIT 0')
+        click.echo(f"{view}: " + ", ".join(d[0] for d in cursor.description))
+    if not views:
+        click.echo(f"{store} has no batch views")
+
+
+def _sql_error(exc: Exception, store: str) -> str:
+    """What to tell about a failed `runstore sql` statement."""
+    from .guard import query_time_limit
+
+    text = str(exc)
+    if "interrupted" in text:
+        return (f"SQL error: the query took longer than {query_time_limit():g} s and was "
+                "stopped. If the query is right, the file may be hostile or damaged (its "
+                "views may never end); for a large file you trust, raise the limit with "
+                "RUNSTORE_QUERY_TIME_LIMIT=SECONDS")
+    if "readonly" in text or "not authorized" in text:
+        return (f"SQL error: {exc}. `runstore sql` only reads: writes, ATTACH/DETACH, "
+                "pragmas that change settings and extensions are refused. Change runs with "
+                "runstore's Python API (Run.clear, Batch(...)) so that ids and files stay "
+                "consistent")
+    return (f"SQL error: {exc}. `runstore sql {store}` lists the batch views and their "
+            "columns; the tables are described in the SQL how-to.")
 
 
 @main.command()
@@ -363,16 +393,20 @@ def bundle(store: str, out: str, batch_name: str | None, filters: tuple[str, ...
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--batch", "batch_name", help="The batch to add the runs to "
               "(default: the bundle's batch name).")
-def import_(bundle_path: str, store: str, batch_name: str | None) -> None:
+@click.option("--trust", is_flag=True, help="Trust the bundle: its runs may name code that "
+              "is then imported (only for bundles whose author you trust).")
+def import_(bundle_path: str, store: str, batch_name: str | None, trust: bool) -> None:
     """Add the runs of BUNDLE (its .db) to STORE, which is created if needed.
 
     A run STORE already holds is not added twice; one it holds pending or
     failed takes the bundle's result. A run with the same id but different
-    content is an error, and then nothing is imported.
+    content is an error, and then nothing is imported. What the bundle
+    brings stays data (functions and classes it names are never imported)
+    unless --trust is given; runs with custom ids need --trust.
     """
     from .bundle import import_bundle
 
-    report = import_bundle(bundle_path, store, batch_name)
+    report = import_bundle(bundle_path, store, batch_name, trust=trust)
     click.echo(f"{store}: {report}")
 
 

@@ -546,3 +546,107 @@ class StorageFullError(_OwnMessage, RunstoreError, OSError):
         )
         self.errno = 28  # ENOSPC, as an OSError for a full disk has
         self.filename = path
+
+
+# -- files runstore did not write: trust, hostile HDF5, hostile SQL ---------------------
+
+__all__ += ["UntrustedCodeError", "CustomIdRefusedError", "UnsafeArrayFileError",
+            "QueryTimeoutError"]
+
+
+class UntrustedCodeError(RunstoreError, PermissionError):
+    """Computing a run would import code named in a file runstore did not write.
+
+    The run's parameters were imported (from a bundle or another store) and
+    name functions or classes; runstore does not import names that came from
+    outside unless the user trusts them.
+
+    Attributes
+    ----------
+    run_id : str
+        The run.
+    origin : str
+        The file its parameters came from.
+    names : list of str
+        The functions and classes its parameters name.
+    """
+
+    def __init__(self, run_id: str, origin: str, names: list[str]) -> None:
+        super().__init__(
+            f"run {run_id} cannot be computed: its parameters came from {origin} and name "
+            f"code ({', '.join(names[:5])}), which runstore does not import from files it "
+            "did not write. To compute it, add the run with your own code "
+            "(batch.add_run(TheClass, parameters) vouches for its parameters), or import "
+            "the file with trust=True (`runstore import --trust`) if you trust it; then "
+            "call the batch with retry_failed=True")
+        self.run_id = run_id
+        self.origin = origin
+        self.names = names
+
+
+class CustomIdRefusedError(BundleError):
+    """An imported run has a custom id, which runstore cannot check.
+
+    Attributes
+    ----------
+    run_id : str
+        The run.
+    path : str
+        The file it came from.
+    """
+
+    def __init__(self, run_id: str, path: str) -> None:
+        super().__init__(
+            f"run {run_id} of {path} has a custom id (its class overrides generate_id), "
+            "which runstore cannot recompute from its parameters: the file could pair "
+            "any parameters with any id, and the run would then answer for runs it is "
+            "not. Nothing was imported. Import the file with trust=True "
+            "(`runstore import --trust`) only if you trust whoever wrote it")
+        self.run_id = run_id
+        self.path = path
+
+
+class UnsafeArrayFileError(ArrayFileError):
+    """A side file holds something runstore never writes where an array belongs.
+
+    (A link to another object or file, a virtual dataset, a group where a
+    dataset belongs, an array of the wrong type or size, or a path that is
+    not a regular file.) Nothing of it was read.
+
+    Attributes
+    ----------
+    filename : str
+        The side file's name.
+    where : str
+        The path inside the file (or the file itself).
+    found : str
+        What was found there.
+    """
+
+    def __init__(self, filename: str, where: str, found: str) -> None:
+        super().__init__(filename, f"holds {found} at {where}, which runstore never writes "
+                         "(refused without reading it: the file may be hostile or damaged)")
+        self.where = where
+        self.found = found
+
+
+class QueryTimeoutError(StoreError, TimeoutError):
+    """A query on a file runstore did not write took longer than the time limit.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    seconds : float
+        The limit that was exceeded.
+    """
+
+    def __init__(self, path: str, seconds: float) -> None:
+        super().__init__(
+            path, f"a query on {path} took longer than {seconds:g} s and was stopped: the file "
+            "may be hostile or damaged (runstore bounds the time of queries on files "
+            "opened read-only). If it is a large file you trust, raise the limit: "
+            "store.query_time_limit = SECONDS, or the environment variable "
+            "RUNSTORE_QUERY_TIME_LIMIT")
+        self.path = path
+        self.seconds = seconds

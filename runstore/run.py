@@ -5,8 +5,17 @@ signature defines the parameters and their defaults. A run's parameters are
 packed into one canonical JSON document that the store keeps: ``values``, the
 public parameters (which define the id) as sorted ``[name, tree]`` pairs;
 ``private``, the ones whose names start with ``_`` (passed to ``run`` but not
-part of the id); ``arrays``, the content of array parameters by digest; and
-``custom_id``, true when the class overrides ``generate_id``.
+part of the id); ``arrays``, the content of array parameters by digest;
+``custom_id``, true when the class overrides ``generate_id``; and ``origin``,
+the file the parameters were imported from while they are not trusted.
+
+Trust: values that came from another file stay data. Parameters whose
+document has an ``origin`` are decoded without importing anything (functions
+and classes they name stay :class:`~runstore.encoding.FunctionRef` /
+:class:`~runstore.encoding.ObjectRef`), even when the run's class is here, and
+such a run whose parameters name code is not computed
+(:class:`~runstore.errors.UntrustedCodeError`); adding the run with one's own
+code replaces the document, vouching for the parameters.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encoding import (
+    FunctionRef,
     Indexed,
+    ObjectRef,
     Tree,
     canonical_json,
     check_name,
@@ -33,7 +44,7 @@ from .encoding import (
     indexed,
     short_repr,
 )
-from .errors import DecodingError, ParameterError, RunError, RunstoreError
+from .errors import DecodingError, ParameterError, RunError, RunstoreError, UntrustedCodeError
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
 from .results import encode_result
@@ -166,7 +177,11 @@ def _pack_memoized(cls: type[Run], merged: dict[str, Any], memo: Memo
 
 
 def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the public and private parameters from a parameters document."""
+    """Return the public and private parameters from a parameters document.
+
+    A document with an ``origin`` (imported, not trusted) is decoded without
+    importing code, whatever ``import_code`` says.
+    """
     try:
         data = json.loads(document)
         arrays = {
@@ -175,11 +190,56 @@ def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, 
             for digest, spec in data.get("arrays", {}).items()}
         values, hidden = data["values"], data.get("private", [])
         pairs = [(str(k), v) for k, v in values], [(str(k), v) for k, v in hidden]
+        import_code = import_code and data.get("origin") is None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DecodingError("parameters", f"a malformed parameters document ({exc!r})"
                             ) from exc
     public = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[0]}
     private = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[1]}
+    return public, private
+
+
+def document_origin(document: str) -> str | None:
+    """The file a parameters document was imported from, if it is not trusted."""
+    try:
+        origin = json.loads(document).get("origin")
+    except (ValueError, AttributeError):
+        return None
+    return None if origin is None else str(origin)
+
+
+def with_origin(document: str, origin: str | None) -> str:
+    """A parameters document marked as imported from ``origin`` (None: trusted)."""
+    data = json.loads(document)
+    data.pop("origin", None)
+    if origin is not None:
+        data["origin"] = origin
+    return canonical_json(data)
+
+
+def named_code(value: Any) -> list[str]:
+    """The functions and classes a decoded value names without having imported them."""
+    if isinstance(value, FunctionRef):
+        return [value.name]
+    if isinstance(value, ObjectRef):
+        return [value.class_name, *named_code(value.state)]
+    if isinstance(value, dict):
+        return [name for item in value.items() for name in named_code(item)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [name for item in value for name in named_code(item)]
+    if hasattr(value, "__dict__") and not isinstance(value, type):  # containers
+        return named_code(vars(value))
+    return []
+
+
+def _parameters_to_compute(run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters to compute a run with; refuse untrusted ones that name code."""
+    public, private = run._unpacked()
+    origin = document_origin(run._document)
+    if origin is not None:
+        names = named_code([public, private])
+        if names:
+            raise UntrustedCodeError(run.id, origin, sorted(set(names)))
     return public, private
 
 
@@ -244,7 +304,9 @@ class Run:
 
     # -- properties -------------------------------------------------------------------
 
-    _import_code = True  # the run class is present, so its own code may be imported
+    # The run class is present, so its own code may be imported: for parameters
+    # and results that came from another file only if the user trusted them.
+    _import_code = True
 
     def _unpacked(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self._values is None:
@@ -396,9 +458,9 @@ def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
     texts keep characters UTF-8 cannot encode as backslash escapes.
     """
     run = cls._from_row(batch, row.position, row.id, row.parameters, row.state)
-    public, private = run._unpacked()
     started_at, t0 = time.time(), time.perf_counter()
     try:
+        public, private = _parameters_to_compute(run)
         result = run.run(**public, **private)
         runtime = time.perf_counter() - t0
         encoded = encode_result(result, allow_pickle=allow_pickle)

@@ -8,7 +8,9 @@ Tables:
     One row per run: an integer ``key`` (what the other tables refer to), the
     40-hex ``id``, its run type, state, canonical parameters, encoded
     result, the side file holding its arrays, its error if it failed, its lease
-    while it runs, and its provenance.
+    while it runs, its provenance, and the files its parameters and result
+    were imported from while they are not trusted (``parameters_origin``,
+    ``result_origin``).
 ``entries``
     The runs of each batch, in insertion order (``position``, from 0 without
     gaps); a run id can sit in several batches, once in each.
@@ -42,7 +44,7 @@ __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
            "Parameter", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 #: ``PRAGMA application_id`` of every file runstore writes (stores and
 #: bundles): "RunS" in ASCII. A SQLite file with another non-zero id belongs to
@@ -121,11 +123,18 @@ class Run(Base):
     runstore_version: Mapped[str | None] = mapped_column(sa.Text)
     python_version: Mapped[str | None] = mapped_column(sa.Text)
     code_fingerprint: Mapped[str | None] = mapped_column(sa.Text)
+    #: The file the parameters (result) were imported from, while not trusted;
+    #: NULL for values this store's own code produced, or that the user trusted.
+    parameters_origin: Mapped[str | None] = mapped_column(sa.Text)
+    result_origin: Mapped[str | None] = mapped_column(sa.Text)
 
     # Only RUNNING runs are looked up by state (to recover them), so only they
     # are indexed: a full state index would be rewritten at every transition.
     __table_args__ = (
         sa.Index("ix_runs_running", "owner", sqlite_where=sa.text("state = 'running'")),
+        # Finds at once whether a store holds untrusted parameters (usually not).
+        sa.Index("ix_runs_foreign_parameters", "key",
+                 sqlite_where=sa.text("parameters_origin IS NOT NULL")),
     )
 
 

@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import json
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .arrays import ArrayStore, MemoryArrayStore, full_disk_error
+from .arrays import ArrayStore, MemoryArrayStore, expected_array, full_disk_error
 from .encoding import Indexed, canonical_json
 from .errors import (
     ArrayFileError,
@@ -54,7 +54,8 @@ from .identity import run_id_of_pairs
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, survey, survey_path
-from .views import check_view_name, create_view
+from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
+from .views import batch_select, check_view_name, create_view
 from .views import quote as quote_identifier
 
 __all__ = ["Store", "RunRow", "Completion", "Adopted", "owner_token", "sqlite_url"]
@@ -67,14 +68,16 @@ DEFAULT_LEASE = 600.0
 #: The columns of ``runs`` that hold a run's outcome (taken over on import).
 _RESULT_COLUMNS = ("state", "result", "array_file", "error_type", "error_message", "traceback",
                    "attempts", "started_at", "finished_at", "runtime", "host", "pid",
-                   "runstore_version", "python_version", "code_fingerprint")
+                   "runstore_version", "python_version", "code_fingerprint", "result_origin")
 
 
 @dataclass
 class Adopted:
     """A run taken from another store: its ``runs`` row and its typed rows.
 
-    ``scalars`` is empty unless the run is done.
+    ``scalars`` is empty unless the run is done. The row's
+    ``parameters_origin`` and ``result_origin`` say where its parameters and
+    result came from, unless trusted (NULL).
     """
 
     record: dict[str, Any]
@@ -205,6 +208,7 @@ class Store:
             self.arrays = ArrayStore(arrays if arrays is not None else arrays_folder(db))
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
+        event.listen(self.engine, "connect", self._bound_queries)
         self._check_schema()
         if not readonly:
             self.recover()
@@ -237,6 +241,20 @@ class Store:
         cursor.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         cursor.close()
 
+    #: Seconds one query may take on a store opened read-only (a file runstore
+    #: may not have written); None: ``RUNSTORE_QUERY_TIME_LIMIT``, or 30 s.
+    query_time_limit: float | None = None
+
+    def _time_limit(self) -> float:
+        return self.query_time_limit or query_time_limit()
+
+    def _bound_queries(self, dbapi_conn: Any, record: Any) -> None:
+        """On files opened read-only: bound each query's time, refuse shadowed tables."""
+        if self.readonly:
+            bound_queries(dbapi_conn, self._time_limit)
+            refuse_shadowed_tables(dbapi_conn, self.path,
+                                   [*Base.metadata.tables, "alembic_version"])
+
     def _on_begin(self, conn: sa.Connection) -> None:
         conn.exec_driver_sql(conn.info.get("begin", "BEGIN"))
 
@@ -264,7 +282,11 @@ class Store:
             yield held
             return
         with self.engine.connect() as conn, conn.begin():
-            yield conn
+            try:
+                yield conn
+            except sa.exc.OperationalError as exc:
+                raise_if_timed_out(exc, self.path, self._time_limit())
+                raise
 
     def _snapshots(self) -> dict[int, sa.Connection]:
         found: dict[int, sa.Connection] = self.__dict__.setdefault("_snapshot_conns", {})
@@ -540,14 +562,26 @@ class Store:
             raise RunNotFound(run_id, self.path)
         return dict(row)
 
-    def load_arrays(self, run_id: str, filename: str | None, digests: Iterable[str]
+    def load_arrays(self, run_id: str, filename: str | None, digests: Iterable[str],
+                    payloads: Mapping[str, Mapping[str, Any]] | None = None
                     ) -> dict[str, np.ndarray]:
-        keys = [f"{run_id}/{digest}" for digest in digests]
+        """Read a run's arrays by name from its side file.
+
+        With ``payloads`` (the ``ndarray`` payloads of the run's result, by
+        name), each array's dtype, shape and size are checked against its
+        payload before it is read.
+        """
+        names = list(digests)
+        keys = [f"{run_id}/{name}" for name in names]
         if not keys:
             return {}
         if filename is None:
             raise ArrayFileError("(none)", f"is not recorded for run {run_id}")
-        found = self.arrays.read_many(filename, keys)
+        expected = None
+        if payloads is not None:
+            expected = {f"{run_id}/{name}": expected_array(payloads[name], name)
+                        for name in names if name in payloads}
+        found = self.arrays.read_many(filename, keys, expected)
         return {key.split("/", 1)[1]: array for key, array in found.items()}
 
     # -- running ------------------------------------------------------------------------
@@ -612,7 +646,8 @@ class Store:
                 "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
                 "finished_at = ?, runtime = ?, code_fingerprint = ?, "
                 "runstore_version = ?, python_version = ?, owner = NULL, "
-                "lease_expires = NULL WHERE key = ? AND state = 'running' AND owner = ?",
+                "lease_expires = NULL, result_origin = NULL "
+                "WHERE key = ? AND state = 'running' AND owner = ?",
                 [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
                   c.error_type, c.error_message, c.traceback, c.started_at,
                   c.finished_at, c.runtime, c.code_fingerprint, *versions,
@@ -677,12 +712,15 @@ class Store:
                     f"WHERE id IN ({marks}) AND state = 'pending')", tuple(chunk))
         return count
 
-    def pending_run_types(self, batch: int) -> list[str]:
-        """The run types of a batch's pending runs."""
+    def pending_run_types(self, batch: int, trusted: bool = False) -> list[str]:
+        """The run types of a batch's pending runs (with ``trusted``: of runs not
+        imported untrusted, whose type names a module that may be imported)."""
+        mine = " AND r.parameters_origin IS NULL" if trusted else ""
         with self._reading() as conn:
             return [r[0] for r in conn.exec_driver_sql(
                 "SELECT DISTINCT r.run_type FROM entries e CROSS JOIN runs r WHERE "
-                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'pending'", (batch,))]
+                "e.batch_id = ? AND r.key = e.run_key AND r.state = 'pending'" + mine,
+                (batch,))]
 
     def counts_by_batch(self) -> dict[str, dict[str, int]]:
         """Run counts per state, for every batch."""
@@ -841,6 +879,62 @@ class Store:
                 conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
         return len(new), len(taken)
 
+    def vouch_parameters(self, runs: Sequence[tuple[str, str]]) -> int:
+        """Take ``(id, parameters document)`` of runs the user's own code added.
+
+        A stored run of one of these ids whose parameters were imported and
+        not trusted takes the user's document, and its parameters are trusted
+        from now on (the same id means the same public parameters); an
+        imported result stays untrusted. Returns how many runs were vouched for.
+        """
+        if not runs:
+            return 0
+        with self._reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM runs WHERE parameters_origin IS NOT NULL "
+                                    "LIMIT 1").scalar() is None:
+                return 0  # the usual case, answered by a partial index
+            foreign: set[str] = set()
+            for chunk in _chunks([rid for rid, _ in runs]):
+                foreign.update(r[0] for r in conn.exec_driver_sql(
+                    f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(chunk))}) "
+                    "AND parameters_origin IS NOT NULL", tuple(chunk)))
+        if not foreign:
+            return 0
+        with self._writing("add runs") as conn:
+            vouched: int = conn.exec_driver_sql(
+                "UPDATE runs SET parameters = ?, parameters_origin = NULL "
+                "WHERE id = ? AND parameters_origin IS NOT NULL",
+                [(document, rid) for rid, document in runs if rid in foreign]).rowcount
+        return vouched
+
+    def trust_runs(self, run_ids: Sequence[str] | None = None) -> int:
+        """Trust runs imported from other files (all, or the given ids).
+
+        Their parameters and results are then decoded like the store's own:
+        the functions and classes they name are imported when the run's class
+        is here. Only for files whose author you trust. Returns how many runs
+        were trusted.
+        """
+        from .run import with_origin
+
+        where = "(parameters_origin IS NOT NULL OR result_origin IS NOT NULL)"
+        found: list[tuple[str, str]] = []
+        with self._reading() as conn:
+            if run_ids is None:
+                found += conn.exec_driver_sql(f"SELECT id, parameters FROM runs WHERE {where}"
+                                              ).all()
+            for chunk in _chunks(list(run_ids or ())):
+                found += conn.exec_driver_sql(
+                    f"SELECT id, parameters FROM runs WHERE id IN "
+                    f"({','.join('?' * len(chunk))}) AND {where}", tuple(chunk)).all()
+        if not found:
+            return 0
+        with self._writing("trust runs") as conn:
+            _executemany(conn, "UPDATE runs SET parameters = ?, parameters_origin = NULL, "
+                         "result_origin = NULL WHERE id = ?",
+                         [(with_origin(document, None), rid) for rid, document in found])
+        return len(found)
+
     def seal(self) -> None:
         """Mark the file as a bundle, leave it self-contained (no write-ahead log), close it.
 
@@ -915,24 +1009,26 @@ class Store:
 
     def view_rows(self, batch: int, run_ids: Sequence[str] | None = None
                   ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """The column names and rows of a batch's SQL view (all, or some runs), in order."""
+        """The column names and rows of a batch's SQL view (all, or some runs), in order.
+
+        The rows are computed from the tables, by the same SELECT the view
+        holds, built here: a file's views are never read (one that runstore
+        did not write may say anything, or never end).
+        """
         with self._reading() as conn:
-            name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?",
-                                        (batch,)).scalar_one()
-            view = quote_identifier(name)
+            select = batch_select(conn, batch)
             if run_ids is None:
-                result = conn.exec_driver_sql(f"SELECT * FROM {view} ORDER BY position")
+                result = conn.exec_driver_sql(select + " ORDER BY e.position")
                 return list(result.keys()), [tuple(row) for row in result]
             columns: list[str] = []
             rows: list[tuple[Any, ...]] = []
             for chunk in _chunks(run_ids):
                 result = conn.exec_driver_sql(
-                    f"SELECT * FROM {view} WHERE id IN ({','.join('?' * len(chunk))})",
-                    tuple(chunk))
+                    select + f" AND r.id IN ({','.join('?' * len(chunk))})", tuple(chunk))
                 columns = list(result.keys())
                 rows += [tuple(row) for row in result]
             if not columns:
-                columns = list(conn.exec_driver_sql(f"SELECT * FROM {view} LIMIT 0").keys())
+                columns = list(conn.exec_driver_sql(select + " LIMIT 0").keys())
             at = columns.index("position")
             return columns, sorted(rows, key=lambda row: row[at])
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from .encoding import FunctionRef, decode
 from .errors import BatchNameError, RunstoreError
 
-__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "create_view", "display"]
+__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "batch_select", "create_view", "display"]
 
 
 #: The columns every batch view starts with.
@@ -95,9 +95,14 @@ def _typed(alias: str) -> str:
             f"{alias}.canonical) END")
 
 
-def create_view(conn: sa.Connection, batch: int) -> None:
-    """(Re)create the view of a batch: one row per run, a column per parameter and result."""
-    name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?", (batch,)).scalar_one()
+def batch_select(conn: sa.Connection, batch: int) -> str:
+    """The SELECT of a batch's view, built from its recorded columns (no ORDER BY).
+
+    It reads only tables (``entries``, ``runs``, ``parameters``,
+    ``result_values``), so runstore runs it instead of reading the view: in a
+    file runstore did not write, the view may hold any query. Conditions on
+    ``r`` (the ``runs`` row) can be appended with ``AND``.
+    """
     columns = conn.exec_driver_sql(
         "SELECT source, name FROM batch_columns WHERE batch_id = ? ORDER BY source, name",
         (batch,)).all()
@@ -105,17 +110,25 @@ def create_view(conn: sa.Connection, batch: int) -> None:
     parts = ["r.id AS id", "e.position AS position", "r.state AS state",
              "r.runtime AS runtime"]
     for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
+        if source not in ("parameter", "result") or not isinstance(column, str) or (
+                "\x00" in column):
+            continue  # not a column runstore records (SQL text cannot hold NUL)
         label = column if column.lower() not in taken else f"{source}.{column}"
         taken.add(label.lower())
         table, key = (("parameters", "name") if source == "parameter"
                       else ("result_values", "key"))
         parts.append(f"(SELECT {_typed('c')} FROM {table} c WHERE c.run_key = r.key "
                      f"AND c.{key} = {_literal(column)}) AS {quote(label)}")
-    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name)}")
-    conn.exec_driver_sql(
-        f"CREATE VIEW {quote(name)} AS SELECT {', '.join(parts)} FROM entries e "
-        f"CROSS JOIN runs r WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
+    return (f"SELECT {', '.join(parts)} FROM entries e CROSS JOIN runs r "
+            f"WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
 
+
+def create_view(conn: sa.Connection, batch: int) -> None:
+    """(Re)create the view of a batch: one row per run, a column per parameter and result."""
+    name = conn.exec_driver_sql("SELECT name FROM batches WHERE id = ?", (batch,)).scalar_one()
+    select = batch_select(conn, batch)
+    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name)}")
+    conn.exec_driver_sql(f"CREATE VIEW {quote(name)} AS {select}")
 
 
 def display(value: Any) -> str:

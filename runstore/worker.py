@@ -110,7 +110,9 @@ def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
 def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
                  computed: dict[str, int]) -> int:
     target = Batch(name, store=store)
-    for rtype in store.pending_run_types(target._id):
+    # Only run types the store's own runs name: an imported run's type names a
+    # module from another file, which is imported only once the run is trusted.
+    for rtype in store.pending_run_types(target._id, trusted=True):
         try:
             target._classes[rtype] = import_run_class(rtype, modules)
         except WorkerError as exc:

@@ -233,3 +233,24 @@ def test_a_parameters_document_that_is_not_json_is_a_clear_error(tmp_path, monke
 
     with pytest.raises(DecodingError, match="a malformed parameters document"):
         open_bundle(db).run[0].parameters
+
+
+def test_a_hostile_side_file_linking_elsewhere_is_refused_not_followed(tmp_path, monkeypatch):
+    db, h5, ids = make_hostile(tmp_path, monkeypatch)
+    private = tmp_path / "elsewhere" / "private.h5"
+    with h5py.File(private, "w") as f:
+        f["x"] = np.arange(3.0)
+    tree = json.loads(sqlite3.connect(db).execute(
+        "SELECT result FROM runs WHERE id = ?", (ids[3],)).fetchone()[0])
+    name = next(v[1]["name"] for k, v in tree[1] if k == "flags")
+    with h5py.File(h5, "r+") as f:
+        del f[ids[3]][name]
+        f[ids[3]][name] = h5py.ExternalLink("../elsewhere/private.h5", "/x")
+    from runstore import open_bundle
+    from runstore.errors import UnsafeArrayFileError
+
+    run = open_bundle(db).run[3]
+    with pytest.raises(UnsafeArrayFileError, match="an external link") as caught:
+        run.result
+    assert caught.value.where == f"{ids[3]}/{name}"
+    assert "an external link" in run._repr_html_()
