@@ -21,8 +21,8 @@ import numpy as np
 
 from .batch import Batch
 from .encoding import canonical_json, indexed, stored_array
-from .errors import (ArrayFileError, BundleError, CustomIdRefusedError, DecodingError, ReadOnlyStoreError,
-                     RunNotFound)
+from .errors import (ArrayFileError, BundleError, CustomIdRefusedError, DecodingError,
+                     ReadOnlyStoreError, RunNotFound, UnsafeArrayFileError)
 from .identity import run_id_of_pairs
 from .results import array_name, array_payloads, scalars_of_tree
 from .run import Run, with_origin
@@ -63,6 +63,8 @@ def export(batch: Batch, path: str | os.PathLike[str], runs: Iterable[Run] | Non
             with batch.store.snapshot():
                 _write_bundle(batch, selected, db, h5)
             return db, h5
+        except UnsafeArrayFileError:
+            raise
         except ArrayFileError:
             # `runstore gc` may have moved arrays to a new side file after the
             # snapshot began; a new snapshot sees the new file.
@@ -91,6 +93,8 @@ def _write_bundle(batch: Batch, selected: Sequence[Run], db: Path, h5: Path) -> 
         if by_file:
             try:
                 batch.store.arrays.pack(by_file, h5)
+            except ArrayFileError:
+                raise
             except (OSError, KeyError) as exc:
                 raise ArrayFileError(str(h5), f"could not be packed ({exc})") from exc
         target = Store(partial, arrays=db.parent)

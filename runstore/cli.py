@@ -42,8 +42,9 @@ def open_store(path: str, readonly: bool = True) -> Store:
 
 def _regular(db: Path) -> None:
     """Refuse a path that is not a regular file without opening it (a FIFO would block)."""
-    if db.exists() and not db.is_file():
-        raise click.UsageError(f"{db} is not a regular file, so not a store")
+    from .storefile import require_regular_files
+
+    require_regular_files(db)
 
 
 def choose_batch(store: Store, name: str | None) -> Batch:
@@ -313,8 +314,12 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
 
     from .guard import bound_queries, query_time_limit, read_only_authorizer
 
-    _regular(Path(store))
-    conn = sqlite3.connect(f"file:{quote(str(Path(store).resolve()))}?mode=ro", uri=True)
+    from .storefile import reading_mode, survey_path
+
+    db = Path(store)
+    survey_path(db, readonly=True)  # a file that is not runstore's is refused unchanged
+    conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode={reading_mode(db)}",
+                           uri=True)
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")

@@ -116,6 +116,13 @@ def survey(query: Query, path: str) -> Survey:
         return Survey(None, False)  # an empty database: nobody's yet
     tables = {name for kind, name in objects if kind == "table"}
     missing = set(RUNSTORE_TABLES) - tables
+    shadows = sorted((name, kind) for kind, name in objects
+                     if kind != "table" and name.lower() in {t.lower() for t in missing})
+    if shadows:
+        name, kind = shadows[0]
+        raise NotAStoreError(path, f"its {name} is a {kind}, not a table: the file was "
+                             "changed outside runstore and may be hostile or damaged. It "
+                             "was left unchanged")
     if missing:
         if marker == 0:
             raise NotAStoreError(path, "it is a SQLite database without runstore's tables "
