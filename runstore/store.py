@@ -18,8 +18,10 @@ Its invariants:
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -237,7 +239,7 @@ class Store:
         if not self.readonly and self.path != ":memory:":
             # Only once the file was found to be runstore's (or new): the
             # switch to WAL writes to the file.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
         cursor.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         cursor.close()
 
@@ -1181,6 +1183,25 @@ _T = TypeVar("_T")
 def _chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _use_wal(cursor: Any, patience: float = 60.0) -> None:
+    """Put the database in WAL mode, waiting for other processes doing the same.
+
+    The switch needs an exclusive lock, and SQLite reports a competing switch
+    (processes opening a new store together) as "database is locked" at once,
+    without waiting for the busy timeout; so it is tried again here.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _is_dead_local_owner(owner: str | None, host: str) -> bool:

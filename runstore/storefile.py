@@ -85,9 +85,12 @@ def require_regular_files(db: Path) -> int | None:
         try:
             info = os.stat(path)
         except FileNotFoundError:
-            if os.path.lexists(path):
+            if os.path.islink(path) and not os.path.exists(path):
                 raise NotAStoreError(str(db), f"{path} is a symbolic link to nothing") from None
-            continue
+            try:  # another process may have just made it (SQLite's -wal and -shm)
+                info = os.stat(path)
+            except FileNotFoundError:
+                continue
         except NotADirectoryError:
             raise NotAStoreError(str(db), "a part of its folder path is not a folder") from None
         kind = _kind_of(info.st_mode)

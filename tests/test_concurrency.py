@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import sqlite3
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _worker(folder: Path, index: int, barrier: Any, results: Any) -> None:
             barrier.wait(timeout=120)
             results.put((scenario, round_, index, None, _step(folder, scenario, round_, index)))
         except BaseException as exc:  # reported to the test, which fails on it
-            results.put((scenario, round_, index, f"{type(exc).__name__}: {exc}", None))
+            results.put((scenario, round_, index, traceback.format_exc(), None))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_every_process_succeeds_in_every_round(outcome):
     _, found = outcome
     errors = [(scenario, round_, index, error) for scenario, round_, index, error, _ in found
               if error is not None]
-    assert errors == []
+    assert errors == [], "\n".join(e[3] for e in errors)
     assert len(found) == PROCESSES * len(SCHEDULE)
 
 
