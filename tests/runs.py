@@ -213,3 +213,30 @@ class Spectral(runstore.Run):
         x = np.random.default_rng(seed).normal(size=n) + 0j
         spectrum = fft.get_fft(x, backend="fftw", threads=1)(x)
         return {"peak": float(np.abs(spectrum).max()), "had_wisdom": had_wisdom}
+
+
+class BigSender(runstore.Run):
+    """Returns 4 MiB of arrays; just before, leaves a file ``<folder>/<i>-<pid>``.
+
+    The file tells a test the instant the worker starts sending its result, so
+    that it can kill the worker mid-send.
+    """
+
+    def run(self, i=0, folder="", mib=4):
+        data = np.full(mib * 2**17, float(i))  # 8-byte floats
+        if folder:
+            open(os.path.join(folder, f"{i}-{os.getpid()}"), "w").close()
+        return {"i": i, "data": data}
+
+
+class Stamped(runstore.Run):
+    """Sleeps, logs ``x nonce pid`` to a file, returns the nonce: tells computations apart."""
+
+    def run(self, x=0, log="", seconds=0.0):
+        import uuid
+
+        time.sleep(seconds)
+        nonce = uuid.uuid4().hex
+        with open(log, "a") as f:
+            f.write(f"{x} {nonce} {os.getpid()}\n")
+        return {"x": x, "nonce": nonce, "pad": np.full(64, float(x))}

@@ -1,0 +1,75 @@
+"""No run is stranded: dead pool workers, failed commits, full disks (real processes, real files)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SENDER_COORDINATOR = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from runstore import Batch
+from runstore.errors import RunsFailedError
+from tests.runs import BigSender
+if __name__ == "__main__":
+    batch = Batch("senders", path=sys.argv[2])
+    batch.add_factorial_runs(BigSender, {"i": list(range(60)), "folder": sys.argv[3]})
+    print("started", flush=True)
+    try:
+        batch(processes=2, verbose=0)
+    except RunsFailedError as exc:  # a run whose worker died twice while it ran alone
+        assert all("died each of the" in error for _, _, error in exc.failures), exc
+    print("first", [r.state for r in batch.run].count("done"), flush=True)
+    open(sys.argv[3] + "-stop", "w").close()  # no more kills
+    batch(processes=2, verbose=0, retry_failed=True)
+    states = [r.state for r in batch.run]
+    ok = all(r.result["i"] == r.parameters["i"] and r.result["data"].size == 4 * 2**17
+             for r in batch.run)
+    print(states.count("done"), states.count("failed"), ok, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_it_sends_its_result_never_hangs_the_pool(tmp_path):
+    rng = random.Random(7)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", SENDER_COORDINATOR, str(ROOT),
+                             str(tmp_path), str(markers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed: set[str] = set()
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            for marker in sorted(os.listdir(markers)):
+                run, pid = marker.split("-")
+                if run in killed or len(killed) >= 10 or os.path.exists(f"{markers}-stop"):
+                    continue
+                killed.add(run)  # each run's worker is killed at most once
+                time.sleep(rng.uniform(0.004, 0.03))  # encoding, or in the 4 MiB send
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.002)
+        hung = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert not hung, f"the coordinator hung after {len(killed)} kills: {err[-2000:]}"
+    assert proc.returncode == 0, err[-3000:]
+    assert len(killed) >= 4
+    first, last = out.splitlines()[-2:]
+    assert int(first.split()[1]) >= 50, out  # at most a few runs failed the first time
+    assert last.split() == ["60", "0", "True"], (out, err[-2000:])
