@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from sqlalchemy import exc as sa_exc
 from tqdm.auto import tqdm
 
 
@@ -35,7 +34,6 @@ from .errors import (
     BatchNotFound,
     CodeChangedWarning,
     RunNotFound,
-    ResultsNotRecordedError,
     RunsFailedError,
     RunsUnfinishedError,
     UncomputedRunsWarning,
@@ -452,12 +450,14 @@ class Batch:
         failed: list[str] = []
         claimed: dict[int, str] = {}  # claimed here and not yet recorded
         computed: list[Completion] = []  # computed and not yet recorded
-        with self.store.keep_alive():
+        with self.store.draining() as reserve:
             try:
                 self._compute_all(claim, bar, computed, claimed, failed)
                 self._commit(computed, claimed)
             except BaseException as exc:
-                self._give_back(computed, claimed, exc)
+                instead = self.store.give_back(computed, claimed, self._id, exc, reserve)
+                if instead is not None:
+                    raise instead from exc
                 raise
         if claimed:  # never happens unless something above is wrong: say so
             self.store.release_runs(list(claimed))
@@ -497,22 +497,6 @@ class Batch:
         for completion in computed:
             claimed.pop(completion.run_key, None)
         computed.clear()
-
-    def _give_back(self, computed: list[Completion], claimed: dict[int, str],
-                   exc: BaseException) -> None:
-        """After an error: keep what was computed, release the rest; then raise."""
-        count = len(computed)
-        try:
-            self._commit(computed, claimed)  # keep what was computed, if the disk lets us
-        except Exception:  # noqa: BLE001 (the error that stopped the drain is raised)
-            pass
-        finally:
-            try:
-                self.store.release_runs(list(claimed))  # and give back what was not
-            except Exception:  # noqa: BLE001 (no longer held: the next call takes them)
-                pass
-        if isinstance(exc, sa_exc.OperationalError):  # the database's disk, not our data
-            raise ResultsNotRecordedError(self.store.path, count or len(claimed), exc) from exc
 
     def _compute(self, row: RunRow) -> Completion:
         return compute(self._classes[row.run_type], row, self.store.allow_pickle, self)

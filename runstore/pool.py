@@ -34,12 +34,10 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc as sa_exc
-
 from .errors import PoolError
 from .run import Run, code_fingerprint, compute
 from .schema import RunState
-from .errors import ResultsNotRecordedError, RunsUnfinishedError
+from .errors import RunsUnfinishedError
 from .leases import process_is_dead
 from .store import Completion, RunRow
 
@@ -168,7 +166,7 @@ class _Drain:
         self.wisdom = self.store.fftw_wisdom()
 
     def run(self) -> list[str]:
-        with self.store.keep_alive():
+        with self.store.draining() as reserve:
             try:
                 while self._top_up() or self.in_flight:
                     done, _ = wait(list(self.in_flight), timeout=_POLL,
@@ -180,7 +178,14 @@ class _Drain:
                     self._maintain()
                 self._flush()
             except BaseException as exc:
-                self._give_back(exc)
+                for future in self.in_flight:
+                    future.cancel()
+                if self.owns_pool:
+                    _abandon(self.executor)
+                instead = self.store.give_back(self.buffer, self.claimed, self.batch._id,
+                                               exc, reserve)
+                if instead is not None:
+                    raise instead from exc
                 raise
         if self.owns_pool:
             self.executor.shutdown()
@@ -197,24 +202,6 @@ class _Drain:
         for completion in self.buffer:
             self.claimed.pop(completion.run_key, None)
         self.buffer, self.last_flush = [], time.monotonic()
-
-    def _give_back(self, exc: BaseException) -> None:
-        """After an error: stop the workers, keep what was computed, release the rest."""
-        for future in self.in_flight:
-            future.cancel()
-        if self.owns_pool:
-            _abandon(self.executor)
-        try:
-            self._flush()  # keep what was computed, if the disk lets us
-        except Exception:  # noqa: BLE001 (the error that stopped the drain is raised)
-            pass
-        finally:
-            try:
-                self.store.release_runs(list(self.claimed))  # and give back what was not
-            except Exception:  # noqa: BLE001 (no longer held: the next call takes them)
-                pass
-        if isinstance(exc, sa_exc.OperationalError):  # the database's disk, not our data
-            raise ResultsNotRecordedError(self.store.path, len(self.claimed), exc) from exc
 
     def _top_up(self) -> bool:
         """Claim and submit chunks until enough are in flight; False when none is left."""

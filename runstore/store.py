@@ -26,7 +26,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,8 @@ from .errors import (
     ArrayFileError,
     DuplicateResultWarning,
     NotAStoreError,
+    ResultsNotRecordedError,
+    RunstoreError,
     ReadOnlyStoreError,
     RunNotFound,
     SchemaOutdatedError,
@@ -59,7 +61,7 @@ from .schema import SCHEMA_REVISION, Base, RunState
 from .views import check_view_name, create_view
 from .views import quote as quote_identifier
 
-__all__ = ["Store", "RunRow", "Completion", "Adopted", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STATE_VALUES = {state: state.value for state in RunState}
@@ -146,6 +148,31 @@ def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
 def arrays_folder(db_path: Path) -> Path:
     """The folder of side files that belongs to a store file."""
     return db_path.with_name(db_path.name.removesuffix(".db") + ".arrays")
+
+
+class Reserve:
+    """A few MiB of disk held by a drain, freed when the disk is full (see Store.draining)."""
+
+    SIZE = 4 * 2**20
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(b"\0" * self.SIZE)
+            except OSError:  # no room even for this: nothing to free later
+                self.free()
+
+    def free(self) -> None:
+        """Delete the reserve file (again is harmless)."""
+        if self.path is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            self.path = None
 
 
 @implementer(IRunStore)
@@ -581,11 +608,52 @@ class Store:
         with self._claims_lock:
             return set(self._claims)
 
-    def keep_alive(self) -> AbstractContextManager[object]:
-        """A heartbeat: extends this process's leases every quarter lease, while in use."""
-        if self.path == ":memory:":
-            return nullcontext()  # nothing outside this process can take its runs
-        return Heartbeat(self.extend_leases, self.lease / 4)
+    @contextmanager
+    def draining(self) -> Iterator[Reserve]:
+        """What a drain runs in: its leases kept alive, and some disk space in reserve.
+
+        A heartbeat thread extends this process's leases every quarter lease.
+        The reserve is a small file beside the side files, freed by
+        :meth:`give_back` when the disk fills up, so that the runs of the
+        drain can still be released.
+        """
+        if self.path == ":memory:":  # nothing outside this process can take its runs
+            yield Reserve(None)
+            return
+        reserve = Reserve(self.arrays.directory / f".reserve-{os.getpid()}-{id(self):x}")
+        try:
+            with Heartbeat(self.extend_leases, self.lease / 4):
+                yield reserve
+        finally:
+            reserve.free()
+
+    def give_back(self, computed: list[Completion], keys: Iterable[int], batch: int | None,
+                  error: BaseException, reserve: Reserve) -> BaseException | None:
+        """After ``error`` stopped a drain: keep what was computed, release the rest.
+
+        ``keys`` are the runs the drain claimed and has not recorded. If the
+        disk or the database failed, the reserve is freed and every such run is
+        released (what was computed is computed again later); else computed
+        runs are recorded first. If even the release fails, the runs are no
+        longer held, so the next drain of this process takes them back.
+        Returns the error to raise instead of ``error``, if any.
+        """
+        keys = set(keys)
+        if _environmental(error):
+            reserve.free()
+        else:
+            try:
+                self.complete(computed, batch)  # keep what was computed
+                keys -= {c.run_key for c in computed}
+            except Exception:  # noqa: BLE001 (the error that stopped the drain is raised)
+                pass
+        try:
+            self.release_runs(sorted(keys))  # and give back what was not
+        except Exception:  # noqa: BLE001 (no longer held: the next call takes them back)
+            pass
+        if _environmental(error) and not isinstance(error, RunstoreError):
+            return ResultsNotRecordedError(self.path, len(keys), error)
+        return None
 
     def complete(self, completions: Sequence[Completion], batch: int | None = None) -> int:
         """Record finished runs: arrays to a new side file, then one transaction.

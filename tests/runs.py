@@ -240,3 +240,34 @@ class Stamped(runstore.Run):
         with open(log, "a") as f:
             f.write(f"{x} {nonce} {os.getpid()}\n")
         return {"x": x, "nonce": nonce, "pad": np.full(64, float(x))}
+
+
+class FillsDisk(runstore.Run):
+    """Returns an 8 KiB array; run ``at`` fills the disk with the file ``ballast``.
+
+    It does so once: it leaves the file ``once`` (elsewhere) when it did.
+    """
+
+    def run(self, i=0, ballast="", once="", at=-1, seconds=0.0):
+        time.sleep(seconds)
+        if i == at and ballast and not os.path.exists(once):
+            open(once, "w").close()
+            chunk = b"\0" * 2**16
+            try:
+                with open(ballast, "wb") as f:
+                    while True:
+                        f.write(chunk)
+                        f.flush()
+            except OSError:  # the disk is full now
+                pass
+        return {"i": i, "data": np.full(1024, float(i))}
+
+
+class MovesFolder(runstore.Run):
+    """Run ``at`` puts a file where the store's side-file folder was (moved aside)."""
+
+    def run(self, i=0, folder="", at=-1):
+        if i == at and os.path.isdir(folder):
+            os.rename(folder, folder + "-aside")
+            open(folder, "w").close()
+        return {"i": i, "data": np.full(16, float(i))}

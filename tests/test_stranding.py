@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from runstore import Batch, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,3 +76,60 @@ def test_a_worker_killed_while_it_sends_its_result_never_hangs_the_pool(tmp_path
     first, last = out.splitlines()[-2:]
     assert int(first.split()[1]) >= 50, out  # at most a few runs failed the first time
     assert last.split() == ["60", "0", "True"], (out, err[-2000:])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MiB tmpfs, unmounted afterwards; skipped (saying why) where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _assert_intact(batch, n):
+    """No run is running; every done run's result is its own."""
+    states = [run.state for run in batch.run]
+    assert "running" not in states, states.count("running")
+    for run in batch.run:
+        if run.done:
+            assert run.result["i"] == run.parameters["i"]
+            assert np.array_equal(run.result["data"], np.full(run.result["data"].size,
+                                                               float(run.parameters["i"])))
+    return states.count("done")
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_batch_loses_nothing_and_the_next_call_completes(
+        small_disk, tmp_path):
+    from runstore.errors import RunstoreError
+
+    from .runs import FillsDisk
+
+    ballast = small_disk / "ballast"
+    batch = Batch("full", store=Store(small_disk / "full.db"))
+    batch.add_factorial_runs(FillsDisk, {"i": list(range(1200)), "ballast": str(ballast),
+                                         "once": str(tmp_path / "filled"),
+                                         "at": 800, "seconds": 0.002})
+    with pytest.raises((OSError, RunstoreError)) as info:
+        batch(verbose=0)
+    message = str(info.value)
+    assert "full" in message.lower() or str(small_disk) in message, message
+    done = _assert_intact(batch, 1200)
+    assert 0 < done < 1200
+    ballast.unlink()
+    batch(verbose=0)  # the same process, the same objects
+    assert _assert_intact(batch, 1200) == 1200
+    report = batch.store.check()
+    # The one side file the full disk cut short is garbage, which gc removes.
+    assert len(report.partial_files) <= 2, str(report)
+    report.partial_files = []
+    assert report.ok, str(report)
