@@ -453,7 +453,7 @@ class Batch:
         with self.store.draining() as reserve:
             try:
                 self._compute_all(claim, bar, computed, claimed, failed)
-                self._commit(computed, claimed)
+                self._commit(computed, claimed, failed)
             except BaseException as exc:
                 instead = self.store.give_back(computed, claimed, self._id, exc, reserve)
                 if instead is not None:
@@ -484,16 +484,20 @@ class Batch:
                         bar.set_postfix(failed=len(failed), refresh=False)
                 if (len(computed) >= _FLUSH_RUNS or size >= _FLUSH_BYTES
                         or time.monotonic() - last_flush >= _FLUSH_SECONDS):
-                    self._commit(computed, claimed)
+                    self._commit(computed, claimed, failed)
                     size, last_flush = 0, time.monotonic()
             after = max(row.position for row in rows)
             # Claim about half a second of work at a time.
             elapsed = time.monotonic() - started
             chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
 
-    def _commit(self, computed: list[Completion], claimed: dict[int, str]) -> None:
+    def _commit(self, computed: list[Completion], claimed: dict[int, str],
+                failed: list[str] | None = None) -> None:
         """Record computed runs; they are no longer this call's to give back."""
+        done = [c for c in computed if c.state is not _FAILED]
         self.store.complete(computed, self._id)
+        if failed is not None:  # runs whose results could not be stored failed
+            failed += [c.run_id for c in done if c.state is _FAILED]
         for completion in computed:
             claimed.pop(completion.run_key, None)
         computed.clear()

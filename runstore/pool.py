@@ -198,7 +198,9 @@ class _Drain:
 
     def _flush(self) -> None:
         """Record the buffered outcomes; they are no longer this drain's to give back."""
+        done = [c for c in self.buffer if c.state is not RunState.FAILED]
         self.store.complete(self.buffer, self.batch._id)
+        self.failed += [c.run_id for c in done if c.state is RunState.FAILED]  # unstorable
         for completion in self.buffer:
             self.claimed.pop(completion.run_key, None)
         self.buffer, self.last_flush = [], time.monotonic()

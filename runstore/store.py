@@ -701,24 +701,25 @@ class Store:
         arrays = {c.run_id: c.arrays for c in completions if c.arrays}
         filename = self._write_arrays(arrays) if arrays else None
         versions = (_runstore_version(), sys.version.split()[0])
-        with self._writing("store results") as conn:
-            states: dict[int, str] = {}
-            for chunk in _chunks([c.run_key for c in completions]):
-                states.update(conn.exec_driver_sql(
-                    f"SELECT key, state FROM runs WHERE key IN ({','.join('?' * len(chunk))})",
-                    tuple(chunk)).all())
-            taken = [c for c in completions if states.get(c.run_key) in _OPEN]
-            _executemany(
-                conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
-                "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
-                "finished_at = ?, runtime = ?, code_fingerprint = ?, "
-                "runstore_version = ?, python_version = ?, owner = NULL, "
-                "lease_expires = NULL WHERE key = ? AND state IN ('running', 'pending')",
-                [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
-                  c.error_type, c.error_message, c.traceback, c.started_at,
-                  c.finished_at, c.runtime, c.code_fingerprint, *versions,
-                  c.run_key) for c in taken])
-            self._record_scalars(conn, taken, batch)
+        try:
+            with self._writing("store results") as conn:
+                states = _states_of(conn, [c.run_key for c in completions])
+                taken = [c for c in completions if states.get(c.run_key) in _OPEN]
+                _executemany(
+                    conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+                    "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+                    "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+                    "runstore_version = ?, python_version = ?, owner = NULL, "
+                    "lease_expires = NULL WHERE key = ? AND state IN ('running', 'pending')",
+                    [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
+                      c.error_type, c.error_message, c.traceback, c.started_at,
+                      c.finished_at, c.runtime, c.code_fingerprint, *versions,
+                      c.run_key) for c in taken])
+                self._record_scalars(conn, taken, batch)
+        except Exception as exc:
+            if filename is not None and not _environmental(exc):
+                self.arrays.remove(filename)  # a statement failed: nothing was committed
+            raise
         if filename is not None and not any(c.arrays for c in taken):
             self.arrays.remove(filename)  # no committed row points into it
         return len(taken), [c.run_id for c in completions
@@ -1159,6 +1160,16 @@ def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> 
         conn.exec_driver_sql(sql, rows)
 
 
+def _states_of(conn: sa.Connection, run_keys: Sequence[int]) -> dict[int, str]:
+    """Map the given run keys to their states."""
+    states: dict[int, str] = {}
+    for chunk in _chunks(run_keys):
+        states.update(conn.exec_driver_sql(
+            f"SELECT key, state FROM runs WHERE key IN ({','.join('?' * len(chunk))})",
+            tuple(chunk)).all())
+    return states
+
+
 def _keys(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, int]:
     """Map the given run ids that are stored to their row keys."""
     keys: dict[str, int] = {}
@@ -1183,15 +1194,15 @@ def _environmental(exc: BaseException) -> bool:
 
 
 def _unstorable(completion: Completion, exc: BaseException) -> Completion:
-    """A run whose outcome cannot be stored, recorded FAILED with the reason."""
-    return Completion(
-        completion.run_id, completion.run_key, RunState.FAILED,
-        error_type=type(exc).__qualname__,
-        error_message=(f"its result could not be stored: {exc}. Return values runstore "
-                       f"and SQLite can store (see the results how-to)"),
-        traceback="".join(traceback.format_exception(exc)),
-        started_at=completion.started_at, finished_at=completion.finished_at,
-        runtime=completion.runtime, code_fingerprint=completion.code_fingerprint)
+    """Turn a run whose outcome cannot be stored into a FAILED one saying why (in place,
+    so that the drain that made it sees the failure)."""
+    completion.state = RunState.FAILED
+    completion.result_json = completion.scalars = completion.arrays = None
+    completion.error_type = type(exc).__qualname__
+    completion.error_message = (f"its result could not be stored: {exc}. Return values "
+                                f"runstore and SQLite can store (see the results how-to)")
+    completion.traceback = "".join(traceback.format_exception(exc))
+    return completion
 
 
 def _is_dead_local_owner(owner: str | None, host: str) -> bool:

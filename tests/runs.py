@@ -248,18 +248,24 @@ class FillsDisk(runstore.Run):
     It does so once: it leaves the file ``once`` (elsewhere) when it did.
     """
 
-    def run(self, i=0, ballast="", once="", at=-1, seconds=0.0):
+    def run(self, i=0, ballast="", once="", at=-1, seconds=0.0, reserves=""):
         time.sleep(seconds)
         if i == at and ballast and not os.path.exists(once):
             open(once, "w").close()
             chunk = b"\0" * 2**16
-            try:
-                with open(ballast, "wb") as f:
-                    while True:
-                        f.write(chunk)
-                        f.flush()
-            except OSError:  # the disk is full now
-                pass
+            with open(ballast, "wb") as f:
+                for left in (True, bool(reserves)):  # with ``reserves``, theirs too
+                    if not left:
+                        break
+                    for name in os.listdir(reserves) if reserves else ():
+                        if name.startswith(".reserve-"):
+                            os.unlink(os.path.join(reserves, name))
+                    try:
+                        while True:
+                            f.write(chunk)
+                            f.flush()
+                    except OSError:  # the disk is full now
+                        pass
         return {"i": i, "data": np.full(1024, float(i))}
 
 
@@ -271,3 +277,10 @@ class MovesFolder(runstore.Run):
             os.rename(folder, folder + "-aside")
             open(folder, "w").close()
         return {"i": i, "data": np.full(16, float(i))}
+
+
+class Unbindable(runstore.Run):
+    """Run ``bad`` returns a string SQLite cannot take (a lone surrogate)."""
+
+    def run(self, i=0, bad=-1):
+        return {"i": i, "text": "\ud800" if i == bad else "fine", "data": np.arange(3.0) + i}

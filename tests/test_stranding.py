@@ -133,3 +133,62 @@ def test_a_full_disk_fails_the_batch_loses_nothing_and_the_next_call_completes(
     assert len(report.partial_files) <= 2, str(report)
     report.partial_files = []
     assert report.ok, str(report)
+
+
+@pytest.mark.slow
+def test_when_even_the_release_fails_the_next_call_takes_its_stranded_runs_back(
+        small_disk, tmp_path):
+    from .runs import FillsDisk
+
+    ballast = small_disk / "ballast"
+    store = Store(small_disk / "full.db")
+    batch = Batch("stranded", store=store)
+    batch.add_factorial_runs(FillsDisk, {
+        "i": list(range(600)), "ballast": str(ballast), "once": str(tmp_path / "filled"),
+        "at": 400, "seconds": 0.002, "reserves": str(store.arrays.directory)})
+    with pytest.raises(OSError) as info:
+        batch(verbose=0)
+    assert "full" in str(info.value).lower()
+    states = [run.state for run in batch.run]
+    assert "running" in states  # the full disk took the release too: stranded
+    other = Store(small_disk / "full.db", readonly=True)
+    assert {row["owner"] for row in other.in_flight()} == {store.owner}  # still ours
+    ballast.unlink()
+    batch(verbose=0)  # the same process takes its stranded runs back
+    assert _assert_intact(batch, 600) == 600
+    assert max(run.provenance["attempts"] for run in batch.run) == 2
+
+
+def test_a_commit_that_fails_for_one_run_s_data_keeps_the_others(tmp_path):
+    from runstore.errors import RunsFailedError
+
+    from .runs import Unbindable
+
+    batch = Batch("unbindable", path=tmp_path)
+    batch.add_factorial_runs(Unbindable, {"i": list(range(40)), "bad": 17})
+    with pytest.raises(RunsFailedError, match="could not be stored"):
+        batch(verbose=0)
+    states = [run.state for run in batch.run]
+    assert states == ["done"] * 17 + ["failed"] + ["done"] * 22
+    assert all(run.result["i"] == run.parameters["i"] for run in batch.run if run.done)
+    assert "could not be stored" in batch.store.run_record(batch.run[17].id)["error_message"]
+    assert "UnicodeEncodeError" in batch.run[17].error
+    assert batch.store.check().ok
+
+
+def test_a_failed_commit_of_side_files_releases_every_claimed_run(tmp_path):
+    from .runs import MovesFolder
+
+    batch = Batch("moved", path=tmp_path)
+    folder = batch.store.arrays.directory
+    batch.add_factorial_runs(MovesFolder, {"i": list(range(30)), "folder": str(folder),
+                                           "at": 5})
+    batch.run[0]()  # the folder exists
+    with pytest.raises(OSError, match=str(folder.parent)):
+        batch(verbose=0)
+    assert [run.state for run in batch.run] == ["done"] + ["pending"] * 29
+    folder.unlink()
+    Path(str(folder) + "-aside").rename(folder)
+    batch(verbose=0)  # the same process
+    assert [run.state for run in batch.run] == ["done"] * 30
+    assert all(run.result["i"] == run.parameters["i"] for run in batch.run)
