@@ -270,10 +270,11 @@ class FillsDisk(runstore.Run):
 
 
 class MovesFolder(runstore.Run):
-    """Run ``at`` puts a file where the store's side-file folder was (moved aside)."""
+    """Run ``at`` puts a file where the store's side-file folder was (moved aside), once."""
 
     def run(self, i=0, folder="", at=-1):
-        if i == at and os.path.isdir(folder):
+        if i == at and os.path.isdir(folder) and not os.path.exists(folder + "-once"):
+            open(folder + "-once", "w").close()
             os.rename(folder, folder + "-aside")
             open(folder, "w").close()
         return {"i": i, "data": np.full(16, float(i))}
