@@ -285,3 +285,25 @@ class Unbindable(runstore.Run):
 
     def run(self, i=0, bad=-1):
         return {"i": i, "text": "\ud800" if i == bad else "fine", "data": np.arange(3.0) + i}
+
+
+class Stolen(runstore.Run):
+    """Loses its claim while it computes: its owner is made another host's, with an
+    expired lease, and another process opens the store (``mode="release"``) or
+    computes the run itself (``mode="recompute"``)."""
+
+    def run(self, x=0, mode="release"):
+        import sqlite3
+        import subprocess
+        import sys
+
+        if os.environ.get("RUNSTORE_TEST_SECOND"):
+            return {"who": "second", "data": np.arange(3.0)}
+        path = self._batch.store.path
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE runs SET owner = 'elsewhere:1:1.000', lease_expires = 0")
+        from tests.test_leases import STEAL, ROOT
+
+        subprocess.run([sys.executable, "-c", STEAL, str(ROOT), path, mode], check=True,
+                       env=dict(os.environ, RUNSTORE_TEST_SECOND="1"), capture_output=True)
+        return {"who": "first", "data": np.arange(3.0)}
