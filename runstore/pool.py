@@ -11,8 +11,12 @@ never more than an even share of what is left (so that no worker idles at the
 end), and twice as many chunks as workers are kept in flight. Leases of claimed runs
 are extended while they wait or compute.
 
-If a worker process dies (killed, or crashed in compiled code), its pool
-breaks and every run in flight is lost with it: they return to PENDING and
+A heartbeat thread keeps the leases alive while runs compute. A worker that
+dies is seen by its pid (a zombie counts as dead), not only through the pool's
+breakage: a worker killed while it sends a result would otherwise leave the
+pool waiting for the rest of the message forever. If a worker process dies
+(killed, or crashed in compiled code), its pool is stopped (its other workers
+killed) and every run in flight is lost with it: they return to PENDING and
 become suspects, and the pool is started again. Suspects then run alone, one
 task at a time, so that a death can be attributed: a run whose worker dies
 twice while it runs alone is recorded FAILED; the others complete normally.

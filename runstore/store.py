@@ -603,11 +603,6 @@ class Store:
             self._claims.difference_update(keys)
             HELD.drop(self._file, keys)
 
-    def holds(self) -> set[int]:
-        """The keys of the runs this object claimed and has neither completed nor released."""
-        with self._claims_lock:
-            return set(self._claims)
-
     @contextmanager
     def draining(self) -> Iterator[Reserve]:
         """What a drain runs in: its leases kept alive, and some disk space in reserve.

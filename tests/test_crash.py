@@ -168,6 +168,9 @@ def test_torture_killing_writers_pool_workers_and_workers_loses_and_duplicates_n
         x, nonce, _ = line.split()
         computed.setdefault(int(x), []).append(nonce)
     report = batch.store.check()
+    assert not (report.integrity or report.wrong_ids or report.missing_arrays), str(report)
+    batch.store.gc(min_age=0)  # side files of killed writers are garbage, nothing more
+    report = batch.store.check()
     assert report.ok, str(report)
     import sqlite3
 
