@@ -36,6 +36,7 @@ from .errors import (
     RunNotFound,
     RunsFailedError,
     StoreOptionError,
+    RunsUnfinishedError,
     UncomputedRunsWarning,
 )
 from .identity import type_name
@@ -387,6 +388,8 @@ class Batch:
             After all runs were tried, if some raised; the others' results are
             stored.
         """
+        if not self.store.readonly:
+            self.store.recover()  # this process's stranded runs, dead owners' runs
         self._prepare(retry_failed, recompute_changed)
         pending = self.store.state_counts(self._id).get(RunState.PENDING.value, 0)
         types = list(self._classes)
@@ -422,13 +425,28 @@ class Batch:
                 "by name."), stacklevel=3)
 
     def _execute(self, runs: Sequence[Run]) -> None:
-        """Compute the given runs now (used when a single run is called)."""
+        """Compute the given runs now (used when a single run is called).
+
+        Raises :class:`~runstore.errors.RunsUnfinishedError` if one of them is
+        still not done or failed afterwards (another live process computes it).
+        """
         for run in runs:
             self._register_class(type(run))
         ids = [run.id for run in runs]
+        if not self.store.readonly:
+            self.store.recover()  # this process's stranded runs, dead owners' runs
         failed = self._drain(lambda after, n: self.store.claim_ids(ids) if after < 0 else [],
                              None)
         self._raise_failures(failed)
+        states = self.store.states(ids)
+        open_ = [rid for rid in ids if states.get(rid) not in (RunState.DONE.value, _FAILED.value)]
+        if open_:
+            owners = {row["id"]: row for row in self.store.in_flight() if row["id"] in open_}
+            raise RunsUnfinishedError(f"batch {self.name!r}", {
+                rid: (f"running under {owners[rid]['owner']} (pid {owners[rid]['pid']}), "
+                      "which is computing it now" if rid in owners
+                      else f"{states.get(rid, 'missing')}: it could not be claimed")
+                for rid in open_})
 
     def _prepare(self, retry_failed: bool, recompute_changed: bool) -> None:
         if retry_failed:
@@ -446,39 +464,66 @@ class Batch:
                     stacklevel=3)
 
     def _drain(self, claim: Any, bar: Any) -> list[str]:
-        """Claim, compute and commit until nothing is left; return the failed ids."""
+        """Claim, compute and commit until nothing is left; return the failed ids.
+
+        Leases are kept alive while runs compute. Whatever happens, every run
+        claimed here ends recorded or released; if even the release fails (a
+        full disk), the next call in this process takes the runs back.
+        """
         failed: list[str] = []
-        buffer: list[Completion] = []
-        size, last_flush, after, chunk = 0, time.monotonic(), -1, 1
-        try:
-            while rows := claim(after, chunk):
-                started = time.monotonic()
-                for row in rows:
-                    completion = self._compute(row)
-                    buffer.append(completion)
-                    size += sum(a.nbytes for a in (completion.arrays or {}).values())
-                    if completion.state is _FAILED:
-                        failed.append(row.id)
-                    if bar is not None:
-                        bar.update(1)
-                        if failed:
-                            bar.set_postfix(failed=len(failed), refresh=False)
-                    if (len(buffer) >= _FLUSH_RUNS or size >= _FLUSH_BYTES
-                            or time.monotonic() - last_flush >= _FLUSH_SECONDS):
-                        self.store.complete(buffer, self._id)
-                        buffer, size, last_flush = [], 0, time.monotonic()
-                after = max(row.position for row in rows)
-                # Claim about half a second of work at a time.
-                elapsed = time.monotonic() - started
-                chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
-        except BaseException:
+        claimed: dict[int, str] = {}  # claimed here and not yet recorded
+        computed: list[Completion] = []  # computed and not yet recorded
+        with self.store.draining() as reserve:
             try:
-                self.store.complete(buffer, self._id)  # keep what was computed
-            finally:
-                self.store.release()  # and give back what was not
-            raise
-        self.store.complete(buffer, self._id)
+                self._compute_all(claim, bar, computed, claimed, failed)
+                self._commit(computed, claimed, failed)
+            except BaseException as exc:
+                instead = self.store.give_back(computed, claimed, self._id, exc, reserve)
+                if instead is not None:
+                    raise instead from exc
+                raise
+        if claimed:  # never happens unless something above is wrong: say so
+            self.store.release_runs(list(claimed))
+            raise RunsUnfinishedError(f"batch {self.name!r}", {
+                rid: "claimed by this call but neither recorded nor released; it is "
+                     "pending again" for rid in claimed.values()})
         return failed
+
+    def _compute_all(self, claim: Any, bar: Any, computed: list[Completion],
+                     claimed: dict[int, str], failed: list[str]) -> None:
+        size, last_flush, after, chunk = 0, time.monotonic(), -1, 1
+        while rows := claim(after, chunk):
+            claimed.update((row.key, row.id) for row in rows)
+            started = time.monotonic()
+            for row in rows:
+                completion = self._compute(row)
+                computed.append(completion)
+                size += sum(a.nbytes for a in (completion.arrays or {}).values())
+                if completion.state is _FAILED:
+                    failed.append(row.id)
+                if bar is not None:
+                    bar.update(1)
+                    if failed:
+                        bar.set_postfix(failed=len(failed), refresh=False)
+                if (len(computed) >= _FLUSH_RUNS or size >= _FLUSH_BYTES
+                        or time.monotonic() - last_flush >= _FLUSH_SECONDS):
+                    self._commit(computed, claimed, failed)
+                    size, last_flush = 0, time.monotonic()
+            after = max(row.position for row in rows)
+            # Claim about half a second of work at a time.
+            elapsed = time.monotonic() - started
+            chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
+
+    def _commit(self, computed: list[Completion], claimed: dict[int, str],
+                failed: list[str] | None = None) -> None:
+        """Record computed runs; they are no longer this call's to give back."""
+        done = [c for c in computed if c.state is not _FAILED]
+        self.store.complete(computed, self._id)
+        if failed is not None:  # runs whose results could not be stored failed
+            failed += [c.run_id for c in done if c.state is _FAILED]
+        for completion in computed:
+            claimed.pop(completion.run_key, None)
+        computed.clear()
 
     def _compute(self, row: RunRow) -> Completion:
         return compute(self._classes[row.run_type], row, self.store.allow_pickle, self)

@@ -40,6 +40,12 @@ __all__ = [
     "StoreUnreadableError",
     "UnstorableValueError",
     "StorageFullError",
+    # claims and leases
+    "RunstoreWarning",
+    "DuplicateResultWarning",
+    "LeaseError",
+    "RunsUnfinishedError",
+    "ResultsNotRecordedError",
 ]
 
 
@@ -650,3 +656,97 @@ class QueryTimeoutError(StoreError, TimeoutError):
             "RUNSTORE_QUERY_TIME_LIMIT")
         self.path = path
         self.seconds = seconds
+
+
+# -- claims, leases and commits (runstate) ------------------------------------------
+
+
+class RunstoreWarning(UserWarning):
+    """Base class of the warnings runstore issues about runs and their results."""
+
+
+class DuplicateResultWarning(RunstoreWarning):
+    """A finished run was already recorded by another worker; this result was discarded.
+
+    Attributes
+    ----------
+    run_ids : list of str
+        The runs whose duplicate results were discarded.
+    """
+
+    def __init__(self, store: str, run_ids: list[str]) -> None:
+        self.run_ids = run_ids
+        shown = ", ".join(rid[:12] for rid in run_ids[:5])
+        more = f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
+        super().__init__(
+            f"{len(run_ids)} finished runs ({shown}{more}) were already recorded in "
+            f"{store} by another worker (done or failed) while this process computed "
+            f"them; the stored outcome is kept and this process's duplicate results "
+            f"were discarded. Nothing needs to be done.")
+
+
+class LeaseError(RunstoreError, ValueError):
+    """A lease length is not a positive number of seconds.
+
+    Attributes
+    ----------
+    source : str
+        Where it came from (``lease=`` or ``RUNSTORE_LEASE``).
+    value : object
+        The value given.
+    """
+
+    def __init__(self, source: str, value: object) -> None:
+        self.source, self.value = source, value
+        super().__init__(
+            f"{source} must be a positive, finite number of seconds, got {value!r}; "
+            f"give e.g. 600 (ten minutes), or unset it for the default")
+
+
+class RunsUnfinishedError(RunstoreError, RuntimeError):
+    """Runs a call claimed (or asked for) ended neither done nor failed.
+
+    Attributes
+    ----------
+    reasons : dict of str to str
+        For each such run id, its state and why it is not finished.
+    """
+
+    def __init__(self, what: str, reasons: dict[str, str]) -> None:
+        self.reasons = reasons
+        lines = [f"  {rid[:12]}: {why}" for rid, why in list(reasons.items())[:20]]
+        if len(reasons) > 20:
+            lines.append(f"  ... and {len(reasons) - 20} more")
+        super().__init__(
+            f"{len(reasons)} runs of {what} are neither done nor failed:\n"
+            + "\n".join(lines) + "\nNo result was recorded for them. Call again "
+            f"once the process named above is done (or gone); a pending run is "
+            f"computed by the next call.")
+
+
+class ResultsNotRecordedError(_OwnMessage, RunstoreError, OSError):
+    """Finished runs could not be recorded in the store (a full disk, an I/O error).
+
+    The runs are released (pending again), or, if even that failed, taken back
+    by the next call in this process.
+
+    Attributes
+    ----------
+    store : str
+        The store file.
+    count : int
+        How many finished runs were not recorded.
+    cause : str
+        The error the database or file system gave.
+    """
+
+    def __init__(self, store: str, count: int, cause: BaseException) -> None:
+        import os
+
+        self.store, self.count, self.cause = store, count, f"{type(cause).__name__}: {cause}"
+        folder = os.path.dirname(os.path.abspath(store)) if store != ":memory:" else store
+        full = " (is the disk full?)" if "full" not in str(cause).lower() else ""
+        super().__init__(
+            f"{count} finished runs could not be recorded in {store} (folder {folder}): "
+            f"{self.cause}{full}. They were not stored and are pending again. Free "
+            f"space or fix the cause, then call the batch again to compute them.")

@@ -11,8 +11,12 @@ never more than an even share of what is left (so that no worker idles at the
 end), and twice as many chunks as workers are kept in flight. Leases of claimed runs
 are extended while they wait or compute.
 
-If a worker process dies (killed, or crashed in compiled code), its pool
-breaks and every run in flight is lost with it: they return to PENDING and
+A heartbeat thread keeps the leases alive while runs compute. A worker that
+dies is seen by its pid (a zombie counts as dead), not only through the pool's
+breakage: a worker killed while it sends a result would otherwise leave the
+pool waiting for the rest of the message forever. If a worker process dies
+(killed, or crashed in compiled code), its pool is stopped (its other workers
+killed) and every run in flight is lost with it: they return to PENDING and
 become suspects, and the pool is started again. Suspects then run alone, one
 task at a time, so that a death can be attributed: a run whose worker dies
 twice while it runs alone is recorded FAILED; the others complete normally.
@@ -37,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import PoolError
 from .run import Run, code_fingerprint, compute
 from .schema import RunState
-from .store import DEFAULT_LEASE, Completion, RunRow
+from .errors import RunsUnfinishedError
+from .leases import process_is_dead
+from .store import Completion, RunRow
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -48,6 +54,10 @@ __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 CHUNK_SECONDS = 0.1
 #: A run whose worker died this many times while it ran alone is recorded FAILED.
 MAX_DEATHS = 2
+#: Seconds between looks at the futures, the buffer and the workers' pids.
+_POLL = 0.5
+#: Seconds to wait for an abandoned pool's manager thread to end.
+_ABANDON_SECONDS = 10.0
 
 
 def limit_threads(threads: int) -> None:
@@ -155,33 +165,49 @@ class _Drain:
         self.remaining = pending  # runs not yet claimed, as far as this drain knows
         self.suspects: set[str] = set()  # lost when a pool broke: they run alone
         self.deaths: dict[str, int] = {}  # deaths of a worker running a suspect alone
-        self.last_flush = self.last_heartbeat = time.monotonic()
+        self.claimed: dict[int, str] = {}  # claimed by this drain, not yet recorded
+        self.last_flush = time.monotonic()
         self.wisdom = self.store.fftw_wisdom()
 
     def run(self) -> list[str]:
-        try:
-            while self._top_up() or self.in_flight:
-                done, _ = wait(list(self.in_flight), timeout=1.0,
-                               return_when=FIRST_COMPLETED)
-                for future in done:
-                    rows = self.in_flight.pop(future, None)
-                    if rows is not None:  # else harvested when a worker died
-                        self._collect(future, rows)
-                self._maintain()
-        except BaseException:
-            for future in self.in_flight:
-                future.cancel()
+        with self.store.draining() as reserve:
             try:
-                self.store.complete(self.buffer, self.batch._id)  # keep what was computed
-            finally:
-                self.store.release()  # and give back what was not
+                while self._top_up() or self.in_flight:
+                    done, _ = wait(list(self.in_flight), timeout=_POLL,
+                                   return_when=FIRST_COMPLETED)
+                    for future in done:
+                        rows = self.in_flight.pop(future, None)
+                        if rows is not None:  # else harvested when a worker died
+                            self._collect(future, rows)
+                    self._maintain()
+                self._flush()
+            except BaseException as exc:
+                for future in self.in_flight:
+                    future.cancel()
                 if self.owns_pool:
-                    self.executor.shutdown(wait=False, cancel_futures=True)
-            raise
-        self.store.complete(self.buffer, self.batch._id)
+                    _abandon(self.executor)
+                instead = self.store.give_back(self.buffer, self.claimed, self.batch._id,
+                                               exc, reserve)
+                if instead is not None:
+                    raise instead from exc
+                raise
         if self.owns_pool:
             self.executor.shutdown()
+        if self.claimed:  # never happens unless something above is wrong: say so
+            self.store.release_runs(list(self.claimed))
+            raise RunsUnfinishedError(f"batch {self.batch.name!r}", {
+                rid: "claimed by this call but neither recorded nor released; it is "
+                     "pending again" for rid in self.claimed.values()})
         return self.failed
+
+    def _flush(self) -> None:
+        """Record the buffered outcomes; they are no longer this drain's to give back."""
+        done = [c for c in self.buffer if c.state is not RunState.FAILED]
+        self.store.complete(self.buffer, self.batch._id)
+        self.failed += [c.run_id for c in done if c.state is RunState.FAILED]  # unstorable
+        for completion in self.buffer:
+            self.claimed.pop(completion.run_key, None)
+        self.buffer, self.last_flush = [], time.monotonic()
 
     def _top_up(self) -> bool:
         """Claim and submit chunks until enough are in flight; False when none is left."""
@@ -192,6 +218,7 @@ class _Drain:
             rows = self.store.claim(self.batch._id, types, size, self.after)
             if not rows:
                 return bool(self.in_flight)
+            self.claimed.update((row.key, row.id) for row in rows)
             self.remaining = max(0, self.remaining - len(rows))
             self.after = max(row.position for row in rows)
             by_type: dict[str, list[RunRow]] = {}
@@ -250,6 +277,7 @@ class _Drain:
 
     def _worker_died(self, rows: list[RunRow]) -> None:
         """A worker process died: requeue (or fail) the runs that were in flight."""
+        _abandon(self.executor)  # broken, or about to hang on the dead worker's pipe
         lost = list(rows)
         finished = {f: group for f, group in self.in_flight.items()
                     if f.done() and not f.cancelled() and f.exception() is None}
@@ -258,25 +286,26 @@ class _Drain:
         self.in_flight.clear()
         for future, group in finished.items():  # computed before the pool broke: keep
             self._collect(future, group)
-        self._blame(lost)
-        self.store.complete(self.buffer, self.batch._id)
-        self.buffer = []
-        self.store.release()
-        self.after = -1  # the requeued runs sit behind the cursor
+        self._give_up(lost)
         if not (self.owns_pool and self.restartable):
             raise PoolError(
                 "a worker process of the executor died; the runs it had in flight are "
                 "pending again. Restart the executor and call the batch again.")
-        self.executor.shutdown(wait=False, cancel_futures=True)
         self.executor = process_pool(self.processes)
 
     def _requeue(self, rows: list[RunRow]) -> None:
         """One task's worker died while the executor goes on: requeue its runs."""
-        self._blame(rows)
-        self.store.complete(self.buffer, self.batch._id)
-        self.buffer = []
-        self.store.release_runs([row.key for row in rows])
-        self.after = -1
+        self._give_up(rows)
+
+    def _give_up(self, lost: list[RunRow]) -> None:
+        """Record what is buffered, and return the lost runs to pending (or fail them)."""
+        self._blame(lost)
+        self._flush()
+        keys = [row.key for row in lost if row.key in self.claimed]
+        self.store.release_runs(keys)
+        for key in keys:
+            self.claimed.pop(key, None)
+        self.after = -1  # the requeued runs sit behind the cursor
 
     def _blame(self, lost: list[RunRow]) -> None:
         """Fail a suspect that was alone when its worker died twice; suspect the rest."""
@@ -294,13 +323,12 @@ class _Drain:
             self.suspects.update(row.id for row in lost)
 
     def _maintain(self) -> None:
-        now = time.monotonic()
-        if self.buffer and now - self.last_flush >= 1.0:
-            self.store.complete(self.buffer, self.batch._id)
-            self.buffer, self.last_flush = [], now
-        if now - self.last_heartbeat >= DEFAULT_LEASE / 4:
-            self.store.extend_leases(DEFAULT_LEASE)
-            self.last_heartbeat = now
+        if self.buffer and time.monotonic() - self.last_flush >= 1.0:
+            self._flush()
+        if self.in_flight and _dead_workers(self.executor):
+            # Seen by its pid, whether or not the pool noticed: a worker killed
+            # while it sends a result leaves the pool waiting for the rest forever.
+            self._worker_died([])
 
 
 def _failed(row: RunRow, batch: Batch, exc: BaseException) -> Completion:
@@ -314,6 +342,41 @@ def _failed(row: RunRow, batch: Batch, exc: BaseException) -> Completion:
                       error_message=message, traceback=None, started_at=now,
                       finished_at=now, runtime=None,
                       code_fingerprint=code_fingerprint(cls) if cls else None)
+
+
+def _dead_workers(executor: Executor) -> list[int]:
+    """The pids of a process pool's workers that are gone (zombies count)."""
+    processes = getattr(executor, "_processes", None)  # ProcessPoolExecutor's workers
+    if not isinstance(executor, ProcessPoolExecutor) or not processes:
+        return []
+    return [pid for pid in list(processes) if process_is_dead(pid)]
+
+
+def _abandon(executor: Executor) -> None:
+    """Stop a broken process pool at once, its workers killed, its threads ended.
+
+    A worker killed while it sends a result leaves the pool's manager thread
+    reading the rest of the message forever (and the other workers waiting
+    for the pipe's lock): with every worker killed, closing this process's
+    copy of the pipe's writing end lets that read meet end-of-file, and the
+    pool ends as broken. Must run before a new pool is forked, whose workers
+    would inherit that end.
+    """
+    if not isinstance(executor, ProcessPoolExecutor):
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass  # gone already
+    results = getattr(executor, "_result_queue", None)
+    manager = getattr(executor, "_executor_manager_thread", None)
+    executor.shutdown(wait=False, cancel_futures=True)
+    writer = getattr(results, "_writer", None)
+    if writer is not None:
+        writer.close()
+    if manager is not None:
+        manager.join(timeout=_ABANDON_SECONDS)
 
 
 def _worker_count(executor: Executor) -> int:

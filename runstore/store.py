@@ -25,6 +25,8 @@ import sqlite3
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import json
@@ -43,7 +45,10 @@ from .arrays import ArrayStore, MemoryArrayStore, expected_array, full_disk_erro
 from .encoding import Indexed, canonical_json
 from .errors import (
     ArrayFileError,
+    DuplicateResultWarning,
     NotAStoreError,
+    ResultsNotRecordedError,
+    RunstoreError,
     ReadOnlyStoreError,
     RunNotFound,
     SchemaOutdatedError,
@@ -51,6 +56,7 @@ from .errors import (
     StoreOptionError,
 )
 from .interfaces import IRunStore, implementer
+from .leases import DEFAULT_LEASE, HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
 from .identity import run_id_of_pairs
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
@@ -60,11 +66,11 @@ from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_s
 from .views import batch_select, check_view_name, create_view
 from .views import quote as quote_identifier
 
-__all__ = ["Store", "RunRow", "Completion", "Adopted", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 
 _STATE_VALUES = {state: state.value for state in RunState}
-#: Seconds a claim lasts before another worker may take the run over.
-DEFAULT_LEASE = 600.0
+#: States in which a finished result is recorded, and in which it is a duplicate.
+_OPEN, _CLOSED = ("running", "pending"), ("done", "failed")
 
 
 #: The columns of ``runs`` that hold a run's outcome (taken over on import).
@@ -150,6 +156,31 @@ def arrays_folder(db_path: Path) -> Path:
     return db_path.with_name(db_path.name.removesuffix(".db") + ".arrays")
 
 
+class Reserve:
+    """A few MiB of disk held by a drain, freed when the disk is full (see Store.draining)."""
+
+    SIZE = 4 * 2**20
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(b"\0" * self.SIZE)
+            except OSError:  # no room even for this: nothing to free later
+                self.free()
+
+    def free(self) -> None:
+        """Delete the reserve file (again is harmless)."""
+        if self.path is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            self.path = None
+
+
 @implementer(IRunStore)
 class Store:
     """A runstore store file, opened.
@@ -183,16 +214,24 @@ class Store:
         application (it is left unchanged).
     StoreOptionError
         If ``synchronous`` is not one of the levels above.
+    lease
+        Seconds a claim of this process lasts without a heartbeat (default:
+        ``RUNSTORE_LEASE`` or 600). Drains extend their leases while they
+        compute; a lease only matters to workers on other hosts, since a run
+        claimed by a live process of the store's host is never taken from it.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
                  allow_pickle: bool = False,
                  arrays: str | os.PathLike[str] | None = None,
-                 synchronous: str = "normal") -> None:
+                 synchronous: str = "normal", lease: float | None = None) -> None:
         self.readonly = readonly
         self.allow_pickle = allow_pickle
         self.synchronous = _synchronous_level(synchronous)
         self.owner = owner_token()
+        self.lease = lease_seconds(lease)
+        self._claims: set[int] = set()  # held by drains using this object
+        self._claims_lock = threading.Lock()
         self._columns_seen: set[tuple[int, str, str]] = set()
         self._found = Survey(None, False)
         if path is None:
@@ -208,6 +247,9 @@ class Store:
                 db.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(url)
             self.arrays = ArrayStore(arrays if arrays is not None else arrays_folder(db))
+        # Claims held in this process are tracked per file, whatever object opened it.
+        self._file = (f":memory:{id(self)}" if path is None
+                      else os.path.realpath(self.path))
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
         event.listen(self.engine, "connect", self._bound_queries)
@@ -357,27 +399,51 @@ class Store:
                 conn.exec_driver_sql(f"PRAGMA application_id = {int(APPLICATION_ID)}")
 
     def recover(self) -> int:
-        """Return to PENDING the runs claimed by processes of this host that died.
+        """Return to PENDING the runs whose owner is gone; return how many.
 
-        Runs claimed on other hosts return to PENDING when their lease expires.
-        Returns how many runs were released.
+        Those are the runs claimed by processes of this host that died (a
+        zombie counts as dead), the runs of this process that none of its
+        drains holds any more (stranded when their drain could record neither
+        result nor release), and the runs of other hosts whose lease expired.
+        A run claimed by a live process of this host is never taken from it,
+        whatever its lease says.
         """
-        host = socket.gethostname()
         with self._reading() as conn:
+            if conn.exec_driver_sql(
+                    "SELECT 1 FROM runs WHERE state = 'running' LIMIT 1").scalar() is None:
+                return 0
+        host = socket.gethostname()
+        with self._writing("recover runs") as conn:
             owners = [row[0] for row in conn.exec_driver_sql(
                 "SELECT DISTINCT owner FROM runs WHERE state = 'running'")]
-        dead = [owner for owner in owners if _is_dead_local_owner(owner, host)]
+            dead = [o for o in owners if o != self.owner and owner_is_dead(o, host)]
+            released = sum(conn.exec_driver_sql(
+                "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                "WHERE state = 'running' AND owner IS ?", (owner,)).rowcount for owner in dead)
+            if self.owner in owners:
+                released += self._release_stranded(conn)
+            # Leases decide only for owners whose liveness cannot be seen here.
+            alive = [o for o in owners if o not in dead and _on_host(o, host)]
+            spared = f" AND owner NOT IN ({','.join('?' * len(alive))})" if alive else ""
+            released += conn.exec_driver_sql(
+                "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                f"WHERE state = 'running' AND lease_expires < ?{spared}",
+                (clock(), *alive)).rowcount
+        return released
+
+    def _release_stranded(self, conn: sa.Connection) -> int:
+        """Release this process's RUNNING runs that no drain of it holds."""
+        held = HELD.held(self._file)  # read inside the write transaction: claims
+        # register their runs before they commit, so none is missed
+        stranded = [key for (key,) in conn.exec_driver_sql(
+            "SELECT key FROM runs WHERE state = 'running' AND owner = ?", (self.owner,))
+            if key not in held]
         released = 0
-        if owners:
-            with self._writing() as conn:
-                for owner in dead:
-                    released += conn.exec_driver_sql(
-                        "UPDATE runs SET state = 'pending', owner = NULL, "
-                        "lease_expires = NULL WHERE state = 'running' AND owner = ?",
-                        (owner,)).rowcount
-                released += conn.exec_driver_sql(
-                    "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
-                    "WHERE state = 'running' AND lease_expires < ?", (time.time(),)).rowcount
+        for chunk in _chunks(stranded):
+            released += conn.exec_driver_sql(
+                "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                f"WHERE key IN ({','.join('?' * len(chunk))}) AND state = 'running' "
+                "AND owner = ?", (*chunk, self.owner)).rowcount
         return released
 
     # -- batches and registration ---------------------------------------------------
@@ -589,11 +655,12 @@ class Store:
     # -- running ------------------------------------------------------------------------
 
     def claim(self, batch: int, run_types: Sequence[str], limit: int, after: int = -1,
-              lease: float = DEFAULT_LEASE) -> list[RunRow]:
+              lease: float | None = None) -> list[RunRow]:
         """Atomically move up to ``limit`` pending runs of a batch to RUNNING.
 
         Runs are taken in batch order after position ``after``; only runs of
-        the given types (whose classes the caller has) are taken.
+        the given types (whose classes the caller has) are taken. The claimed
+        runs are held by this object until completed or released.
         """
         if not run_types:
             return []
@@ -606,7 +673,7 @@ class Store:
                 "ORDER BY e.position LIMIT ?", (batch, after, *run_types, limit)).all()
             return self._claim(conn, {key: pos for pos, key in candidates}, lease)
 
-    def claim_ids(self, run_ids: Sequence[str], lease: float = DEFAULT_LEASE) -> list[RunRow]:
+    def claim_ids(self, run_ids: Sequence[str], lease: float | None = None) -> list[RunRow]:
         """Atomically move the given runs, those still pending, to RUNNING."""
         with self._writing("run runs") as conn:
             keys = _keys(conn, run_ids)
@@ -614,7 +681,7 @@ class Store:
                                       if rid in keys}, lease)
 
     def _claim(self, conn: sa.Connection, positions: dict[int, int],
-               lease: float) -> list[RunRow]:
+               lease: float | None) -> list[RunRow]:
         if not positions:
             return []
         marks = ",".join("?" * len(positions))
@@ -623,77 +690,199 @@ class Store:
             "attempts = attempts + 1, host = ?, pid = ? "
             f"WHERE key IN ({marks}) AND state = 'pending' "
             "RETURNING key, id, run_type, parameters",
-            (self.owner, time.time() + lease, socket.gethostname(), os.getpid(),
+            (self.owner, clock() + (lease or self.lease), socket.gethostname(), os.getpid(),
              *positions)).all()
+        # Held before the claim commits, so that no recover() of this process
+        # sees these runs as stranded.
+        self._hold([key for key, *_ in claimed])
         rows = [RunRow(positions[key], rid, rtype, params, RunState.RUNNING.value, key)
                 for key, rid, rtype, params in claimed]
         return sorted(rows, key=lambda r: r.position)
 
+    def _hold(self, keys: Sequence[int]) -> None:
+        with self._claims_lock:
+            self._claims.update(keys)
+            HELD.hold(self._file, keys)
+
+    def _drop(self, keys: Iterable[int]) -> None:
+        keys = list(keys)
+        with self._claims_lock:
+            self._claims.difference_update(keys)
+            HELD.drop(self._file, keys)
+
+    @contextmanager
+    def draining(self) -> Iterator[Reserve]:
+        """What a drain runs in: its leases kept alive, and some disk space in reserve.
+
+        A heartbeat thread extends this process's leases every quarter lease.
+        The reserve is a small file beside the side files, freed by
+        :meth:`give_back` when the disk fills up, so that the runs of the
+        drain can still be released.
+        """
+        if self.path == ":memory:":  # nothing outside this process can take its runs
+            yield Reserve(None)
+            return
+        reserve = Reserve(self.arrays.directory / f".reserve-{os.getpid()}-{id(self):x}")
+        try:
+            with Heartbeat(self.extend_leases, self.lease / 4):
+                yield reserve
+        finally:
+            reserve.free()
+
+    def give_back(self, computed: list[Completion], keys: Iterable[int], batch: int | None,
+                  error: BaseException, reserve: Reserve) -> BaseException | None:
+        """After ``error`` stopped a drain: keep what was computed, release the rest.
+
+        ``keys`` are the runs the drain claimed and has not recorded. If the
+        disk or the database failed, the reserve is freed and every such run is
+        released (what was computed is computed again later); else computed
+        runs are recorded first. If even the release fails, the runs are no
+        longer held, so the next drain of this process takes them back.
+        Returns the error to raise instead of ``error``, if any.
+        """
+        keys = set(keys)
+        if _environmental(error):
+            reserve.free()
+        else:
+            try:
+                self.complete(computed, batch)  # keep what was computed
+                keys -= {c.run_key for c in computed}
+            except Exception:  # noqa: BLE001 (the error that stopped the drain is raised)
+                pass
+        try:
+            self.release_runs(sorted(keys))  # and give back what was not
+        except Exception:  # noqa: BLE001 (no longer held: the next call takes them back)
+            pass
+        if _environmental(error) and not isinstance(error, RunstoreError):
+            return ResultsNotRecordedError(self.path, len(keys), error)
+        return None
+
     def complete(self, completions: Sequence[Completion], batch: int | None = None) -> int:
         """Record finished runs: arrays to a new side file, then one transaction.
 
-        Only runs still RUNNING under this store's owner are updated (a run
-        whose lease was lost to another worker keeps that worker's result).
-        The new scalar result keys become columns of ``batch``'s SQL view.
-        Returns the number of runs recorded.
+        A run is recorded if it is RUNNING, or PENDING again (its claim was
+        lost but nobody recorded it meanwhile); a run already DONE or FAILED
+        keeps its outcome, and this duplicate is discarded with a
+        :class:`~runstore.errors.DuplicateResultWarning`. Typed result rows are
+        written for recorded runs only. A completion whose data cannot be
+        stored (the database driver or HDF5 refuses it) is recorded FAILED
+        with that error, the others as they are. An error of the disk or the
+        database (full, I/O) propagates, and then nothing of the call is
+        recorded. The new scalar result keys become columns of ``batch``'s
+        SQL view. Returns the number of runs recorded.
         """
-        if not completions:
+        first: dict[int, Completion] = {}
+        for completion in completions:  # a run given twice is recorded once
+            first.setdefault(completion.run_key, completion)
+        unique = list(first.values())
+        if not unique:
             return 0
-        arrays = {c.run_id: c.arrays for c in completions if c.arrays}
-        filename = self.arrays.write(arrays) if arrays else None
-        versions = (_runstore_version(), sys.version.split()[0])
-        with self._writing("store results") as conn:
-            recorded = conn.exec_driver_sql(
-                "UPDATE runs SET state = ?, result = ?, array_file = ?, "
-                "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
-                "finished_at = ?, runtime = ?, code_fingerprint = ?, "
-                "runstore_version = ?, python_version = ?, owner = NULL, "
-                "lease_expires = NULL, result_origin = NULL "
-                "WHERE key = ? AND state = 'running' AND owner = ?",
-                [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
-                  c.error_type, c.error_message, c.traceback, c.started_at,
-                  c.finished_at, c.runtime, c.code_fingerprint, *versions,
-                  c.run_key, self.owner) for c in completions]).rowcount
-            if batch is not None:
-                keys = {key for c in completions if c.scalars for key in c.scalars}
-                new = self._add_columns(conn, batch, "result", keys)
-                if new:  # rare: the other batches that hold these runs learn them too
-                    carriers = [c.run_key for c in completions
-                                if c.scalars and new & c.scalars.keys()]
-                    for other in _batches_of(conn, carriers, batch):
-                        self._add_columns(conn, other, "result", new)
-            _executemany(
-                conn, "INSERT OR REPLACE INTO result_values "
-                "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
-                [(c.run_key, key, f.kind, f.number, f.text, f.canonical)
-                 for c in completions if c.scalars for key, f in c.scalars.items()])
+        recorded, discarded = self._record_isolating(unique, batch)
+        self._drop(c.run_key for c in unique)  # recorded, or someone else's now
+        if discarded:
+            warnings.warn(DuplicateResultWarning(self.path, discarded), stacklevel=2)
         return recorded
 
+    def _record_isolating(self, completions: Sequence[Completion], batch: int | None
+                          ) -> tuple[int, list[str]]:
+        """Record completions; find and fail those whose data cannot be stored."""
+        try:
+            return self._record(completions, batch)
+        except Exception as exc:
+            if _environmental(exc):
+                raise
+            if len(completions) == 1:
+                return self._record([_unstorable(completions[0], exc)], batch)
+        half = len(completions) // 2
+        first = self._record_isolating(completions[:half], batch)
+        second = self._record_isolating(completions[half:], batch)
+        return first[0] + second[0], first[1] + second[1]
+
+    def _record(self, completions: Sequence[Completion], batch: int | None
+                ) -> tuple[int, list[str]]:
+        arrays = {c.run_id: c.arrays for c in completions if c.arrays}
+        filename = self._write_arrays(arrays) if arrays else None
+        versions = (_runstore_version(), sys.version.split()[0])
+        try:
+            with self._writing("store results") as conn:
+                states = _states_of(conn, [c.run_key for c in completions])
+                taken = [c for c in completions if states.get(c.run_key) in _OPEN]
+                _executemany(
+                    conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+                    "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+                    "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+                    "runstore_version = ?, python_version = ?, owner = NULL, "
+                    "lease_expires = NULL, result_origin = NULL "
+                    "WHERE key = ? AND state IN ('running', 'pending')",
+                    [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
+                      c.error_type, c.error_message, c.traceback, c.started_at,
+                      c.finished_at, c.runtime, c.code_fingerprint, *versions,
+                      c.run_key) for c in taken])
+                self._record_scalars(conn, taken, batch)
+        except Exception as exc:
+            if filename is not None and not _environmental(exc):
+                self.arrays.remove(filename)  # a statement failed: nothing was committed
+            raise
+        if filename is not None and not any(c.arrays for c in taken):
+            self.arrays.remove(filename)  # no committed row points into it
+        return len(taken), [c.run_id for c in completions
+                            if states.get(c.run_key) in _CLOSED]
+
+    def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]]) -> str:
+        try:
+            return self.arrays.write(arrays)
+        except FileNotFoundError:  # its .part file was removed (`gc --min-age 0`): again
+            return self.arrays.write(arrays)
+
+    def _record_scalars(self, conn: sa.Connection, taken: Sequence[Completion],
+                        batch: int | None) -> None:
+        """Typed result rows of recorded runs, and the view columns they need."""
+        if batch is not None:
+            keys = {key for c in taken if c.scalars for key in c.scalars}
+            new = self._add_columns(conn, batch, "result", keys)
+            if new:  # rare: the other batches that hold these runs learn them too
+                carriers = [c.run_key for c in taken if c.scalars and new & c.scalars.keys()]
+                for other in _batches_of(conn, carriers, batch):
+                    self._add_columns(conn, other, "result", new)
+        _executemany(
+            conn, "INSERT OR REPLACE INTO result_values "
+            "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
+            [(c.run_key, key, f.kind, f.number, f.text, f.canonical)
+             for c in taken if c.scalars for key, f in c.scalars.items()])
+
     def release(self) -> int:
-        """Return this process's RUNNING runs to PENDING (after an interruption)."""
+        """Return to PENDING the runs this object holds, and this process's stranded runs.
+
+        Used after an interruption. Even if the release itself fails (a full
+        disk), the runs are no longer held, so the next drain of this process
+        (or any recover()) takes them back.
+        """
+        with self._claims_lock:
+            keys = list(self._claims)
+        self._drop(keys)
         with self._writing("release runs") as conn:
-            released: int = conn.exec_driver_sql(
-                "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
-                "WHERE state = 'running' AND owner = ?", (self.owner,)).rowcount
-            return released
+            return self._release_stranded(conn)
 
     def release_runs(self, keys: Sequence[int]) -> int:
-        """Return some of this owner's RUNNING runs to PENDING."""
+        """Return some of this owner's RUNNING runs to PENDING (held no more, even on failure)."""
         released = 0
-        with self._writing("release runs") as conn:
-            for chunk in _chunks(keys):
-                released += conn.exec_driver_sql(
-                    "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
-                    f"WHERE key IN ({','.join('?' * len(chunk))}) AND state = 'running' "
-                    "AND owner = ?", (*chunk, self.owner)).rowcount
+        try:
+            with self._writing("release runs") as conn:
+                for chunk in _chunks(keys):
+                    released += conn.exec_driver_sql(
+                        "UPDATE runs SET state = 'pending', owner = NULL, lease_expires = NULL "
+                        f"WHERE key IN ({','.join('?' * len(chunk))}) AND state = 'running' "
+                        "AND owner = ?", (*chunk, self.owner)).rowcount
+        finally:
+            self._drop(keys)
         return released
 
-    def extend_leases(self, lease: float = DEFAULT_LEASE) -> int:
+    def extend_leases(self, lease: float | None = None) -> int:
         """Extend the leases of this owner's RUNNING runs (a heartbeat)."""
         with self._writing("extend leases") as conn:
             extended: int = conn.exec_driver_sql(
                 "UPDATE runs SET lease_expires = ? WHERE state = 'running' AND owner = ?",
-                (time.time() + lease, self.owner)).rowcount
+                (clock() + (lease or self.lease), self.owner)).rowcount
             return extended
 
     def reset(self, run_ids: Sequence[str], from_states: Sequence[RunState]) -> int:
@@ -1167,6 +1356,16 @@ def _executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> 
         conn.exec_driver_sql(sql, rows)
 
 
+def _states_of(conn: sa.Connection, run_keys: Sequence[int]) -> dict[int, str]:
+    """Map the given run keys to their states."""
+    states: dict[int, str] = {}
+    for chunk in _chunks(run_keys):
+        states.update(conn.exec_driver_sql(
+            f"SELECT key, state FROM runs WHERE key IN ({','.join('?' * len(chunk))})",
+            tuple(chunk)).all())
+    return states
+
+
 def _keys(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, int]:
     """Map the given run ids that are stored to their row keys."""
     keys: dict[str, int] = {}
@@ -1204,18 +1403,31 @@ def _use_wal(cursor: Any, patience: float = 60.0) -> None:
             time.sleep(random.uniform(0.005, 0.05))
 
 
+def _environmental(exc: BaseException) -> bool:
+    """Whether a failed commit is the disk's or the database's fault, not one run's data."""
+    return isinstance(exc, (OSError, MemoryError, sa.exc.OperationalError))
+
+
+def _unstorable(completion: Completion, exc: BaseException) -> Completion:
+    """Turn a run whose outcome cannot be stored into a FAILED one saying why (in place,
+    so that the drain that made it sees the failure)."""
+    completion.state = RunState.FAILED
+    completion.result_json = completion.scalars = completion.arrays = None
+    completion.error_type = type(exc).__qualname__
+    completion.error_message = (f"its result could not be stored: {exc}. Return values "
+                                f"runstore and SQLite can store (see the results how-to)")
+    completion.traceback = "".join(traceback.format_exception(exc))
+    return completion
+
+
 def _is_dead_local_owner(owner: str | None, host: str) -> bool:
-    if not owner:
-        return True
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != host:
-        return False
-    pid, started = int(parts[1]), float(parts[2])
-    try:
-        alive_since: float = psutil.Process(pid).create_time()
-        return abs(alive_since - started) > 0.01
-    except psutil.NoSuchProcess:
-        return True
+    """Whether an owner token names a process of ``host`` (this one) that is gone."""
+    return owner_is_dead(owner, host)
+
+
+def _on_host(owner: str | None, host: str) -> bool:
+    """Whether an owner token names a process of ``host``, whose liveness is seen."""
+    return bool(owner) and str(owner).rsplit(":", 2)[0] == host
 
 
 def _disk_full(exc: sa.exc.OperationalError) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import threading
 import warnings
 from collections.abc import Sequence
 
@@ -24,7 +23,7 @@ from .errors import RunsFailedError, UncomputedRunsWarning, WorkerError
 from .identity import type_name
 from .pool import limit_threads
 from .run import Run
-from .store import DEFAULT_LEASE, Store
+from .store import Store
 
 __all__ = ["import_run_class", "work", "work_in_processes"]
 
@@ -92,10 +91,8 @@ def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
     """
     store = Store(path)
     computed: dict[str, int] = {}
-    heartbeat = _Heartbeat(store)
-    heartbeat.start()
     try:
-        while True:
+        while True:  # each batch call keeps its leases alive while it computes
             progress = 0
             for name in [batch] if batch else store.batch_names():
                 progress += _drain_batch(store, name, modules, verbose, computed)
@@ -103,7 +100,6 @@ def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
             if not progress and not released:
                 return computed
     finally:
-        heartbeat.stop()
         store.close()
 
 
@@ -133,27 +129,6 @@ def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
     if done:
         computed[name] = computed.get(name, 0) + done
     return done
-
-
-class _Heartbeat:
-    """Extends this worker's leases while long runs compute."""
-
-    def __init__(self, store: Store, lease: float = DEFAULT_LEASE) -> None:
-        self.store, self.lease = store, lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True,
-                                        name="runstore-heartbeat")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lease / 4):
-            self.store.extend_leases(self.lease)
 
 
 def work_in_processes(path: str, processes: int, batch: str | None = None,

@@ -213,3 +213,97 @@ class Spectral(runstore.Run):
         x = np.random.default_rng(seed).normal(size=n) + 0j
         spectrum = fft.get_fft(x, backend="fftw", threads=1)(x)
         return {"peak": float(np.abs(spectrum).max()), "had_wisdom": had_wisdom}
+
+
+class BigSender(runstore.Run):
+    """Returns 4 MiB of arrays; just before, leaves a file ``<folder>/<i>-<pid>``.
+
+    The file tells a test the instant the worker starts sending its result, so
+    that it can kill the worker mid-send.
+    """
+
+    def run(self, i=0, folder="", mib=4):
+        data = np.full(mib * 2**17, float(i))  # 8-byte floats
+        if folder:
+            open(os.path.join(folder, f"{i}-{os.getpid()}"), "w").close()
+        return {"i": i, "data": data}
+
+
+class Stamped(runstore.Run):
+    """Sleeps, logs ``x nonce pid`` to a file, returns the nonce: tells computations apart."""
+
+    def run(self, x=0, log="", seconds=0.0):
+        import uuid
+
+        time.sleep(seconds)
+        nonce = uuid.uuid4().hex
+        with open(log, "a") as f:
+            f.write(f"{x} {nonce} {os.getpid()}\n")
+        return {"x": x, "nonce": nonce, "pad": np.full(64, float(x))}
+
+
+class FillsDisk(runstore.Run):
+    """Returns an 8 KiB array; run ``at`` fills the disk with the file ``ballast``.
+
+    It does so once: it leaves the file ``once`` (elsewhere) when it did.
+    """
+
+    def run(self, i=0, ballast="", once="", at=-1, seconds=0.0, reserves=""):
+        time.sleep(seconds)
+        if i == at and ballast and not os.path.exists(once):
+            open(once, "w").close()
+            chunk = b"\0" * 2**16
+            with open(ballast, "wb") as f:
+                for left in (True, bool(reserves)):  # with ``reserves``, theirs too
+                    if not left:
+                        break
+                    for name in os.listdir(reserves) if reserves else ():
+                        if name.startswith(".reserve-"):
+                            os.unlink(os.path.join(reserves, name))
+                    try:
+                        while True:
+                            f.write(chunk)
+                            f.flush()
+                    except OSError:  # the disk is full now
+                        pass
+        return {"i": i, "data": np.full(1024, float(i))}
+
+
+class MovesFolder(runstore.Run):
+    """Run ``at`` puts a file where the store's side-file folder was (moved aside), once."""
+
+    def run(self, i=0, folder="", at=-1):
+        if i == at and os.path.isdir(folder) and not os.path.exists(folder + "-once"):
+            open(folder + "-once", "w").close()
+            os.rename(folder, folder + "-aside")
+            open(folder, "w").close()
+        return {"i": i, "data": np.full(16, float(i))}
+
+
+class Unbindable(runstore.Run):
+    """Run ``bad`` returns a string SQLite cannot take (a lone surrogate)."""
+
+    def run(self, i=0, bad=-1):
+        return {"i": i, "text": "\ud800" if i == bad else "fine", "data": np.arange(3.0) + i}
+
+
+class Stolen(runstore.Run):
+    """Loses its claim while it computes: its owner is made another host's, with an
+    expired lease, and another process opens the store (``mode="release"``) or
+    computes the run itself (``mode="recompute"``)."""
+
+    def run(self, x=0, mode="release"):
+        import sqlite3
+        import subprocess
+        import sys
+
+        if os.environ.get("RUNSTORE_TEST_SECOND"):
+            return {"who": "second", "data": np.arange(3.0)}
+        path = self._batch.store.path
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE runs SET owner = 'elsewhere:1:1.000', lease_expires = 0")
+        from tests.test_leases import STEAL, ROOT
+
+        subprocess.run([sys.executable, "-c", STEAL, str(ROOT), path, mode], check=True,
+                       env=dict(os.environ, RUNSTORE_TEST_SECOND="1"), capture_output=True)
+        return {"who": "first", "data": np.arange(3.0)}
