@@ -159,20 +159,46 @@ def test_when_even_the_release_fails_the_next_call_takes_its_stranded_runs_back(
     assert max(run.provenance["attempts"] for run in batch.run) == 2
 
 
-def test_a_commit_that_fails_for_one_run_s_data_keeps_the_others(tmp_path):
+def test_a_bad_result_fails_its_run_only_and_the_others_are_stored(tmp_path):
     from runstore.errors import RunsFailedError
 
     from .runs import Unbindable
 
     batch = Batch("unbindable", path=tmp_path)
     batch.add_factorial_runs(Unbindable, {"i": list(range(40)), "bad": 17})
-    with pytest.raises(RunsFailedError, match="could not be stored"):
+    with pytest.raises(RunsFailedError, match="lone surrogate"):
         batch(verbose=0)
     states = [run.state for run in batch.run]
     assert states == ["done"] * 17 + ["failed"] + ["done"] * 22
     assert all(run.result["i"] == run.parameters["i"] for run in batch.run if run.done)
-    assert "could not be stored" in batch.store.run_record(batch.run[17].id)["error_message"]
-    assert "UnicodeEncodeError" in batch.run[17].error
+    assert "result key 'text'" in batch.store.run_record(batch.run[17].id)["error_message"]
+
+
+def test_a_commit_that_fails_for_one_run_s_data_keeps_the_others(tmp_path):
+    """Below the encoder's checks: the store isolates a completion SQLite refuses."""
+    from runstore.encoding import indexed
+    from runstore.schema import RunState
+    from runstore.store import Completion
+
+    from .runs import Sweep
+
+    batch = Batch("isolating", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": list(range(12)), "B": 1, "C": 0})
+    rows = batch.store.claim(batch._id, ["tests.runs.Sweep"], 12)
+    assert len(rows) == 12
+    completions = [Completion(row.id, row.key, RunState.DONE,
+                              result_json=('["dict",[["val",%d]]]' % i if i != 5
+                                           else '["dict",[["val","\ud800"]]]'),
+                              scalars={"val": indexed(i)} if i != 5 else None)
+                   for i, row in enumerate(rows)]
+    assert batch.store.complete(completions, batch._id) == 12
+    states = [run.state for run in batch.run]
+    assert states == ["done"] * 5 + ["failed"] + ["done"] * 6
+    record = batch.store.run_record(batch.run[5].id)
+    assert "could not be stored" in record["error_message"]
+    assert "UnicodeEncodeError" in record["traceback"]
+    assert [run.result["val"] for run in batch.run if run.done] == [*range(5), *range(6, 12)]
+    assert batch.store.in_flight() == []
     assert batch.store.check().ok
 
 
