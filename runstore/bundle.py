@@ -216,16 +216,17 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
     target = store.batch_id(batch or source.name)
     assert target is not None  # the store is writable
     for chunk in _chunks(ids):
-        records = source.store.records(chunk)
-        existing = store.records(chunk)
-        runs = [_adopted(records[rid], source.store.path, trust) for rid in chunk]
-        takes = [run for run in runs if run.record["state"] == "done" and (
-            run.record["id"] not in existing
-            or existing[run.record["id"]]["state"] in ("pending", "failed"))]
-        arrays = {run.record["id"]: _arrays_of(source.store, run) for run in takes}
+        existing = store.records(chunk)  # a guess: adopt_runs decides in its transaction
+        with source.store.snapshot():  # each run's row and arrays as they were together
+            records = source.store.records(chunk)
+            runs = [_adopted(records[rid], source.store.path, trust) for rid in chunk]
+            takes = [run for run in runs if run.record["state"] == "done" and (
+                run.record["id"] not in existing
+                or existing[run.record["id"]]["state"] in ("pending", "failed"))]
+            arrays = {run.record["id"]: _arrays_of(source.store, run) for run in takes}
         arrays = {rid: named for rid, named in arrays.items() if named}
         filename = store.arrays.write(arrays) if arrays else None
-        added, completed = store.adopt_runs(target, runs, filename)
+        added, completed = store.adopt_runs(target, runs, filename, with_arrays=arrays)
         report.added += added
         report.completed += completed
         report.present += len(runs) - added - completed

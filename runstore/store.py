@@ -91,6 +91,15 @@ class Adopted:
     record: dict[str, Any]
     parameters: dict[str, Indexed]
     scalars: dict[str, Indexed]
+    #: Set when the run turned out to be new to the store it was adopted by.
+    new: bool = False
+
+    def without_result(self) -> Adopted:
+        """The same run, pending: its result's arrays did not come with it."""
+        record = dict(self.record)
+        record.update({column: None for column in _RESULT_COLUMNS})
+        record.update(state=RunState.PENDING.value, attempts=0)
+        return Adopted(record, self.parameters, {})
 
     def row(self, array_file: str | None) -> dict[str, Any]:
         """The row to insert here: claims dropped, arrays in ``array_file``."""
@@ -1007,17 +1016,40 @@ class Store:
                     found[row["id"]] = dict(row)
         return found
 
-    def adopt_runs(self, batch: int, runs: Sequence[Adopted], array_file: str | None
-                   ) -> tuple[int, int]:
+    def adopt_runs(self, batch: int, runs: Sequence[Adopted], array_file: str | None,
+                   with_arrays: Iterable[str] = ()) -> tuple[int, int]:
         """Add runs taken from another store to a batch, in one transaction.
 
         Runs new to this store are inserted as they were (claims dropped: a
         running run arrives pending); a run this store holds pending or failed
         takes the incoming result if the incoming run is done; a run it holds
         done is left as it is (the caller has compared the two). Every run is
-        then appended to the batch unless it is in it already. Arrays are in
-        ``array_file``, already written. Returns (added, completed).
+        then appended to the batch unless it is in it already. The states are
+        decided here, inside the write transaction, whatever the caller read
+        before it. ``array_file`` (already written) holds the arrays of the
+        runs ``with_arrays``: a done run with arrays that are not in it is
+        taken without its result (new) or not taken (held), so that no run is
+        ever done without its arrays; if no recorded run points into
+        ``array_file``, it is deleted. Returns (added, completed).
         """
+        written = set(with_arrays)
+        runs = [run if run.record["state"] != RunState.DONE.value or
+                not run.record["array_file"] or run.record["id"] in written
+                else run.without_result() for run in runs]
+        try:
+            added, taken = self._adopt(batch, runs, array_file)
+        except BaseException:
+            if array_file is not None:
+                self.arrays.remove(array_file)  # nothing was committed
+            raise
+        if array_file is not None and not any(
+                run.record["array_file"] for run in taken):
+            self.arrays.remove(array_file)  # no committed row points into it
+        return added, sum(1 for run in taken if not run.new)
+
+    def _adopt(self, batch: int, runs: Sequence[Adopted], array_file: str | None
+               ) -> tuple[int, list[Adopted]]:
+        """The transaction of :meth:`adopt_runs`: (runs added, runs recorded with results)."""
         columns = [c.name for c in Base.metadata.tables["runs"].columns if c.name != "key"]
         with self._writing("import runs") as conn:
             keys = _keys(conn, [run.record["id"] for run in runs])
@@ -1025,6 +1057,8 @@ class Store:
                 "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
             new = [run for run in runs if run.record["id"] not in keys]
             old = [run for run in runs if run.record["id"] in keys]
+            for run in new:
+                run.new = True
             for i, run in enumerate(new):
                 keys[run.record["id"]] = next_key + i
             rows = [(keys[run.record["id"]], run.row(array_file)) for run in new]
@@ -1068,7 +1102,8 @@ class Store:
                               {name for run in runs for name in run.parameters})
             self._add_columns(conn, batch, "result", _distinct(
                 conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
-        return len(new), len(taken)
+        recorded = [run for run in new if run.record["state"] == RunState.DONE.value]
+        return len(new), recorded + taken
 
     def vouch_parameters(self, runs: Sequence[tuple[str, str]]) -> int:
         """Take ``(id, parameters document)`` of runs the user's own code added.

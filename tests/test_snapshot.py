@@ -84,3 +84,29 @@ def test_bundles_exported_beside_a_writer_all_load(tmp_path):
     report = batch.store.check()
     # The killed writer leaves garbage (side files of cleared runs), never damage.
     assert not (report.integrity or report.wrong_ids or report.missing_arrays), report
+
+
+@pytest.mark.slow
+def test_imports_beside_a_writer_never_leave_a_done_run_without_arrays(tmp_path):
+    source = Batch("live", store=tmp_path / "src.db")
+    source.add_factorial_runs(Arrays, {"n": list(range(1, N_RUNS + 1)), "seed": 0})
+    source(verbose=0)
+    db, _ = source.export(tmp_path / "share")
+    churn = _start_churn(tmp_path)
+    completed = 0
+    try:
+        for round_ in range(100):  # at least 15 rounds, and until one raced a clear
+            report = runstore.import_bundle(db, tmp_path / "_res" / "live.db", batch="live")
+            completed += report.completed
+            if completed and round_ >= 15:
+                break
+        assert churn.poll() is None, "the writer stopped: the test did not race it"
+    finally:
+        churn.kill()
+        churn.communicate()
+    batch = Batch("live", path=tmp_path)
+    assert len(batch.run) == N_RUNS
+    _assert_loads(batch)
+    report = batch.store.check()
+    assert not (report.integrity or report.wrong_ids or report.missing_arrays), report
+    assert completed > 0, "no import found a cleared run to complete: no race was run"
