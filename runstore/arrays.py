@@ -68,6 +68,30 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
 
 
+def _file_image(arrays: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    """The bytes of an HDF5 file holding ``{run_id: {key: array}}``, made in memory.
+
+    HDF5 does not survive a failing write well (on a full disk h5py raises
+    from object destructors, and the process can crash), so the file is
+    built in memory and written out by Python, whose errors are plain
+    ``OSError`` exceptions.
+    """
+    # libver="latest": newer object headers write large datasets faster; any
+    # HDF5 since 1.10 (2017) reads them.
+    # One allocation of about the final size (the default grows by 64 KiB).
+    size = sum(a.nbytes + 4096 for named in arrays.values() for a in named.values())
+    with h5py.File(f"runstore-{uuid.uuid4().hex}.h5", "w", driver="core",
+                   backing_store=False, libver="latest",
+                   block_size=max(65536, size + 65536)) as f:
+        for run_id, named in arrays.items():
+            group = h5py.h5g.create(f.id, run_id.encode())
+            for key, array in named.items():
+                _write_dataset(group, key, array)
+        f.flush()
+        image: bytes = f.id.get_file_image()
+    return image
+
+
 def _fsync(path: Path) -> None:
     """Flush a file's (or a folder's) content to the disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -231,13 +255,10 @@ class ArrayStore:
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
         try:
-            # libver="latest": newer object headers write large datasets faster;
-            # any HDF5 since 1.10 (2017) reads them.
-            with h5py.File(partial, "w", libver="latest") as f:
-                for run_id, named in arrays.items():
-                    group = h5py.h5g.create(f.id, run_id.encode())
-                    for key, array in named.items():
-                        _write_dataset(group, key, array)
+            image = _file_image(arrays)
+            with open(partial, "wb") as out:
+                out.write(image)  # a full disk is a plain OSError here, not in HDF5
+            del image
             _fsync(partial)
             os.replace(partial, final)
             _fsync(self.directory)

@@ -218,3 +218,46 @@ def test_a_failed_commit_of_side_files_releases_every_claimed_run(tmp_path):
     batch(verbose=0)  # the same process
     assert [run.state for run in batch.run] == ["done"] * 30
     assert all(run.result["i"] == run.parameters["i"] for run in batch.run)
+
+
+FILLS_ITS_DISK = """
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import runstore
+from tests.runs import FillsDisk
+batch = runstore.Batch("fills", path=sys.argv[2])
+batch.add_factorial_runs(FillsDisk, {"i": list(range(1200)), "seconds": 0.003})
+try:
+    batch(verbose=0)
+except runstore.errors.StorageFullError as exc:
+    print("full:", exc, flush=True)
+states = [run.state for run in batch.run]
+print("running", states.count("running"), "done", states.count("done"), flush=True)
+subprocess.run(["mount", "-o", "remount,size=64m", sys.argv[2]], check=True)
+batch(verbose=0)
+print("then done", [run.state for run in batch.run].count("done"), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_that_fills_its_disk_stops_cleanly_and_finishes_after_room_is_made(tmp_path):
+    """The arrays themselves fill the disk (no ballast): a clean error, never a crash."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        out = subprocess.run([sys.executable, "-c", FILLS_ITS_DISK, str(ROOT), str(mount)],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    assert out.returncode == 0, out.stderr[-2000:]  # not killed by a signal (HDF5 on ENOSPC)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("full:") and str(mount) in lines[0] and "free" in lines[0]
+    running, done_before = int(lines[1].split()[1]), int(lines[1].split()[3])
+    assert running == 0 and 0 < done_before < 1200, lines
+    assert lines[2] == "then done 1200"
