@@ -36,7 +36,6 @@ from .encoding import (
     FunctionRef,
     Indexed,
     ObjectRef,
-    Tree,
     canonical_json,
     check_name,
     decode,

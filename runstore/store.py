@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -42,11 +42,10 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
 from .arrays import ArrayStore, MemoryArrayStore, expected_array, full_disk_error
-from .encoding import Indexed, canonical_json
+from .encoding import Indexed
 from .errors import (
     ArrayFileError,
     DuplicateResultWarning,
-    NotAStoreError,
     ResultsNotRecordedError,
     RunstoreError,
     ReadOnlyStoreError,
@@ -56,15 +55,13 @@ from .errors import (
     StoreOptionError,
 )
 from .interfaces import IRunStore, implementer
-from .leases import DEFAULT_LEASE, HELD, Heartbeat, clock, lease_seconds, owner_is_dead
+from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
-from .identity import run_id_of_pairs
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, survey, survey_path
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
 from .views import batch_select, check_view_name, create_view
-from .views import quote as quote_identifier
 
 __all__ = ["Store", "RunRow", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 

@@ -65,7 +65,7 @@ def _worker(folder: Path, index: int, barrier: Any, results: Any) -> None:
         try:
             barrier.wait(timeout=120)
             results.put((scenario, round_, index, None, _step(folder, scenario, round_, index)))
-        except BaseException as exc:  # reported to the test, which fails on it
+        except BaseException:  # reported to the test, which fails on it
             results.put((scenario, round_, index, traceback.format_exc(), None))
 
 

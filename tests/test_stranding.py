@@ -79,20 +79,9 @@ def test_a_worker_killed_while_it_sends_its_result_never_hangs_the_pool(tmp_path
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 24 MiB tmpfs, unmounted afterwards; skipped (saying why) where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
-        print(reason)
-        pytest.skip(reason)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(tmpfs):
+    """A 24 MiB tmpfs."""
+    return tmpfs("24m")
 
 
 def _assert_intact(batch, n):
@@ -240,21 +229,11 @@ print("then done", [run.state for run in batch.run].count("done"), flush=True)
 
 
 @pytest.mark.slow
-def test_a_sweep_that_fills_its_disk_stops_cleanly_and_finishes_after_room_is_made(tmp_path):
+def test_a_sweep_that_fills_its_disk_stops_cleanly_and_finishes_after_room_is_made(tmpfs):
     """The arrays themselves fill the disk (no ballast): a clean error, never a crash."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
-        print(reason)
-        pytest.skip(reason)
-    try:
-        out = subprocess.run([sys.executable, "-c", FILLS_ITS_DISK, str(ROOT), str(mount)],
-                             capture_output=True, text=True, timeout=300)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = tmpfs("12m")
+    out = subprocess.run([sys.executable, "-c", FILLS_ITS_DISK, str(ROOT), str(mount)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]  # not killed by a signal (HDF5 on ENOSPC)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("full:") and str(mount) in lines[0] and "free" in lines[0]
