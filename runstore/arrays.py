@@ -68,25 +68,47 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
 
 
-def _file_image(arrays: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
-    """The bytes of an HDF5 file holding ``{run_id: {key: array}}``, made in memory.
+#: Free space (bytes) beyond four times a side file's size under which it is
+#: built in memory first (see :func:`_write_file`).
+_ROOM = 256 * 2**20
 
-    HDF5 does not survive a failing write well (on a full disk h5py raises
-    from object destructors, and the process can crash), so the file is
-    built in memory and written out by Python, whose errors are plain
-    ``OSError`` exceptions.
+
+def _write_file(path: Path, arrays: Mapping[str, Mapping[str, np.ndarray]],
+                free: int | None) -> None:
+    """Write a side file at ``path``, safely even on a disk about to be full.
+
+    HDF5 does not survive running out of space while it writes (h5py raises
+    from object destructors, and the process can crash), so where the disk
+    may be too small for the file it is built in memory and written by
+    Python, whose errors are plain ``OSError`` exceptions; with room to
+    spare HDF5 writes it directly (no copy of the arrays in memory).
     """
-    # libver="latest": newer object headers write large datasets faster; any
-    # HDF5 since 1.10 (2017) reads them.
-    # One allocation of about the final size (the default grows by 64 KiB).
     size = sum(a.nbytes + 4096 for named in arrays.values() for a in named.values())
+    if free is not None and free > 4 * size + _ROOM:
+        with h5py.File(path, "w", libver="latest") as f:
+            _fill(f, arrays)
+        return
+    image = _file_image(arrays, size)
+    with open(path, "wb") as out:
+        out.write(image)
+
+
+def _fill(f: h5py.File, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    for run_id, named in arrays.items():
+        group = h5py.h5g.create(f.id, run_id.encode())
+        for key, array in named.items():
+            _write_dataset(group, key, array)
+
+
+def _file_image(arrays: Mapping[str, Mapping[str, np.ndarray]], size: int) -> bytes:
+    """The bytes of an HDF5 file holding ``{run_id: {key: array}}``, made in memory."""
+    # libver="latest": newer object headers write large datasets faster; any
+    # HDF5 since 1.10 (2017) reads them. One allocation of about the final
+    # size (the core driver grows by 64 KiB otherwise).
     with h5py.File(f"runstore-{uuid.uuid4().hex}.h5", "w", driver="core",
                    backing_store=False, libver="latest",
                    block_size=max(65536, size + 65536)) as f:
-        for run_id, named in arrays.items():
-            group = h5py.h5g.create(f.id, run_id.encode())
-            for key, array in named.items():
-                _write_dataset(group, key, array)
+        _fill(f, arrays)
         f.flush()
         image: bytes = f.id.get_file_image()
     return image
@@ -255,10 +277,7 @@ class ArrayStore:
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
         try:
-            image = _file_image(arrays)
-            with open(partial, "wb") as out:
-                out.write(image)  # a full disk is a plain OSError here, not in HDF5
-            del image
+            _write_file(partial, arrays, _free_bytes(self.directory))
             _fsync(partial)
             os.replace(partial, final)
             _fsync(self.directory)
