@@ -211,6 +211,11 @@ class Store:
         corrupt the store), ``"full"`` or ``"extra"`` (every committed
         transaction survives a power cut, at the cost of an fsync per commit).
         A process killed (``kill -9``) loses nothing committed at any level.
+    lease
+        Seconds a claim of this process lasts without a heartbeat (default:
+        ``RUNSTORE_LEASE`` or 600). Drains extend their leases while they
+        compute; a lease only matters to workers on other hosts, since a run
+        claimed by a live process of the store's host is never taken from it.
 
     Raises
     ------
@@ -220,11 +225,6 @@ class Store:
         application (it is left unchanged).
     StoreOptionError
         If ``synchronous`` is not one of the levels above.
-    lease
-        Seconds a claim of this process lasts without a heartbeat (default:
-        ``RUNSTORE_LEASE`` or 600). Drains extend their leases while they
-        compute; a lease only matters to workers on other hosts, since a run
-        claimed by a live process of the store's host is never taken from it.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
@@ -588,20 +588,6 @@ class Store:
                     f"({','.join('?' * len(chunk))}) AND e.run_key = r.key AND "
                     "e.batch_id = ?", (*chunk, batch))]
         return sorted(rows, key=lambda r: r.position)
-
-    def not_in_batch(self, batch: int, run_ids: Sequence[str]) -> list[str]:
-        """The given ids that are not yet in the batch, in the given order."""
-        present: set[str] = set()
-        with self._reading() as conn:
-            if conn.exec_driver_sql("SELECT 1 FROM entries WHERE batch_id = ? LIMIT 1",
-                                    (batch,)).scalar() is None:
-                return list(run_ids)  # an empty batch has none of them
-            for chunk in _chunks(run_ids):
-                present.update(r[0] for r in conn.exec_driver_sql(
-                    "SELECT r.id FROM runs r CROSS JOIN entries e WHERE r.id IN "
-                    f"({','.join('?' * len(chunk))}) AND e.run_key = r.key AND "
-                    "e.batch_id = ?", (*chunk, batch)))
-        return [rid for rid in run_ids if rid not in present]
 
     def query(self, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
         """The runs of a batch whose parameters match, in batch order."""
@@ -1286,14 +1272,6 @@ class Store:
                 "AND canonical < ? LIMIT 1", (name, '["callable",', '["callable",\uffff')
             ).scalar() is not None
 
-    def refresh_views(self) -> None:
-        """Rebuild every batch's SQL view from its recorded columns."""
-        with self._writing("create SQL views") as conn:
-            for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
-                create_view(conn, batch)
-
-    # -- consistency ------------------------------------------------------------------
-
     def check(self, fix: bool = False, dry_run: bool = False, bundle: bool = False,
               progress: bool | None = False) -> CheckReport:
         """Report inconsistencies; with ``fix=True``, repair what can be repaired.
@@ -1450,11 +1428,6 @@ def _unstorable(completion: Completion, exc: BaseException) -> Completion:
                                 f"runstore and SQLite can store (see the results how-to)")
     completion.traceback = "".join(traceback.format_exception(exc))
     return completion
-
-
-def _is_dead_local_owner(owner: str | None, host: str) -> bool:
-    """Whether an owner token names a process of ``host`` (this one) that is gone."""
-    return owner_is_dead(owner, host)
 
 
 def _on_host(owner: str | None, host: str) -> bool:
