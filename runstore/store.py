@@ -17,6 +17,7 @@ Its invariants:
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -173,7 +174,12 @@ class Reserve:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as f:
-                    f.write(b"\0" * self.SIZE)
+                    try:  # blocks allocated without writing them: a tenth of the time
+                        os.posix_fallocate(f.fileno(), 0, self.SIZE)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                            raise
+                        f.write(b"\0" * self.SIZE)  # a filesystem without fallocate
             except OSError:  # no room even for this: nothing to free later
                 self.free()
 
