@@ -282,16 +282,21 @@ class Batch:
     def to_dataframe(self) -> Any:
         """The batch's SQL view as a pandas DataFrame, indexed by run position.
 
-        Columns: ``id``, ``state``, ``runtime``, then one per parameter and per
-        scalar result (see the SQL how-to). Needs pandas (``pip install
+        Columns: ``id``, ``state``, ``runtime``, ``finished_at``, then one per
+        parameter and per scalar result (see the SQL how-to), with the types
+        that went in: floats float64, ints int64 (``Int64`` where some runs
+        have no value), booleans bool, strings str, ``finished_at`` a UTC
+        datetime; lists, tuples and dicts as themselves, functions by name
+        (``max``), never imported. Needs pandas (``pip install
         'runstore[dataframe]'``).
         """
         try:
-            import pandas
+            import pandas  # noqa: F401 (only checked here: table.py imports it)
         except ImportError as exc:
             raise OptionalDependencyError("pandas", "dataframe", "Batch.to_dataframe()") from exc
-        columns, rows = self.store.view_rows(self._id)
-        return pandas.DataFrame(rows, columns=columns).set_index("position")
+        from .table import batch_table, to_dataframe
+
+        return to_dataframe(batch_table(self.store, self._id))
 
     def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None,
              **kwargs: Any) -> Any:

@@ -172,12 +172,14 @@ def export(store: str, batch_name: str | None, csv_path: str | None,
     batch = choose_batch(opened, batch_name)
     batch_name = batch.name
     if csv_path:
-        columns, rows = opened.view_rows(batch._id)
+        from .table import batch_table, csv_cell
+
+        table = batch_table(opened, batch._id)
         with open(csv_path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows(rows)
-        click.echo(f"wrote {len(rows)} runs of batch {batch_name!r} to {csv_path}")
+            writer.writerow(table.columns)
+            writer.writerows([csv_cell(v) for v in row] for row in table.rows)
+        click.echo(f"wrote {len(table.rows)} runs of batch {batch_name!r} to {csv_path}")
     if parquet_path:
         frame = batch.to_dataframe()
         try:
@@ -201,7 +203,7 @@ def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: in
          as_csv: bool) -> None:
     """List a batch's runs that match every FILTER: id, state, parameters, scalar results.
 
-    (CSV adds each run's runtime; `runstore show` gives everything about one run.)
+    (CSV adds each run's runtime and finished_at; `runstore show` gives everything about one run.)
 
     \b
     Examples:
@@ -212,8 +214,14 @@ def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: in
     batch = choose_batch(opened, batch_name)
     wanted = conditions(opened, filters)
     ids = [row.id for row in opened.query(batch._id, wanted)] if wanted else None
-    columns, rows = opened.view_rows(batch._id, ids)
-    hidden = {"position"} if as_csv else {"position", "runtime"}
+    if as_csv:
+        from .table import batch_table, csv_cell
+
+        table = batch_table(opened, batch._id, ids)
+        columns, rows = table.columns, [tuple(csv_cell(v) for v in r) for r in table.rows]
+    else:
+        columns, rows = opened.view_rows(batch._id, ids)
+    hidden = {"position"} if as_csv else {"position", "runtime", "finished_at"}
     keep = [i for i, c in enumerate(columns) if c not in hidden]
     columns, rows = [columns[i] for i in keep], [tuple(r[i] for i in keep) for r in rows]
     if as_csv:

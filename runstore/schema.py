@@ -16,13 +16,15 @@ Tables:
     gaps); a run id can sit in several batches, once in each.
 ``parameters``
     One row per run and parameter, typed for indexed queries: ``kind``,
-    ``num`` (numbers, indexed), ``text`` (strings) and ``canonical`` (every
+    ``num`` (numbers, indexed; declared without a type, so that floats stay
+    REAL and ints INTEGER), ``text`` (strings) and ``canonical`` (every
     value, indexed; strings compare equal through it).
 ``result_values``
     The same for the scalar values of each result (nested keys dotted).
 ``batch_columns``
-    The parameter names and scalar result keys of each batch: the columns of
-    the batch's SQL view.
+    The parameter names and scalar result keys of each batch, with the kinds
+    of value each holds in the batch: the columns of the batch's SQL view and
+    their types.
 ``fftw_wisdom``
     FFTW wisdom (what planning FFTs learned), per kind of machine, shared by
     the processes that compute the store's runs.
@@ -44,7 +46,7 @@ __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
            "Parameter", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 #: ``PRAGMA application_id`` of every file runstore writes (stores and
 #: bundles): "RunS" in ASCII. A SQLite file with another non-zero id belongs to
@@ -75,12 +77,19 @@ class RunState(str, enum.Enum):
 
 
 class Number(sa.types.UserDefinedType[Any]):
-    """A NUMERIC column without conversions: ints stay exact, floats stay floats."""
+    """A column declared without a type, holding ints and floats as they are.
+
+    A column without a declared type has no affinity in SQLite, so every
+    value keeps its storage class: ``0.0`` stays REAL and ``3`` INTEGER
+    (a NUMERIC column would turn ``0.0`` into the integer ``0``). SQLite
+    compares INTEGER and REAL values by their numeric value, in queries and
+    in indexes alike.
+    """
 
     cache_ok = True
 
     def get_col_spec(self, **kw: Any) -> str:
-        return "NUMERIC"
+        return ""
 
 
 class Base(DeclarativeBase):
@@ -195,6 +204,10 @@ class BatchColumn(Base):
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), primary_key=True)
     source: Mapped[str] = mapped_column(sa.String(10), primary_key=True)  # or "result"
     name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    #: The kinds of value the column holds in the batch (``kind`` of the
+    #: typed rows: "float,int" ...), sorted and joined with commas: they
+    #: decide the column's SQL type in the view (runstore.views.column_type).
+    kinds: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 

@@ -62,7 +62,14 @@ from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, 
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, survey, survey_path
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
-from .views import batch_select, check_view_name, create_view
+from .views import (
+    batch_columns,
+    batch_select,
+    check_view_name,
+    column_type,
+    create_view,
+    parse_kinds,
+)
 
 __all__ = ["Store", "RunRow", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 
@@ -244,7 +251,7 @@ class Store:
         self.lease = lease_seconds(lease)
         self._claims: set[int] = set()  # held by drains using this object
         self._claims_lock = threading.Lock()
-        self._columns_seen: set[tuple[int, str, str]] = set()
+        self._columns_seen: dict[tuple[int, str, str], frozenset[str]] = {}
         self._found = Survey(None, False)
         if path is None:
             self.path = ":memory:"
@@ -528,10 +535,10 @@ class Store:
             _executemany(
                 conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                 [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
-            names = {name for _, _, _, forms in runs for name in forms}
             new_ids = {run[0] for run in new}
             existing = [keys[run[0]] for run in runs if run[0] not in new_ids]
-            self._add_columns(conn, batch, "parameter", names)
+            self._add_columns(conn, batch, "parameter", {
+                (name, f.kind) for _, _, _, forms in runs for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
         return [run[0] for run in runs]
@@ -836,12 +843,13 @@ class Store:
                         batch: int | None) -> None:
         """Typed result rows of recorded runs, and the view columns they need."""
         if batch is not None:
-            keys = {key for c in taken if c.scalars for key in c.scalars}
-            new = self._add_columns(conn, batch, "result", keys)
-            if new:  # rare: the other batches that hold these runs learn them too
-                carriers = [c.run_key for c in taken if c.scalars and new & c.scalars.keys()]
+            kinds = {(key, f.kind) for c in taken if c.scalars for key, f in c.scalars.items()}
+            grown = self._add_columns(conn, batch, "result", kinds)
+            if grown:  # rare: the other batches that hold these runs learn them too
+                carriers = [c.run_key for c in taken if c.scalars and grown & c.scalars.keys()]
                 for other in _batches_of(conn, carriers, batch):
-                    self._add_columns(conn, other, "result", new)
+                    self._add_columns(conn, other, "result",
+                                      {pair for pair in kinds if pair[0] in grown})
         _executemany(
             conn, "INSERT OR REPLACE INTO result_values "
             "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
@@ -990,8 +998,8 @@ class Store:
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)", [tuple(r) for r in values])
             _executemany(conn, "INSERT INTO entries (batch_id, position, run_key) "
                          "VALUES (?, ?, ?)", [(batch, order[k], k) for k in keys])
-            target._add_columns(conn, batch, "parameter", {r[1] for r in parameters})
-            target._add_columns(conn, batch, "result", {r[1] for r in values})
+            target._add_columns(conn, batch, "parameter", {(r[1], r[2]) for r in parameters})
+            target._add_columns(conn, batch, "result", {(r[1], r[2]) for r in values})
         return len(runs)
 
     def records(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1087,8 +1095,8 @@ class Store:
             _executemany(conn, "INSERT INTO entries (batch_id, position, run_key) "
                          "VALUES (?, ?, ?)",
                          [(batch, start + i, key) for i, key in enumerate(appended)])
-            self._add_columns(conn, batch, "parameter",
-                              {name for run in runs for name in run.parameters})
+            self._add_columns(conn, batch, "parameter", {
+                (name, f.kind) for run in runs for name, f in run.parameters.items()})
             self._add_columns(conn, batch, "result", _distinct(
                 conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
         recorded = [run for run in new if run.record["state"] == RunState.DONE.value]
@@ -1205,22 +1213,40 @@ class Store:
     # -- SQL views ----------------------------------------------------------------------
 
     def _add_columns(self, conn: sa.Connection, batch: int, source: str,
-                     names: Iterable[str]) -> set[str]:
-        """Record columns of a batch's view, rebuilding it; return the new names."""
-        fresh = {name for name in names if (batch, source, name) not in self._columns_seen}
+                     kinds: Iterable[tuple[str, str]]) -> set[str]:
+        """Record the columns of a batch's view and the kinds of value they hold.
+
+        ``kinds`` gives ``(name, kind)`` pairs of typed rows. The view is
+        rebuilt when a column is new or its SQL type changes (ints joined
+        by floats ...). Returns the names whose kinds grew (new names among them).
+        """
+        seen = self._columns_seen
+        fresh: dict[str, set[str]] = {}
+        for name, kind in kinds:
+            known = seen.get((batch, source, name))
+            if known is None or kind not in known:
+                fresh.setdefault(name, set()).add(kind)
         if not fresh:
             return set()
-        known = {row[0] for row in conn.exec_driver_sql(
-            "SELECT name FROM batch_columns WHERE batch_id = ? AND source = ?",
+        stored = {name: parse_kinds(text) for name, text in conn.exec_driver_sql(
+            "SELECT name, kinds FROM batch_columns WHERE batch_id = ? AND source = ?",
             (batch, source))}
-        new = fresh - known
-        self._columns_seen.update((batch, source, name) for name in fresh)
-        if new:
+        grown: dict[str, frozenset[str]] = {}
+        for name, found in fresh.items():
+            before = stored.get(name)
+            merged = (before or frozenset()) | found
+            seen[(batch, source, name)] = merged
+            if merged != before:
+                grown[name] = merged
+        if grown:
             conn.exec_driver_sql(
-                "INSERT INTO batch_columns (batch_id, source, name) VALUES (?, ?, ?)",
-                [(batch, source, name) for name in sorted(new)])
-            create_view(conn, batch)
-        return new
+                "INSERT OR REPLACE INTO batch_columns (batch_id, source, name, kinds) "
+                "VALUES (?, ?, ?, ?)", [(batch, source, name, ",".join(sorted(merged)))
+                                        for name, merged in sorted(grown.items())])
+            if any(name not in stored or column_type(merged) != column_type(stored[name])
+                   for name, merged in grown.items()):
+                create_view(conn, batch)
+        return set(grown)
 
     def view_rows(self, batch: int, run_ids: Sequence[str] | None = None
                   ) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -1246,6 +1272,25 @@ class Store:
                 columns = list(conn.exec_driver_sql(select + " LIMIT 0").keys())
             at = columns.index("position")
             return columns, sorted(rows, key=lambda row: row[at])
+
+    def view_columns(self, batch: int) -> list[tuple[str, str, str, frozenset[str]]]:
+        """The ``(label, source, name, kinds)`` of a batch's parameter and result columns."""
+        with self._reading() as conn:
+            return batch_columns(conn, batch)
+
+    def canonical_cells(self, batch: int, source: str, name: str) -> dict[int, str]:
+        """A view column's values as canonical JSON, by run position (runs without one left out).
+
+        Exact where the view cannot be: ints beyond 64 bits, structured
+        values, and columns mixing kinds.
+        """
+        table, key = (("parameters", "name") if source == "parameter"
+                      else ("result_values", '"key"'))
+        with self._reading() as conn:
+            return dict(conn.exec_driver_sql(
+                f"SELECT e.position, c.canonical FROM entries e CROSS JOIN {table} c "
+                f"WHERE e.batch_id = ? AND c.run_key = e.run_key AND c.{key} = ?",
+                (batch, name)).all())
 
     def find_run(self, prefix: str) -> str:
         """The full id of the one run whose id starts with ``prefix``."""
@@ -1356,12 +1401,12 @@ def _synchronous_level(level: object) -> str:
 
 
 def _distinct(conn: sa.Connection, column: str, table: str, run_keys: Sequence[int]
-              ) -> set[str]:
-    """The distinct values of ``table.column`` over some runs (names are ours, not users')."""
-    found: set[str] = set()
+              ) -> set[tuple[str, str]]:
+    """The distinct ``(table.column, kind)`` over some runs (names are ours, not users')."""
+    found: set[tuple[str, str]] = set()
     for chunk in _chunks(run_keys):
-        found.update(r[0] for r in conn.exec_driver_sql(
-            f"SELECT DISTINCT {column} FROM {table} WHERE run_key IN "
+        found.update((r[0], r[1]) for r in conn.exec_driver_sql(
+            f'SELECT DISTINCT "{column}", kind FROM {table} WHERE run_key IN '
             f"({','.join('?' * len(chunk))})", tuple(chunk)))
     return found
 

@@ -7,6 +7,7 @@ they are always quoted, as identifiers or as string literals, never pasted.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,11 +15,12 @@ import sqlalchemy as sa
 from .encoding import FunctionRef, decode
 from .errors import BatchNameError, RunstoreError
 
-__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "batch_select", "create_view", "display"]
+__all__ = ["VIEW_COLUMNS", "quote", "check_view_name", "batch_columns", "batch_select",
+           "column_type", "parse_kinds", "create_view", "display"]
 
 
 #: The columns every batch view starts with.
-VIEW_COLUMNS = ("id", "position", "state", "runtime")
+VIEW_COLUMNS = ("id", "position", "state", "runtime", "finished_at")
 
 
 def quote(identifier: str) -> str:
@@ -95,32 +97,100 @@ def _typed(alias: str) -> str:
             f"{alias}.canonical) END")
 
 
+def parse_kinds(text: str | None) -> frozenset[str]:
+    """The kinds recorded in ``batch_columns.kinds`` ("float,int"), as a set."""
+    return frozenset(text.split(",")) if text else frozenset()
+
+
+def column_type(kinds: Iterable[str]) -> str | None:
+    """The SQL type of a view column holding values of these kinds, if it has one.
+
+    ``None`` values do not count. Ints give NUMERIC (ints beyond 64 bits are
+    stored as their nearest float, which NUMERIC keeps), floats (with or
+    without ints) REAL, booleans alone INTEGER (0/1), strings TEXT, and
+    structured values TEXT (their canonical JSON). A column mixing other
+    kinds (numbers and strings ...) has no type: each value keeps its own.
+    """
+    found = set(kinds) - {"null"}
+    if not found:
+        return None
+    if found <= {"int", "bool"}:
+        return "INTEGER" if found == {"bool"} else "NUMERIC"
+    if found <= {"int", "float"}:
+        return "REAL"
+    if found in ({"text"}, {"structured"}):
+        return "TEXT"
+    return None
+
+
+def _cell(alias: str, sql_type: str | None) -> str:
+    """The value of a typed row for a column of this SQL type (see :func:`column_type`).
+
+    Numeric columns read ``num`` (NULL for NaN, which SQL has no value for);
+    booleans are 0/1.
+    """
+    if sql_type == "TEXT":  # strings, or structured values as their canonical JSON
+        return (f"CASE {alias}.kind WHEN 'text' THEN {alias}.text WHEN 'null' THEN NULL "
+                f"ELSE {alias}.canonical END")
+    if sql_type is None:
+        return _typed(alias)
+    return f"CASE {alias}.kind WHEN 'bool' THEN ({alias}.canonical = 'true') ELSE {alias}.num END"
+
+
+def batch_columns(conn: sa.Connection, batch: int
+                  ) -> list[tuple[str, str, str, frozenset[str]]]:
+    """The ``(label, source, name, kinds)`` of a batch's recorded view columns, in view order.
+
+    The label is the column's name in the view: the parameter name or result
+    key, or ``source.name`` where that is taken (by a column the view
+    starts with, see :data:`VIEW_COLUMNS`, or a parameter of the same name).
+    Names runstore never records (not text, or holding a NUL, which SQL text
+    cannot) are left out: a file runstore did not write may hold them.
+    """
+    rows = conn.exec_driver_sql(
+        "SELECT source, name, kinds FROM batch_columns WHERE batch_id = ?", (batch,)).all()
+    columns = sorted(((source, name, parse_kinds(kinds if isinstance(kinds, str) else None))
+                      for source, name, kinds in rows
+                      if source in ("parameter", "result") and isinstance(name, str)
+                      and "\x00" not in name),
+                     key=lambda c: (c[0] != "parameter", c[1]))
+    taken = {column.lower() for column in VIEW_COLUMNS}
+    labelled = []
+    for source, name, kinds in columns:
+        label = name if name.lower() not in taken else f"{source}.{name}"
+        taken.add(label.lower())
+        labelled.append((label, source, name, kinds))
+    return labelled
+
+
 def batch_select(conn: sa.Connection, batch: int) -> str:
     """The SELECT of a batch's view, built from its recorded columns (no ORDER BY).
 
     It reads only tables (``entries``, ``runs``, ``parameters``,
     ``result_values``), so runstore runs it instead of reading the view: in a
     file runstore did not write, the view may hold any query. Conditions on
-    ``r`` (the ``runs`` row) can be appended with ``AND``.
+    ``r`` (the ``runs`` row) can be appended with ``AND``. Each column is
+    CAST to the SQL type of the kinds it holds (:func:`column_type`), which
+    gives it that type affinity: ``where gamma = '0.02'`` matches as
+    ``where gamma = 0.02`` does.
     """
-    columns = conn.exec_driver_sql(
-        "SELECT source, name FROM batch_columns WHERE batch_id = ? ORDER BY source, name",
-        (batch,)).all()
-    taken = {column.lower() for column in VIEW_COLUMNS}
     parts = ["r.id AS id", "e.position AS position", "r.state AS state",
-             "r.runtime AS runtime"]
-    for source, column in sorted(columns, key=lambda c: (c[0] != "parameter", c[1])):
-        if source not in ("parameter", "result") or not isinstance(column, str) or (
-                "\x00" in column):
-            continue  # not a column runstore records (SQL text cannot hold NUL)
-        label = column if column.lower() not in taken else f"{source}.{column}"
-        taken.add(label.lower())
+             "r.runtime AS runtime", f"{_ISO_TIME.format('r.finished_at')} AS finished_at"]
+    for label, source, column, kinds in batch_columns(conn, batch):
         table, key = (("parameters", "name") if source == "parameter"
                       else ("result_values", "key"))
-        parts.append(f"(SELECT {_typed('c')} FROM {table} c WHERE c.run_key = r.key "
-                     f"AND c.{key} = {_literal(column)}) AS {quote(label)}")
+        sql_type = column_type(kinds)
+        cell = (f"(SELECT {_cell('c', sql_type)} FROM {table} c WHERE c.run_key = r.key "
+                f"AND c.{key} = {_literal(column)})")
+        if sql_type is not None:
+            cell = f"CAST({cell} AS {sql_type})"
+        parts.append(f"{cell} AS {quote(label)}")
     return (f"SELECT {', '.join(parts)} FROM entries e CROSS JOIN runs r "
             f"WHERE e.batch_id = {int(batch)} AND r.key = e.run_key")
+
+
+#: A Unix time as ISO-8601 text in UTC, to the millisecond (NULL stays NULL).
+_ISO_TIME = "strftime('%Y-%m-%dT%H:%M:%fZ', {}, 'unixepoch')"
 
 
 def create_view(conn: sa.Connection, batch: int) -> None:
@@ -129,6 +199,19 @@ def create_view(conn: sa.Connection, batch: int) -> None:
     select = batch_select(conn, batch)
     conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name)}")
     conn.exec_driver_sql(f"CREATE VIEW {quote(name)} AS {select}")
+
+
+def decoded(canonical: str) -> Any:
+    """A stored value from its canonical JSON, as tables show it: never importing code.
+
+    Functions and classes become their names (``max`` for ``builtins.max``),
+    objects of user classes stay :class:`~runstore.encoding.ObjectRef`;
+    everything else comes back as the value it was (lists as lists ...).
+    """
+    value = decode(json.loads(canonical), None, False, "value")
+    if isinstance(value, FunctionRef):
+        return value.name.removeprefix("builtins.")
+    return value
 
 
 def display(value: Any) -> str:
@@ -143,10 +226,8 @@ def display(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, str) and value.startswith("[\""):
         try:
-            decoded = decode(json.loads(value), None, False, "value")
+            shown = decoded(value)
         except (ValueError, RunstoreError):
             return value
-        if isinstance(decoded, FunctionRef):
-            return decoded.name.removeprefix("builtins.")
-        return repr(decoded)
+        return shown if isinstance(shown, str) else repr(shown)
     return str(value)

@@ -669,11 +669,15 @@ def test_a_fifo_where_a_bundle_or_store_file_belongs_is_refused(tmp_path):
 def test_hostile_column_names_are_data_and_never_break_the_table(tmp_path):
     db = one_run_bundle(tmp_path)
     with sqlite3.connect(db) as conn:
-        conn.executemany("INSERT INTO batch_columns VALUES (1, ?, ?)", [
-            ("result", 'x"; DROP TABLE runs; --'), ("result", "a\x00b"), ("evil", "q")])
+        conn.executemany("INSERT INTO batch_columns (batch_id, source, name, kinds) "
+                         "VALUES (1, ?, ?, ?)", [
+            ("result", 'x"; DROP TABLE runs; --', "float"), ("result", "a\x00b", "int"),
+            ("evil", "q", ""), ("result", "k1", "float') AS x, (SELECT 1"),
+            ("result", "k2", b"\x00\xff"), ("result", "k3", 7)])
     conn.close()
     columns, rows = runstore.open_bundle(db).store.view_rows(1)
     assert 'x"; DROP TABLE runs; --' in columns and "q" not in columns
+    assert {"k1", "k2", "k3"} <= set(columns)  # unknown kinds: a column without a type
     assert len(rows) == 2
 
 
