@@ -326,7 +326,7 @@ class Batch:
         if ax is None:
             _, ax = plt.subplots()
         kwargs.setdefault("marker", "o")
-        for key in sorted(lines, key=lambda k: (str(type(k)), k)):
+        for key in sorted(lines, key=_legend_order):
             points = sorted(lines[key], key=lambda p: p[0])
             label = f"{hue}={display(key)}" if hue else None
             ax.plot([p[0] for p in points], [p[1] for p in points], label=label, **kwargs)
@@ -564,3 +564,10 @@ class Batch:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+def _legend_order(value: Any) -> tuple[Any, ...]:
+    """Sort key of legend entries: numbers by value (ints and floats together), then the rest."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, str(type(value)), value)

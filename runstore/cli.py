@@ -183,7 +183,9 @@ def export(store: str, batch_name: str | None, csv_path: str | None,
     if parquet_path:
         frame = batch.to_dataframe()
         try:
-            frame.to_parquet(parquet_path)
+            from .table import for_parquet
+
+            for_parquet(frame).to_parquet(parquet_path)
         except ImportError as exc:
             from .errors import OptionalDependencyError
 

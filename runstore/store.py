@@ -841,15 +841,19 @@ class Store:
 
     def _record_scalars(self, conn: sa.Connection, taken: Sequence[Completion],
                         batch: int | None) -> None:
-        """Typed result rows of recorded runs, and the view columns they need."""
+        """Typed result rows of recorded runs, and the view columns (and kinds) they need.
+
+        Every batch holding a recorded run learns its result keys and their
+        kinds, not only the batch whose drain computed it.
+        """
         if batch is not None:
-            kinds = {(key, f.kind) for c in taken if c.scalars for key, f in c.scalars.items()}
-            grown = self._add_columns(conn, batch, "result", kinds)
-            if grown:  # rare: the other batches that hold these runs learn them too
-                carriers = [c.run_key for c in taken if c.scalars and grown & c.scalars.keys()]
-                for other in _batches_of(conn, carriers, batch):
-                    self._add_columns(conn, other, "result",
-                                      {pair for pair in kinds if pair[0] in grown})
+            carriers = [c for c in taken if c.scalars]
+            self._add_columns(conn, batch, "result", _result_kinds(carriers))
+            for other in _other_batches(conn, batch) if carriers else ():
+                held = _in_batch(conn, other, [c.run_key for c in carriers])
+                if held:
+                    self._add_columns(conn, other, "result", _result_kinds(
+                        [c for c in carriers if c.run_key in held]))
         _executemany(
             conn, "INSERT OR REPLACE INTO result_values "
             "(run_key, key, kind, num, text, canonical) VALUES (?, ?, ?, ?, ?, ?)",
@@ -1373,14 +1377,14 @@ class Store:
         return f"Store({self.path!r}{mode})"
 
 
-def _batches_of(conn: sa.Connection, run_keys: Sequence[int], but: int) -> set[int]:
-    """The batches other than ``but`` that hold any of the runs."""
-    found: set[int] = set()
-    for chunk in _chunks(run_keys):
-        found.update(r[0] for r in conn.exec_driver_sql(
-            f"SELECT DISTINCT batch_id FROM entries WHERE run_key IN "
-            f"({','.join('?' * len(chunk))}) AND batch_id != ?", (*chunk, but)))
-    return found
+def _other_batches(conn: sa.Connection, batch: int) -> list[int]:
+    """The ids of the store's batches other than ``batch`` (usually none)."""
+    return [r[0] for r in conn.exec_driver_sql("SELECT id FROM batches WHERE id != ?", (batch,))]
+
+
+def _result_kinds(completions: Sequence[Completion]) -> set[tuple[str, str]]:
+    """The ``(result key, kind)`` pairs of the scalar rows of some completions."""
+    return {(key, f.kind) for c in completions if c.scalars for key, f in c.scalars.items()}
 
 
 def _in_batch(conn: sa.Connection, batch: int, run_keys: Sequence[int]) -> set[int]:

@@ -23,7 +23,7 @@ from .views import column_type, decoded
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["Table", "batch_table", "to_dataframe", "csv_cell"]
+__all__ = ["Table", "batch_table", "to_dataframe", "csv_cell", "for_parquet"]
 
 #: ints a 64-bit SQL integer (and a numpy int64 column) holds.
 _INT64 = 2**63
@@ -55,10 +55,12 @@ def batch_table(store: Store, batch: int, run_ids: Sequence[str] | None = None) 
         sql_type = column_type(kinds)
         if sql_type == "INTEGER":  # booleans alone: 0/1 in SQL
             _set(table, i, bool)
-        elif sql_type is None or "structured" in kinds or (sql_type == "NUMERIC" and any(
-                isinstance(row[i], float) for row in table.rows)):
+        elif sql_type is None or "structured" in kinds or any(
+                (sql_type == "NUMERIC" and isinstance(row[i], float))
+                or (sql_type == "REAL" and row[i] is None) for row in table.rows):
             # Mixed kinds, structured values, ints beyond 64 bits (their
-            # nearest float in SQL): exact from the canonical JSON.
+            # nearest float in SQL), NaN (NULL in SQL): exact from the
+            # canonical JSON.
             cells = store.canonical_cells(batch, source, name)
             for row in table.rows:
                 found = cells.get(row[at_position])
@@ -113,3 +115,23 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return repr(value)
+
+
+def for_parquet(frame: Any) -> Any:
+    """The DataFrame with the object columns Parquet cannot hold as they are shown as text.
+
+    Parquet columns have one type: a column mixing kinds (numbers and
+    strings), or holding values Arrow has no type for (sets, references),
+    is written as the text the command line shows (``repr``), None as null.
+    """
+    import pyarrow
+
+    out = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        try:
+            pyarrow.array(list(frame[column]), from_pandas=True)
+        except (pyarrow.ArrowException, TypeError, ValueError, OverflowError):
+            out[column] = [None if v is None else repr(v) for v in frame[column]]
+    return out

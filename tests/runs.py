@@ -307,3 +307,10 @@ class Stolen(runstore.Run):
         subprocess.run([sys.executable, "-c", STEAL, str(ROOT), path, mode], check=True,
                        env=dict(os.environ, RUNSTORE_TEST_SECOND="1"), capture_output=True)
         return {"who": "first", "data": np.arange(3.0)}
+
+
+class Echo(runstore.Run):
+    """Returns its parameter ``x`` as the result ``r``."""
+
+    def run(self, i=0, x=None):
+        return {"r": x}

@@ -46,3 +46,53 @@ def test_fixture_store_opens_upgraded_with_results_intact(fixture, tmp_path):
         expected = Arrays.run(None, **run.parameters)
         assert np.array_equal(run.result["m"], expected["m"])
         assert np.array_equal(run.result["x"], expected["x"])
+
+
+def _schema(db: Path) -> dict[str, str]:
+    """The SQL of every table and index (batch views aside), whitespace folded."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN "
+                            "('table', 'index') AND sql IS NOT NULL").fetchall()
+    conn.close()
+    # A renamed table's SQL names it quoted: the same table.
+    return {name: " ".join(sql.replace(f'TABLE "{name}"', f"TABLE {name}").replace("(", " ( ")
+                           .replace(")", " ) ").replace(",", " , ").split())
+            for name, sql in rows}
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.name for f in FIXTURES])
+def test_an_upgraded_store_has_the_schema_of_a_new_one(fixture, tmp_path):
+    shutil.copytree(fixture, tmp_path / "copy")
+    Store(tmp_path / "copy" / "_res" / "fixture.db").close()
+    Store(tmp_path / "new.db").close()
+    assert _schema(tmp_path / "copy" / "_res" / "fixture.db") == _schema(tmp_path / "new.db")
+
+
+def test_floats_stored_as_integers_before_revision_0005_are_floats_again(tmp_path):
+    shutil.copytree(FIXTURES[0].with_name("store-0004"), tmp_path / "copy")
+    db = tmp_path / "copy" / "_res" / "fixture.db"
+    with sqlite3.connect(db) as conn:  # what a NUMERIC column made of 50.0 and 0.0
+        conn.execute("UPDATE result_values SET num = 50.0, canonical = '50.0' "
+                     "WHERE key = 'stats.mean' AND "
+                     "run_key = (SELECT MIN(run_key) FROM result_values WHERE key = 'stats.mean')")
+        conn.execute("UPDATE parameters SET kind = 'float', num = 0.0, canonical = '0.0' "
+                     "WHERE name = 'seed'")
+        assert {row[0] for row in conn.execute(
+            "SELECT typeof(num) FROM parameters WHERE name = 'seed'")} == {"integer"}
+    conn.close()
+    batch = Batch("fixture", path=tmp_path / "copy")  # upgrades
+    with sqlite3.connect(db) as conn:
+        assert {row[0] for row in conn.execute(
+            "SELECT typeof(num) FROM parameters WHERE name = 'seed'")} == {"real"}
+        assert {row[0] for row in conn.execute(
+            'SELECT typeof("stats.mean") FROM fixture WHERE "stats.mean" IS NOT NULL')} == {
+                "real"}
+        assert sorted(conn.execute(
+            "SELECT source, name, kinds FROM batch_columns WHERE name IN "
+            "('A', 'seed', 'stats.mean', 'stats.label', 'val')")) == [
+            ("parameter", "A", "int"), ("parameter", "seed", "float"),
+            ("result", "stats.label", "text"), ("result", "stats.mean", "float"),
+            ("result", "val", "int")]
+    conn.close()
+    frame = batch.to_dataframe()
+    assert str(frame["stats.mean"].dtype) == "float64" and 50.0 in set(frame["stats.mean"])
