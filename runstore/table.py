@@ -118,20 +118,18 @@ def csv_cell(value: Any) -> Any:
 
 
 def for_parquet(frame: Any) -> Any:
-    """The DataFrame with the object columns Parquet cannot hold as they are shown as text.
+    """The DataFrame with the columns Parquet cannot hold as they are, as text.
 
-    Parquet columns have one type: a column mixing kinds (numbers and
-    strings), or holding values Arrow has no type for (sets, references),
-    is written as the text the command line shows (``repr``), None as null.
+    Parquet columns have one type, and Arrow has none for many Python values
+    (complex numbers, sets, references, empty dicts): a column of anything
+    but real numbers, booleans, strings and times (lists, functions, mixed
+    kinds ...) is written as the text the command line shows (``repr``),
+    None as null.
     """
-    import pyarrow
-
     out = frame.copy()
     for column in frame.columns:
-        if frame[column].dtype != object:
-            continue
-        try:
-            pyarrow.array(list(frame[column]), from_pandas=True)
-        except (pyarrow.ArrowException, TypeError, ValueError, OverflowError):
-            out[column] = [None if v is None else repr(v) for v in frame[column]]
+        values = frame[column]
+        if values.dtype.kind == "c" or values.dtype == object and not all(
+                v is None or isinstance(v, str) for v in values):
+            out[column] = [None if v is None else repr(v) for v in values]
     return out
