@@ -470,10 +470,15 @@ def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
             traceback=storable_text(traceback.format_exc()),
             started_at=started_at, finished_at=time.time(),
             runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
+    # The side file records the run's type and parameters beside its arrays.
+    arrays = bool(encoded.arrays)
     return Completion(
         row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
         arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
-        runtime=runtime, code_fingerprint=code_fingerprint(cls))
+        runtime=runtime, code_fingerprint=code_fingerprint(cls),
+        run_type=row.run_type if arrays else None,
+        parameters=row.parameters if arrays else None,
+        checksums=encoded.checksums if arrays else None)
 
 
 def _message(exc: BaseException) -> str:

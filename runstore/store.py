@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .arrays import ArrayStore, MemoryArrayStore, expected_array, full_disk_error
+from .arrays import ArrayStore, MemoryArrayStore, RunInfo, expected_array, full_disk_error
 from .encoding import Indexed
 from .errors import (
     ArrayFileError,
@@ -146,6 +146,22 @@ class Completion:
     code_fingerprint: str | None = None
     #: FFTW wisdom the worker gained (set on one completion of a chunk, if any).
     wisdom: tuple[bytes, ...] = ()
+    #: The run's type and parameters document, and its arrays' CRC-32s by
+    #: name: recorded as attributes in the side file beside the arrays.
+    run_type: str | None = None
+    parameters: str | None = None
+    checksums: dict[str, int] | None = None
+
+    def array_info(self) -> RunInfo:
+        """What the side file records about the run beside its arrays."""
+        info = RunInfo()
+        if self.run_type is not None:
+            info["run_type"] = self.run_type
+        if self.parameters is not None:
+            info["parameters"] = self.parameters
+        if self.checksums is not None:
+            info["checksums"] = self.checksums
+        return info
 
 
 def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
@@ -799,7 +815,8 @@ class Store:
     def _record(self, completions: Sequence[Completion], batch: int | None
                 ) -> tuple[int, list[str]]:
         arrays = {c.run_id: c.arrays for c in completions if c.arrays}
-        filename = self._write_arrays(arrays) if arrays else None
+        infos = {c.run_id: c.array_info() for c in completions if c.arrays}
+        filename = self._write_arrays(arrays, infos) if arrays else None
         versions = (_runstore_version(), sys.version.split()[0])
         try:
             with self._writing("store results") as conn:
@@ -826,11 +843,12 @@ class Store:
         return len(taken), [c.run_id for c in completions
                             if states.get(c.run_key) in _CLOSED]
 
-    def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]]) -> str:
+    def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]],
+                      infos: dict[str, RunInfo]) -> str:
         try:
-            return self.arrays.write(arrays)
+            return self.arrays.write(arrays, infos)
         except FileNotFoundError:  # its .part file was removed (`gc --min-age 0`): again
-            return self.arrays.write(arrays)
+            return self.arrays.write(arrays, infos)
 
     def _record_scalars(self, conn: sa.Connection, taken: Sequence[Completion],
                         batch: int | None) -> None:
