@@ -30,7 +30,7 @@ from .run import Run, with_origin
 from .store import Adopted, Store, _chunks
 
 __all__ = ["export", "open_bundle", "import_bundle", "import_runs", "ImportReport",
-           "bundle_paths", "run_info"]
+           "bundle_paths"]
 
 
 def bundle_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -94,7 +94,7 @@ def _write_bundle(batch: Batch, selected: Sequence[Run], db: Path, h5: Path) -> 
         if by_file:
             try:
                 batch.store.arrays.pack(by_file, h5, {
-                    rid: run_info(record) for rid, record in records.items()})
+                    rid: _run_info(record) for rid, record in records.items()})
             except ArrayFileError:
                 raise
             except (OSError, KeyError) as exc:
@@ -227,7 +227,7 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
                 or existing[run.record["id"]]["state"] in ("pending", "failed"))]
             arrays = {run.record["id"]: _arrays_of(source.store, run) for run in takes}
         arrays = {rid: named for rid, named in arrays.items() if named}
-        infos = {run.record["id"]: run_info(run.record) for run in takes}
+        infos = {run.record["id"]: _run_info(run.record) for run in takes}
         filename = store.arrays.write(arrays, infos) if arrays else None
         added, completed = store.adopt_runs(target, runs, filename, with_arrays=arrays)
         report.added += added
@@ -236,7 +236,7 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
     return report
 
 
-def run_info(record: dict[str, Any]) -> RunInfo:
+def _run_info(record: dict[str, Any]) -> RunInfo:
     """What a side file records about a run beside its arrays, from its row."""
     info = RunInfo(run_type=record["run_type"], parameters=record["parameters"])
     if record.get("result") is not None:
