@@ -46,6 +46,7 @@ import h5py
 import numpy as np
 import psutil
 
+from .compression import ArrayOptions, check_filters, dataset_plist
 from .errors import ArrayFileError, DecodingError, StorageFullError, UnsafeArrayFileError
 from .interfaces import IArrayStore, implementer
 
@@ -152,7 +153,8 @@ def _typed_parameters(document: str) -> dict[str, str | int | float | bool]:
 
 
 def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray,
-                   checksum: int | None = None) -> None:
+                   checksum: int | None = None, options: ArrayOptions | None = None
+                   ) -> None:
     """Write one array with h5py's low-level API (about twice as fast per dataset)."""
     raw = None
     try:
@@ -169,7 +171,8 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray,
         hdf5_type = h5py.h5t.py_create(array.dtype)
     data = np.ascontiguousarray(array) if array.ndim else array
     space = h5py.h5s.create_simple(data.shape) if data.ndim else _SCALAR
-    dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space)
+    dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space,
+                              dcpl=dataset_plist(options, data))
     if data.size:
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
     if checksum is not None:
@@ -187,7 +190,8 @@ Arrays = Mapping[str, Mapping[str, np.ndarray]]
 Runs = Mapping[str, RunInfo]
 
 
-def _write_file(path: Path, arrays: Arrays, runs: Runs, free: int | None) -> None:
+def _write_file(path: Path, arrays: Arrays, runs: Runs, free: int | None,
+                options: ArrayOptions | None = None) -> None:
     """Write a side file at ``path``, safely even on a disk about to be full.
 
     HDF5 does not survive running out of space while it writes (h5py raises
@@ -199,14 +203,14 @@ def _write_file(path: Path, arrays: Arrays, runs: Runs, free: int | None) -> Non
     size = sum(a.nbytes + 4096 for named in arrays.values() for a in named.values())
     if free is not None and free > 4 * size + _ROOM:
         with h5py.File(path, "w", libver="latest") as f:
-            _fill(f, arrays, runs)
+            _fill(f, arrays, runs, options)
         return
-    image = _file_image(arrays, runs, size)
+    image = _file_image(arrays, runs, size, options)
     with open(path, "wb") as out:
         out.write(image)
 
 
-def _fill(f: h5py.File, arrays: Arrays, runs: Runs) -> None:
+def _fill(f: h5py.File, arrays: Arrays, runs: Runs, options: ArrayOptions | None) -> None:
     _file_attributes(f)
     for run_id, named in arrays.items():
         group = h5py.h5g.create(f.id, run_id.encode())
@@ -218,7 +222,7 @@ def _fill(f: h5py.File, arrays: Arrays, runs: Runs) -> None:
         for name, array in named.items():
             parent, _, leaf = name.rpartition("/")
             where = _subgroup(group, parent, subgroups) if parent else group
-            _write_dataset(where, leaf, array, checksums.get(name))
+            _write_dataset(where, leaf, array, checksums.get(name), options)
 
 
 def _subgroup(group: Any, path: str, made: dict[str, Any]) -> Any:
@@ -231,7 +235,8 @@ def _subgroup(group: Any, path: str, made: dict[str, Any]) -> Any:
     return found
 
 
-def _file_image(arrays: Arrays, runs: Runs, size: int) -> bytes:
+def _file_image(arrays: Arrays, runs: Runs, size: int, options: ArrayOptions | None
+                ) -> bytes:
     """The bytes of an HDF5 file holding ``{run_id: {key: array}}``, made in memory."""
     # libver="latest": newer object headers write large datasets faster; any
     # HDF5 since 1.10 (2017) reads them. One allocation of about the final
@@ -239,7 +244,7 @@ def _file_image(arrays: Arrays, runs: Runs, size: int) -> bytes:
     with h5py.File(f"runstore-{uuid.uuid4().hex}.h5", "w", driver="core",
                    backing_store=False, libver="latest",
                    block_size=max(65536, size + 65536)) as f:
-        _fill(f, arrays, runs)
+        _fill(f, arrays, runs, options)
         f.flush()
         image: bytes = f.id.get_file_image()
     return image
@@ -390,6 +395,8 @@ def _check_dataset(dataset: h5py.Dataset, filename: str, key: str,
     if chunks is not None and any(c > max(n, 1) for c, n in zip(chunks, shape)):
         raise UnsafeArrayFileError(filename, key, f"chunks {chunks} larger than its "
                                    f"shape {shape}")
+    if chunks is not None:  # only chunked datasets have filters
+        check_filters(dataset, filename, key)
     if expected is not None:
         dtype, wanted = expected
         raw = dataset.dtype == np.uint8 and shape == wanted + (dtype.itemsize,)
@@ -444,13 +451,16 @@ class ArrayStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
 
-    def write(self, arrays: Arrays, runs: Runs | None = None) -> str:
+    def write(self, arrays: Arrays, runs: Runs | None = None,
+              options: ArrayOptions | None = None) -> str:
         """Write ``{run_id: {name: array}}`` into a new file; return its name.
 
         A name is a ``/``-separated path under the run's group (nested groups
         are made). ``runs`` gives, by run id, what the file records about
         each run beside its arrays (:class:`RunInfo`: its type, parameters
         and the arrays' CRC-32s) as attributes (see the module documentation).
+        ``options`` chunks and compresses the arrays large enough
+        (:class:`~runstore.compression.ArrayOptions`; default: contiguous).
 
         The file is written under a ``.part`` name, closed, fsynced, renamed
         into place, and its folder is fsynced, all before this returns: rows
@@ -467,7 +477,7 @@ class ArrayStore:
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
         try:
-            _write_file(partial, arrays, runs or {}, _free_bytes(self.directory))
+            _write_file(partial, arrays, runs or {}, _free_bytes(self.directory), options)
             _fsync(partial)
             os.replace(partial, final)
             _fsync(self.directory)
@@ -692,7 +702,8 @@ class MemoryArrayStore(ArrayStore):
         super().__init__(Path("(memory)"))
         self._files: dict[str, dict[str, np.ndarray]] = {}
 
-    def write(self, arrays: Arrays, runs: Runs | None = None) -> str:
+    def write(self, arrays: Arrays, runs: Runs | None = None,
+              options: ArrayOptions | None = None) -> str:
         name = f"{uuid.uuid4().hex}{_SUFFIX}"
         self._files[name] = {
             f"{run_id}/{digest}": array
