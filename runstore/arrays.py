@@ -601,6 +601,31 @@ class ArrayStore:
                 raise
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
+    def read_box(self, filename: str, key: str, expected: Expected,
+                 box: tuple[slice, ...]) -> np.ndarray:
+        """Read a box (one positive-step slice per axis) of one array, checked first.
+
+        The file and the dataset are checked as :meth:`read_many` checks them
+        (``expected`` is required), then only the box is read. Arrays stored
+        as raw bytes come back viewed as their dtype.
+        """
+        path = self.path(filename)
+        _regular_file(path, filename)
+        try:
+            with h5py.File(path, "r") as f:
+                dataset = _dataset(f, filename, key, expected)
+                dtype, shape = expected
+                if dataset.shape == shape:
+                    return np.asarray(dataset[box] if box else dataset[()])
+                raw = np.ascontiguousarray(dataset[box + (slice(None),)])
+                return raw.view(dtype).reshape(raw.shape[:-1])
+        except FileNotFoundError:
+            raise ArrayFileError(filename, f"is missing from {self.directory}") from None
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ArrayFileError):
+                raise
+            raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
+
     def verify(self, filename: str,
                runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]
                ) -> dict[str, str]:
@@ -718,6 +743,11 @@ class MemoryArrayStore(ArrayStore):
             return {key: stored[key] for key in keys}
         except KeyError:
             raise ArrayFileError(filename, "is not in memory") from None
+
+    def read_box(self, filename: str, key: str, expected: Expected,
+                 box: tuple[slice, ...]) -> np.ndarray:
+        (array,) = self.read_many(filename, [key]).values()
+        return array[box] if box else array
 
     def verify(self, filename: str,
                runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]

@@ -42,7 +42,8 @@ from .errors import (
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
-from .results import array_name, array_payloads, decode_result
+from .lazy import LazyArray, ResultArrays
+from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
@@ -297,6 +298,19 @@ class Batch:
         trusted = record.get("result_origin") is None
         return decode_result(tree, arrays, import_code=run._import_code and trusted,
                              allow_pickle=self.store.allow_pickle and trusted)
+
+    def _result_arrays(self, run: Run) -> ResultArrays:
+        """The arrays of a run's result by key path, read lazily (see runstore.lazy)."""
+        record = self.store.run_record(run.id)
+        tree = json.loads(record["result"]) if record["result"] is not None else None
+
+        def locate() -> str | None:
+            return self.store.run_record(run.id)["array_file"]  # type: ignore[no-any-return]
+
+        return ResultArrays({
+            path: LazyArray(self.store.arrays, record["array_file"], locate, run.id,
+                            array_name(payload), payload)
+            for path, payload in array_paths(tree)})
 
     def to_dataframe(self) -> Any:
         """The batch's SQL view as a pandas DataFrame, indexed by run position.

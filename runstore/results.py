@@ -48,7 +48,7 @@ from .encoding import (
 from .errors import DecodingError, EncodingError, UnstorableValueError
 
 __all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG", "array_payloads",
-           "array_name", "name_arrays", "path_component", "scalars_of_tree"]
+           "array_name", "array_paths", "name_arrays", "path_component", "scalars_of_tree"]
 
 #: The tag of pickled values in result trees (only with allow_pickle).
 PICKLE_TAG = "pickle"
@@ -224,6 +224,20 @@ def name_arrays(tree: Tree, arrays: Mapping[str, np.ndarray]
     escaped key starts with). Names follow from the tree alone, so equal
     results name their arrays alike.
     """
+    named, checksums = NamedArrays(), {}
+    for name, payload in array_paths(tree):
+        named[name] = arrays[payload["name"]]
+        payload["name"] = name
+        checksums[name] = payload["crc32"]
+    return named, checksums
+
+
+def array_paths(tree: Tree) -> list[tuple[str, dict[str, Any]]]:
+    """The key path of each array of a result, with its payload, in the tree's order.
+
+    The names :func:`name_arrays` gives (whatever names the payloads hold:
+    arrays stored by position in older files get their key paths too).
+    """
     found: list[tuple[list[str] | None, dict[str, Any]]] = []
     if isinstance(tree, list) and len(tree) == 2 and tree[0] in ("dict", "object"):
         _array_paths(tree, [], found)
@@ -231,15 +245,10 @@ def name_arrays(tree: Tree, arrays: Mapping[str, np.ndarray]
         _array_paths(tree, ["value"], found)
     seen = {id(payload) for _, payload in found}
     found += [(None, payload) for payload in array_payloads(tree) if id(payload) not in seen]
-    named, checksums = NamedArrays(), {}
     datasets: set[str] = set()
     groups: set[str] = set()
-    for position, (path, payload) in enumerate(found):
-        name = _unique_name(path, position, datasets, groups)
-        named[name] = arrays[payload["name"]]
-        payload["name"] = name
-        checksums[name] = payload["crc32"]
-    return named, checksums
+    return [(_unique_name(path, position, datasets, groups), payload)
+            for position, (path, payload) in enumerate(found)]
 
 
 def _unique_name(path: list[str] | None, position: int, datasets: set[str],
