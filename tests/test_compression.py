@@ -175,3 +175,25 @@ def test_asking_for_blosc_without_hdf5plugin_fails_at_once(monkeypatch):
     monkeypatch.setitem(sys.modules, "hdf5plugin", None)
     with pytest.raises(MissingFilterError, match=r"runstore\[blosc\]"):
         ArrayOptions(compression="blosc")
+
+
+def test_gc_rewrites_compressed_nested_arrays_with_their_filters_and_attributes(tmp_path):
+    batch = Batch("gc", path=tmp_path, storage=ArrayOptions(compression="gzip", shuffle=True))
+    batch.add_factorial_runs(Fields, {"n": [40_000, 50_000]})
+    batch(verbose=0)
+    (old,) = batch.store.arrays.files()
+    batch.run[0].clear()
+    assert batch.store.check().ok
+    batch.store.gc(min_age=0)
+    (new,) = batch.store.arrays.files()
+    assert new != old
+    run = batch.run[1]
+    assert run.filename.endswith(new)
+    found = stored(run)
+    assert found["smooth"]["compression"] == "gzip" and found["smooth"]["shuffle"]
+    with h5py.File(run.filename, "r") as f:
+        assert f[run.id].attrs["run_id"] == run.id
+        assert f[run.id]["smooth"].attrs["crc32"] > 0
+    fresh = Batch("gc", path=tmp_path).run[1]
+    assert strictly_equal(fresh.result, Fields.run(None, n=50_000))
+    assert batch.store.check().ok
