@@ -8,7 +8,8 @@ parameters canonically (:mod:`runstore.encoding`), which gives the run its
 with typed, indexed parameters. Calling the batch claims pending runs,
 computes them outside any transaction, encodes each result
 (:mod:`runstore.results`), writes its arrays to a new HDF5 side file
-(:mod:`runstore.arrays`) and only then commits the rows that point into it.
+(:mod:`runstore.arrays`; chunked and compressed as :class:`ArrayOptions`
+say, :mod:`runstore.compression`) and only then commits the rows that point into it.
 :meth:`Batch.get_runs_with` is one indexed SQL query (:mod:`runstore.query`).
 Values that define a run or make up a result may be :class:`Object` and
 container instances (:mod:`runstore.containers`); the parts are specified as
@@ -27,6 +28,7 @@ __all__ = [
     "get_cluster",
     "open_bundle",
     "import_bundle",
+    "ArrayOptions",
     # serialization layer
     "Object",
     "Container",
@@ -62,6 +64,7 @@ __all__ = [
     "SchemaTooNewError",
     "SchemaOutdatedError",
     "ArrayFileError",
+    "MissingFilterError",
     "CodeChangedWarning",
     "UncomputedRunsWarning",
     "__version__",
@@ -72,6 +75,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .batch import Batch
 from .bundle import import_bundle, open_bundle
 from .cluster import Cluster, get_cluster
+from .compression import ArrayOptions
 from .containers import Container, ContainerDict, ContainerList, Object
 from .encoding import ArrayRef, FunctionRef, ObjectRef
 from .errors import (
@@ -84,6 +88,7 @@ from .errors import (
     UncomputedRunsWarning,
     DecodingError,
     EncodingError,
+    MissingFilterError,
     NotAStoreError,
     OptionalDependencyError,
     ParameterError,

@@ -7,12 +7,30 @@ opened for writing again, so a crash can only leave behind ``.part`` files or
 files no row points into, which ``check``/``gc`` find. Every read opens and
 closes its file.
 
-Inside a file, the arrays of run ``<id>`` sit at ``/<id>/<digest>``.
+Inside a file (format 2, :data:`FORMAT`), the arrays of run ``<id>`` sit at
+``/<id>/<key path>``: ``/<id>/fields/E`` for ``result["fields"]["E"]`` (the
+name recorded in the array's payload in the result, see
+:func:`runstore.results.name_arrays`). Attributes say what things are, so
+that h5py or ``h5dump`` alone explain a file:
+
+- the root: ``runstore_format`` (2; files without it are format 1, whose
+  arrays are named ``0``, ``1`` ... in the order of the result) and
+  ``creator`` (``"runstore <version>"``);
+- each run's group: ``run_id``, ``run_type``, ``parameters`` (the canonical
+  JSON document of the run's parameters, as in ``runs.parameters``),
+  ``parameters.<name>`` for each parameter that is an int (within int64),
+  float, bool or str, and ``runstore_format``;
+- each dataset: ``crc32`` (of the array's bytes, as in its payload), and
+  ``raw_dtype`` (a numpy dtype string) for arrays of dtypes HDF5 has no type
+  for, stored as raw ``uint8`` bytes with one more axis.
+
+Text attributes are variable-length UTF-8 strings.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -22,17 +40,19 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import h5py
 import numpy as np
 import psutil
 
+from .compression import ArrayOptions, check_filters, dataset_plist
 from .errors import ArrayFileError, DecodingError, StorageFullError, UnsafeArrayFileError
 from .interfaces import IArrayStore, implementer
 
 __all__ = ["ArrayStore", "MemoryArrayStore", "RAW_KINDS", "raw_bytes", "SIDE_FILE_PATTERN",
-           "PARTIAL_FILE_PATTERN", "side_file_writer", "full_disk_error", "expected_array"]
+           "PARTIAL_FILE_PATTERN", "side_file_writer", "full_disk_error", "expected_array",
+           "FORMAT", "RunInfo"]
 
 #: What an array must be: its dtype and shape, from its result's payload.
 Expected = tuple[np.dtype[Any], tuple[int, ...]]
@@ -45,10 +65,98 @@ RAW_KINDS = "UMm"
 _PARTIAL = ".part"
 #: Type codes of long doubles (float128, complex256): padded, stored as raw bytes.
 _PADDED = "gG"
+#: The version of the layout of side files and bundles' ``.h5`` files this
+#: runstore writes (its root's ``runstore_format``; 1 for files without one).
+FORMAT = 2
 
 
-def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None:
+class RunInfo(TypedDict, total=False):
+    """What a side file records about a run beside its arrays (plain data, no SQL)."""
+
+    #: The run type's name (``runs.run_type``).
+    run_type: str
+    #: The canonical JSON document of its parameters (``runs.parameters``).
+    parameters: str
+    #: The CRC-32 of each array, by name (from its payload).
+    checksums: Mapping[str, int]
+    #: The names of all its arrays (from their payloads): what a copy takes.
+    arrays: Sequence[str]
+
+
+# -- attributes, with h5py's low-level API (about three times as fast) -------------
+
+_TEXT = h5py.string_dtype()
+_TEXT_FILE = h5py.h5t.py_create(_TEXT, logical=True)  # variable-length UTF-8
+_TEXT_MEMORY = h5py.h5t.py_create(_TEXT)  # Python str objects
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
+_I8, _F8, _BOOL = np.dtype("<i8"), np.dtype("<f8"), np.dtype(bool)
+_NUMBER_TYPES = {dtype: h5py.h5t.py_create(dtype) for dtype in (_I8, _F8, _BOOL)}
+_INT64 = 2**63
+
+
+def _set_attribute(obj: Any, name: str, value: str | int | float | bool) -> None:
+    """Give the HDF5 object ``obj`` (a low-level id) a scalar attribute.
+
+    HDF5 takes about 10 us to add an attribute whatever is done; what is
+    done here on top of it is kept to a minimum (types made once).
+    """
+    kind = type(value)
+    if kind is str:
+        hdf5_type, data, memory = _TEXT_FILE, np.array(value, dtype=_TEXT), _TEXT_MEMORY
+    else:
+        dtype = _I8 if kind is int else _F8 if kind is float else _BOOL
+        hdf5_type = memory = _NUMBER_TYPES[dtype]
+        data = np.array(value, dtype=dtype)
+    h5py.h5a.create(obj, name.encode(), hdf5_type, _SCALAR).write(data, mtype=memory)
+
+
+def _file_attributes(f: h5py.File) -> None:
+    _set_attribute(f.id, "runstore_format", FORMAT)
+    _set_attribute(f.id, "creator", f"runstore {_version()}")
+
+
+def _version() -> str:
+    from . import __version__  # the package imports this module
+
+    return __version__
+
+
+def run_attributes(run_id: str, info: RunInfo) -> dict[str, str | int | float | bool]:
+    """The attributes of a run's group: its id, type, parameters and the format."""
+    attributes: dict[str, str | int | float | bool] = {"run_id": run_id}
+    if "run_type" in info:
+        attributes["run_type"] = info["run_type"]
+    if "parameters" in info:
+        attributes["parameters"] = info["parameters"]
+        attributes.update(_typed_parameters(info["parameters"]))
+    attributes["runstore_format"] = FORMAT
+    return attributes
+
+
+def _typed_parameters(document: str) -> dict[str, str | int | float | bool]:
+    """``parameters.<name>`` for each int (within int64), float, bool and str parameter."""
+    try:
+        values = json.loads(document)["values"]
+    except (ValueError, TypeError, KeyError):
+        return {}
+    typed: dict[str, str | int | float | bool] = {}
+    for pair in values if isinstance(values, list) else []:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+            continue
+        name, tree = pair
+        if isinstance(tree, (str, bool, float)) or (
+                isinstance(tree, int) and -_INT64 <= tree < _INT64):
+            typed[f"parameters.{name}"] = tree
+        elif tree in (["float", "nan"], ["float", "inf"], ["float", "-inf"]):
+            typed[f"parameters.{name}"] = float(tree[1])
+    return typed
+
+
+def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray,
+                   checksum: int | None = None, options: ArrayOptions | None = None
+                   ) -> None:
     """Write one array with h5py's low-level API (about twice as fast per dataset)."""
+    raw = None
     try:
         if array.dtype.kind in RAW_KINDS or array.dtype.char in _PADDED or (
                 array.ndim == 0 and array.dtype.kind == "S"):
@@ -58,14 +166,19 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None
             raise TypeError(f"HDF5 has no exact type for {array.dtype}")
         hdf5_type = h5py.h5t.py_create(array.dtype)
     except TypeError:  # e.g. unicode, datetimes, complex256: keep the bytes
+        raw = array.dtype.str
         array = raw_bytes(array)
         hdf5_type = h5py.h5t.py_create(array.dtype)
     data = np.ascontiguousarray(array) if array.ndim else array
-    space = (h5py.h5s.create_simple(data.shape) if data.ndim
-             else h5py.h5s.create(h5py.h5s.SCALAR))
-    dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space)
+    space = h5py.h5s.create_simple(data.shape) if data.ndim else _SCALAR
+    dataset = h5py.h5d.create(group, key.encode(), hdf5_type, space,
+                              dcpl=dataset_plist(options, data))
     if data.size:
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+    if checksum is not None:
+        _set_attribute(dataset, "crc32", checksum)
+    if raw is not None:
+        _set_attribute(dataset, "raw_dtype", raw)
 
 
 #: Free space (bytes) beyond four times a side file's size under which it is
@@ -73,8 +186,12 @@ def _write_dataset(group: h5py.h5g.GroupID, key: str, array: np.ndarray) -> None
 _ROOM = 256 * 2**20
 
 
-def _write_file(path: Path, arrays: Mapping[str, Mapping[str, np.ndarray]],
-                free: int | None) -> None:
+Arrays = Mapping[str, Mapping[str, np.ndarray]]
+Runs = Mapping[str, RunInfo]
+
+
+def _write_file(path: Path, arrays: Arrays, runs: Runs, free: int | None,
+                options: ArrayOptions | None = None) -> None:
     """Write a side file at ``path``, safely even on a disk about to be full.
 
     HDF5 does not survive running out of space while it writes (h5py raises
@@ -86,21 +203,40 @@ def _write_file(path: Path, arrays: Mapping[str, Mapping[str, np.ndarray]],
     size = sum(a.nbytes + 4096 for named in arrays.values() for a in named.values())
     if free is not None and free > 4 * size + _ROOM:
         with h5py.File(path, "w", libver="latest") as f:
-            _fill(f, arrays)
+            _fill(f, arrays, runs, options)
         return
-    image = _file_image(arrays, size)
+    image = _file_image(arrays, runs, size, options)
     with open(path, "wb") as out:
         out.write(image)
 
 
-def _fill(f: h5py.File, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+def _fill(f: h5py.File, arrays: Arrays, runs: Runs, options: ArrayOptions | None) -> None:
+    _file_attributes(f)
     for run_id, named in arrays.items():
         group = h5py.h5g.create(f.id, run_id.encode())
-        for key, array in named.items():
-            _write_dataset(group, key, array)
+        info = runs.get(run_id, {})
+        for attr, value in run_attributes(run_id, info).items():
+            _set_attribute(group, attr, value)
+        checksums = info.get("checksums", {})
+        subgroups: dict[str, Any] = {}
+        for name, array in named.items():
+            parent, _, leaf = name.rpartition("/")
+            where = _subgroup(group, parent, subgroups) if parent else group
+            _write_dataset(where, leaf, array, checksums.get(name), options)
 
 
-def _file_image(arrays: Mapping[str, Mapping[str, np.ndarray]], size: int) -> bytes:
+def _subgroup(group: Any, path: str, made: dict[str, Any]) -> Any:
+    """The group at ``path`` under a run's group, made (with its parents) if new."""
+    found = made.get(path)
+    if found is None:
+        parent, _, leaf = path.rpartition("/")
+        above = _subgroup(group, parent, made) if parent else group
+        found = made[path] = h5py.h5g.create(above, leaf.encode())
+    return found
+
+
+def _file_image(arrays: Arrays, runs: Runs, size: int, options: ArrayOptions | None
+                ) -> bytes:
     """The bytes of an HDF5 file holding ``{run_id: {key: array}}``, made in memory."""
     # libver="latest": newer object headers write large datasets faster; any
     # HDF5 since 1.10 (2017) reads them. One allocation of about the final
@@ -108,7 +244,7 @@ def _file_image(arrays: Mapping[str, Mapping[str, np.ndarray]], size: int) -> by
     with h5py.File(f"runstore-{uuid.uuid4().hex}.h5", "w", driver="core",
                    backing_store=False, libver="latest",
                    block_size=max(65536, size + 65536)) as f:
-        _fill(f, arrays)
+        _fill(f, arrays, runs, options)
         f.flush()
         image: bytes = f.id.get_file_image()
     return image
@@ -218,8 +354,10 @@ def _member(parent: h5py.Group, name: str, kind: type[_H5], filename: str, where
         raise UnsafeArrayFileError(filename, where, found)
     obj = parent[name]
     if not isinstance(obj, kind):
-        found, belongs = (("a dataset", "a run's group") if kind is h5py.Group
-                          else ("a group", "an array"))
+        found = ("a group" if isinstance(obj, h5py.Group) else "a dataset"
+                 if isinstance(obj, h5py.Dataset) else "a named datatype")
+        belongs = ("an array" if kind is h5py.Dataset else "a group" if "/" in where
+                   else "a run's group")
         raise UnsafeArrayFileError(filename, where, f"{found} where {belongs} belongs,")
     if h5py.h5o.get_info(obj.id).rc != 1:
         raise UnsafeArrayFileError(filename, where, "an object linked from several places")
@@ -228,10 +366,24 @@ def _member(parent: h5py.Group, name: str, kind: type[_H5], filename: str, where
 
 def _dataset(f: h5py.File, filename: str, key: str, expected: Expected | None
              ) -> h5py.Dataset:
-    """The dataset at ``key`` ("<run id>/<name>"), checked before any of it is read."""
-    run_id, _, name = key.partition("/")
-    group = _member(f, run_id, h5py.Group, filename, run_id)
-    dataset = _member(group, name, h5py.Dataset, filename, key)
+    """The dataset at ``key`` ("<run id>/<path>"), checked before any of it is read.
+
+    Each component of the path is looked up as :func:`_member` does: a hard
+    link to an object linked nowhere else, a group on the way and a
+    dataset at the end.
+    """
+    parts = key.split("/")
+    group: h5py.Group = f
+    for depth, part in enumerate(parts[:-1]):
+        group = _member(group, part, h5py.Group, filename, "/".join(parts[:depth + 1]))
+    dataset = _member(group, parts[-1], h5py.Dataset, filename, key)
+    _check_dataset(dataset, filename, key, expected)
+    return dataset
+
+
+def _check_dataset(dataset: h5py.Dataset, filename: str, key: str,
+                   expected: Expected | None) -> None:
+    """Refuse a dataset stored elsewhere, oddly chunked, or not of the expected type."""
     if dataset.is_virtual:
         raise UnsafeArrayFileError(filename, key, "a virtual dataset (mapped from others)")
     if dataset.external:
@@ -243,13 +395,53 @@ def _dataset(f: h5py.File, filename: str, key: str, expected: Expected | None
     if chunks is not None and any(c > max(n, 1) for c, n in zip(chunks, shape)):
         raise UnsafeArrayFileError(filename, key, f"chunks {chunks} larger than its "
                                    f"shape {shape}")
+    if chunks is not None:  # only chunked datasets have filters
+        check_filters(dataset, filename, key)
     if expected is not None:
         dtype, wanted = expected
         raw = dataset.dtype == np.uint8 and shape == wanted + (dtype.itemsize,)
         if not raw and (dataset.dtype != dtype or shape != wanted):
             raise UnsafeArrayFileError(filename, key, f"{dataset.dtype.str}{shape} data "
                                        f"(expected {dtype.str}{wanted})")
-    return dataset
+
+
+def _copy_tree(source: h5py.Group, out: h5py.Group, filename: str, where: str) -> None:
+    """Copy a run's group member by member, checking each as :func:`_dataset` does.
+
+    Never a blind copy of a subtree: every link is looked at first (soft and
+    external links, objects linked twice, virtual and external datasets, and
+    anything that is neither group nor dataset are refused).
+    """
+    _copy_attributes(source, out)
+    for name in source:
+        path = f"{where}/{name}"
+        hard = isinstance(source.get(name, getlink=True), h5py.HardLink)
+        if hard and source.get(name, getclass=True) is h5py.Group:
+            group = _member(source, name, h5py.Group, filename, path)
+            _copy_tree(group, out.create_group(name), filename, path)
+        else:
+            dataset = _member(source, name, h5py.Dataset, filename, path)
+            _check_dataset(dataset, filename, path, None)
+            source.copy(dataset, out, name=name)
+
+
+def _copy_attributes(source: h5py.Group, out: h5py.Group) -> None:
+    """Copy a group's attributes that are plain values (numbers, text, small arrays)."""
+    for name in source.attrs:
+        try:
+            value = source.attrs[name]
+            if isinstance(value, np.ndarray) and value.dtype.kind not in "biufcSU":
+                continue  # references, compounds ...: not runstore's
+            out.attrs[name] = value
+        except (OSError, TypeError, ValueError):  # a type h5py cannot read: skip it
+            continue
+
+
+def _add_missing(group: h5py.Group, attributes: Mapping[str, str | int | float | bool]
+                 ) -> None:
+    for name, value in attributes.items():
+        if name not in group.attrs:
+            _set_attribute(group.id, name, value)
 
 
 @implementer(IArrayStore)
@@ -259,8 +451,16 @@ class ArrayStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
 
-    def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-        """Write ``{run_id: {digest: array}}`` into a new file; return its name.
+    def write(self, arrays: Arrays, runs: Runs | None = None,
+              options: ArrayOptions | None = None) -> str:
+        """Write ``{run_id: {name: array}}`` into a new file; return its name.
+
+        A name is a ``/``-separated path under the run's group (nested groups
+        are made). ``runs`` gives, by run id, what the file records about
+        each run beside its arrays (:class:`RunInfo`: its type, parameters
+        and the arrays' CRC-32s) as attributes (see the module documentation).
+        ``options`` chunks and compresses the arrays large enough
+        (:class:`~runstore.compression.ArrayOptions`; default: contiguous).
 
         The file is written under a ``.part`` name, closed, fsynced, renamed
         into place, and its folder is fsynced, all before this returns: rows
@@ -277,7 +477,7 @@ class ArrayStore:
         final = self.directory / name
         partial = final.with_name(name + _PARTIAL)
         try:
-            _write_file(partial, arrays, _free_bytes(self.directory))
+            _write_file(partial, arrays, runs or {}, _free_bytes(self.directory), options)
             _fsync(partial)
             os.replace(partial, final)
             _fsync(self.directory)
@@ -289,35 +489,52 @@ class ArrayStore:
             raise
         return name
 
-    def pack(self, runs: Mapping[str, Sequence[str]], target: Path) -> None:
+    def pack(self, runs: Mapping[str, Sequence[str]], target: Path,
+             infos: Runs | None = None) -> None:
         """Copy the groups of runs ``{side file: [run ids]}`` into one new HDF5 file.
 
-        Each run's group and dataset is checked as :meth:`read_many` checks
-        them (links, virtual and external datasets are refused, not copied).
-        The file is written under a temporary name and renamed when complete.
+        Each run's groups and datasets are checked as :meth:`read_many`
+        checks them (links, objects linked twice, virtual and external
+        datasets are refused, not copied) and copied with their attributes:
+        the arrays ``infos[run_id]["arrays"]`` names (those its result
+        points to), or else every member, walked one by one. ``infos`` (by
+        run id) also adds the run attributes a group lacks (groups written
+        before format 2 have none). The file is written under a temporary
+        name and renamed when complete.
         """
         partial = target.with_name(target.name + _PARTIAL)
         try:
             with h5py.File(partial, "w", libver="latest") as out:
+                _file_attributes(out)
                 for filename, run_ids in runs.items():
                     path = self.path(filename)
                     _regular_file(path, filename)
                     with h5py.File(path, "r") as source:
                         for run_id in run_ids:
-                            self._copy_group(source, filename, run_id, out)
+                            info = (infos or {}).get(run_id, RunInfo())
+                            self._copy_group(source, filename, run_id, out,
+                                             info.get("arrays"))
+                            if infos and run_id in infos:
+                                _add_missing(out[run_id], run_attributes(run_id, info))
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, target)
 
     def _copy_group(self, source: h5py.File, filename: str, run_id: str,
-                    out: h5py.File) -> None:
+                    out: h5py.File, names: Sequence[str] | None) -> None:
         try:
             group = _member(source, run_id, h5py.Group, filename, run_id)
             copy = out.create_group(run_id)
-            for name in group:
+            if names is None:
+                _copy_tree(group, copy, filename, run_id)
+                return
+            _copy_attributes(group, copy)
+            for name in names:
                 dataset = _dataset(source, filename, f"{run_id}/{name}", None)
-                source.copy(dataset, copy, name=name)
+                parent, _, leaf = name.rpartition("/")
+                target = copy.require_group(parent) if parent else copy
+                source.copy(dataset, target, name=leaf)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
 
@@ -377,6 +594,38 @@ class ArrayStore:
             with h5py.File(path, "r") as f:
                 datasets = {key: _dataset(f, filename, key, wanted.get(key)) for key in keys}
                 return {key: np.asarray(dataset[()]) for key, dataset in datasets.items()}
+        except FileNotFoundError:
+            raise ArrayFileError(filename, f"is missing from {self.directory}") from None
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ArrayFileError):
+                raise
+            raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
+
+    def read_box(self, filename: str, key: str, expected: Expected,
+                 box: tuple[slice, ...]) -> np.ndarray:
+        """Read a box (one positive-step slice per axis) of one array, checked first.
+
+        The file and the dataset are checked as :meth:`read_many` checks them
+        (``expected`` is required), then only the box is read. Arrays stored
+        as raw bytes come back viewed as their dtype.
+        """
+        path = self.path(filename)
+        _regular_file(path, filename)
+        try:
+            with h5py.File(path, "r") as f:
+                dataset = _dataset(f, filename, key, expected)
+                dtype, shape = expected
+                if all(s.start == 0 and s.stop == n and s.step in (None, 1)
+                       for s, n in zip(box, shape)):
+                    data = np.asarray(dataset[()])  # whole: HDF5's fastest read
+                elif dataset.shape == shape:
+                    return np.asarray(dataset[box])
+                else:
+                    data = np.asarray(dataset[box + (slice(None),)])
+                if data.shape == shape + (dtype.itemsize,) or data.dtype != dtype:
+                    raw = np.ascontiguousarray(data)
+                    return raw.view(dtype).reshape(raw.shape[:-1])
+                return data
         except FileNotFoundError:
             raise ArrayFileError(filename, f"is missing from {self.directory}") from None
         except (OSError, KeyError, TypeError, ValueError) as exc:
@@ -485,7 +734,8 @@ class MemoryArrayStore(ArrayStore):
         super().__init__(Path("(memory)"))
         self._files: dict[str, dict[str, np.ndarray]] = {}
 
-    def write(self, arrays: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    def write(self, arrays: Arrays, runs: Runs | None = None,
+              options: ArrayOptions | None = None) -> str:
         name = f"{uuid.uuid4().hex}{_SUFFIX}"
         self._files[name] = {
             f"{run_id}/{digest}": array
@@ -500,6 +750,11 @@ class MemoryArrayStore(ArrayStore):
             return {key: stored[key] for key in keys}
         except KeyError:
             raise ArrayFileError(filename, "is not in memory") from None
+
+    def read_box(self, filename: str, key: str, expected: Expected,
+                 box: tuple[slice, ...]) -> np.ndarray:
+        (array,) = self.read_many(filename, [key]).values()
+        return array[box] if box else array
 
     def verify(self, filename: str,
                runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]

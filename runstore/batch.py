@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+from .compression import ArrayOptions
 from .errors import (
     ArrayFileError,
     BatchNameError,
@@ -41,7 +42,8 @@ from .errors import (
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
-from .results import array_name, array_payloads, decode_result
+from .lazy import LazyArray, ResultArrays
+from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
@@ -61,6 +63,14 @@ def check_batch_name(name: object) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise BatchNameError(name)
     return name
+
+
+def _storage(storage: object) -> ArrayOptions | None:
+    """Check a ``storage`` argument: ArrayOptions or None."""
+    if storage is None or isinstance(storage, ArrayOptions):
+        return storage
+    raise TypeError(f"storage must be a runstore.ArrayOptions or None, not "
+                    f"{type(storage).__name__} (e.g. ArrayOptions(compression='gzip'))")
 
 
 class RunList(Sequence[Run]):
@@ -138,13 +148,23 @@ class Batch:
         The store's durability level (``"normal"``, ``"full"`` or ``"extra"``;
         see :class:`~runstore.store.Store`); ``None`` is the default,
         ``"normal"``. Give it to the store instead when passing a ``Store``.
+    storage
+        How the arrays this batch's drains store are laid out in HDF5: chunks
+        and compression (:class:`~runstore.ArrayOptions`); ``None`` keeps them
+        contiguous and uncompressed. Calls of the batch may override it. It
+        belongs to this object, not to the store: standalone workers
+        (``runstore worker``) store arrays uncompressed.
     """
 
     def __init__(self, name: str, path: str | os.PathLike[str] = "", saveresult: bool = True,
                  store: Store | str | os.PathLike[str] | None = None,
-                 allow_pickle: bool = False, synchronous: str | None = None) -> None:
+                 allow_pickle: bool = False, synchronous: str | None = None,
+                 storage: ArrayOptions | None = None) -> None:
         self.name = check_batch_name(name)
         self.saveresult = saveresult
+        self.storage = _storage(storage)
+        #: The storage options of the call under way (or of the batch).
+        self._storage_now = self.storage
         self._folder = Path(path) / "_res"
         options: dict[str, Any] = {"allow_pickle": allow_pickle}
         if synchronous is not None:
@@ -279,6 +299,19 @@ class Batch:
         return decode_result(tree, arrays, import_code=run._import_code and trusted,
                              allow_pickle=self.store.allow_pickle and trusted)
 
+    def _result_arrays(self, run: Run) -> ResultArrays:
+        """The arrays of a run's result by key path, read lazily (see runstore.lazy)."""
+        record = self.store.run_record(run.id)
+        tree = json.loads(record["result"]) if record["result"] is not None else None
+
+        def locate() -> str | None:
+            return self.store.run_record(run.id)["array_file"]  # type: ignore[no-any-return]
+
+        return ResultArrays({
+            path: LazyArray(self.store.arrays, record["array_file"], locate, run.id,
+                            array_name(payload), payload)
+            for path, payload in array_paths(tree)})
+
     def to_dataframe(self) -> Any:
         """The batch's SQL view as a pandas DataFrame, indexed by run position.
 
@@ -362,7 +395,8 @@ class Batch:
 
     def __call__(self, verbose: int = 1, retry_failed: bool = False,
                  recompute_changed: bool = False, processes: int | None = None,
-                 executor: Executor | None = None, cluster: Cluster | None = None) -> None:
+                 executor: Executor | None = None, cluster: Cluster | None = None,
+                 storage: ArrayOptions | None = None) -> None:
         """Compute the pending runs, with a progress bar.
 
         By default runs are computed one after the other in this process.
@@ -386,6 +420,10 @@ class Batch:
         recompute_changed
             Recompute the results of runs whose class's code changed since they
             were computed (otherwise a :class:`CodeChangedWarning` is issued).
+        storage
+            How the arrays of this call's results are stored (chunks,
+            compression: :class:`~runstore.ArrayOptions`), instead of the
+            batch's ``storage``.
 
         Raises
         ------
@@ -393,6 +431,15 @@ class Batch:
             After all runs were tried, if some raised; the others' results are
             stored.
         """
+        self._storage_now = self.storage if storage is None else _storage(storage)
+        try:
+            self._call(verbose, retry_failed, recompute_changed, processes, executor, cluster)
+        finally:
+            self._storage_now = self.storage
+
+    def _call(self, verbose: int, retry_failed: bool, recompute_changed: bool,
+              processes: int | None, executor: Executor | None, cluster: Cluster | None
+              ) -> None:
         if not self.store.readonly:
             self.store.recover()  # this process's stranded runs, dead owners' runs
         self._prepare(retry_failed, recompute_changed)
@@ -483,7 +530,8 @@ class Batch:
                 self._compute_all(claim, bar, computed, claimed, failed)
                 self._commit(computed, claimed, failed)
             except BaseException as exc:
-                instead = self.store.give_back(computed, claimed, self._id, exc, reserve)
+                instead = self.store.give_back(computed, claimed, self._id, exc, reserve,
+                                               self._storage_now)
                 if instead is not None:
                     raise instead from exc
                 raise
@@ -523,7 +571,7 @@ class Batch:
                 failed: list[str] | None = None) -> None:
         """Record computed runs; they are no longer this call's to give back."""
         done = [c for c in computed if c.state is not _FAILED]
-        self.store.complete(computed, self._id)
+        self.store.complete(computed, self._id, self._storage_now)
         if failed is not None:  # runs whose results could not be stored failed
             failed += [c.run_id for c in done if c.state is _FAILED]
         for completion in computed:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import RunInfo
 from .batch import Batch
 from .encoding import canonical_json, indexed, stored_array
 from .errors import (ArrayFileError, BundleError, CustomIdRefusedError, DecodingError,
@@ -92,7 +93,8 @@ def _write_bundle(batch: Batch, selected: Sequence[Run], db: Path, h5: Path) -> 
     try:
         if by_file:
             try:
-                batch.store.arrays.pack(by_file, h5)
+                batch.store.arrays.pack(by_file, h5, {
+                    rid: _run_info(record) for rid, record in records.items()})
             except ArrayFileError:
                 raise
             except (OSError, KeyError) as exc:
@@ -225,12 +227,24 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
                 or existing[run.record["id"]]["state"] in ("pending", "failed"))]
             arrays = {run.record["id"]: _arrays_of(source.store, run) for run in takes}
         arrays = {rid: named for rid, named in arrays.items() if named}
-        filename = store.arrays.write(arrays) if arrays else None
+        infos = {run.record["id"]: _run_info(run.record) for run in takes}
+        filename = store.arrays.write(arrays, infos) if arrays else None
         added, completed = store.adopt_runs(target, runs, filename, with_arrays=arrays)
         report.added += added
         report.completed += completed
         report.present += len(runs) - added - completed
     return report
+
+
+def _run_info(record: dict[str, Any]) -> RunInfo:
+    """What a side file records about a run beside its arrays, from its row."""
+    info = RunInfo(run_type=record["run_type"], parameters=record["parameters"])
+    if record.get("result") is not None:
+        payloads = list(array_payloads(json.loads(record["result"])))
+        info["arrays"] = [array_name(p) for p in payloads]
+        info["checksums"] = {array_name(p): p["crc32"] for p in payloads
+                             if isinstance(p.get("crc32"), int)}
+    return info
 
 
 def _adopted(record: dict[str, Any], where: str, trust: bool = False) -> Adopted:

@@ -16,6 +16,7 @@ __all__ = [
     "ReservedNameError",
     "UnresolvedReferenceError",
     "OptionalDependencyError",
+    "MissingFilterError",
     "ArrayFileError",
     "StoreError",
     "NotAStoreError",
@@ -186,6 +187,39 @@ class OptionalDependencyError(RunstoreError, ImportError):
             f"'runstore[{extra}]')",
             name=package,
         )
+
+
+class MissingFilterError(RunstoreError, ImportError):
+    """Arrays are (or are to be) compressed with a filter this HDF5 does not have.
+
+    Attributes
+    ----------
+    filter : str
+        The filter's name (``"blosc"`` ...).
+    extra : str or None
+        The runstore extra that installs it, if one does.
+    filename : str or None
+        The side file that needs it (None when writing).
+    where : str or None
+        The array in it.
+    """
+
+    def __init__(self, filter: str, place: tuple[str, str] | None) -> None:
+        self.filter = filter
+        self.extra = "blosc" if filter in _HDF5PLUGIN_FILTERS else None
+        self.filename: str | None = place[0] if place is not None else None
+        self.where: str | None = place[1] if place is not None else None
+        needs = (f"the array {self.where} of the side file {self.filename!r} is compressed"
+                 if place is not None else "compressing arrays")
+        how = (f"Install it with: pip install hdf5plugin  (or: pip install "
+               f"'runstore[{self.extra}]')" if self.extra else
+               "Install an HDF5 plugin that provides it (HDF5_PLUGIN_PATH)")
+        super().__init__(f"{needs} with the {filter!r} filter, which this HDF5 does not "
+                         f"have. {how}", name="hdf5plugin" if self.extra else None)
+
+
+#: Filters the hdf5plugin package provides.
+_HDF5PLUGIN_FILTERS = {"blosc", "blosc2", "lz4", "zstd", "bzip2", "bitshuffle"}
 
 
 class ArrayFileError(_OwnMessage, RunstoreError, OSError):

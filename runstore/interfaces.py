@@ -239,13 +239,18 @@ class IArrayStore(Interface):
     - a side file that committed rows point into is never opened for writing
       again;
     - handles are short-lived: each call opens and closes its file;
+    - a run's arrays sit at ``/<run id>/<key path>``, and attributes say what
+      the file, each run and each array are, so h5py alone explains a file;
     - the array store knows nothing of SQL.
     """
 
     directory = Attribute("directory", "The folder holding the side files.")
 
-    def write(arrays: Any) -> str:
-        """Write named arrays into a new side file, close it, return its name."""
+    def write(arrays: Any, runs: Any = None, options: Any = None) -> str:
+        """Write ``{run id: {key path: array}}`` into a new side file, close it,
+        return its name. ``runs`` gives what the file records about each run
+        as attributes (its type and parameters, the arrays' CRC-32s);
+        ``options`` how arrays are chunked and compressed."""
 
     def read(filename: str, key: str) -> Any:
         """Read one array back."""

@@ -187,7 +187,7 @@ class _Drain:
                 if self.owns_pool:
                     _abandon(self.executor)
                 instead = self.store.give_back(self.buffer, self.claimed, self.batch._id,
-                                               exc, reserve)
+                                               exc, reserve, self.batch._storage_now)
                 if instead is not None:
                     raise instead from exc
                 raise
@@ -203,7 +203,7 @@ class _Drain:
     def _flush(self) -> None:
         """Record the buffered outcomes; they are no longer this drain's to give back."""
         done = [c for c in self.buffer if c.state is not RunState.FAILED]
-        self.store.complete(self.buffer, self.batch._id)
+        self.store.complete(self.buffer, self.batch._id, self.batch._storage_now)
         self.failed += [c.run_id for c in done if c.state is RunState.FAILED]  # unstorable
         for completion in self.buffer:
             self.claimed.pop(completion.run_key, None)

@@ -4,8 +4,9 @@ A result is any value :func:`runstore.encoding.encode` accepts, normally a dict
 or a :class:`~runstore.containers.Container`. It is stored three ways at once:
 
 - the encoded tree (canonical JSON), from which the result is rebuilt exactly;
-- its numpy arrays, named ``0``, ``1`` ... with a CRC-32 of each (checked
-  when loaded), for an HDF5 side file;
+- its numpy arrays, each named by its key path in the result (see
+  :func:`name_arrays`) with a CRC-32 of each (checked when loaded), for an
+  HDF5 side file;
 - one typed row per scalar (None, bool, int, float, str, complex as
   structured) under its key, nested dict keys joined with ``.``, so that
   results can be queried with SQL. A result that is not a mapping is stored
@@ -47,7 +48,7 @@ from .encoding import (
 from .errors import DecodingError, EncodingError, UnstorableValueError
 
 __all__ = ["EncodedResult", "encode_result", "decode_result", "PICKLE_TAG", "array_payloads",
-           "array_name", "scalars_of_tree"]
+           "array_name", "array_paths", "name_arrays", "path_component", "scalars_of_tree"]
 
 #: The tag of pickled values in result trees (only with allow_pickle).
 PICKLE_TAG = "pickle"
@@ -61,6 +62,8 @@ class EncodedResult:
     json: str
     scalars: dict[str, Indexed]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The CRC-32 of each array, by name (as in its payload).
+    checksums: dict[str, int] = field(default_factory=dict)
 
 
 def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
@@ -88,7 +91,11 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     origins: dict[str, str] = {}
     for key, item in encoded_items.items():
         _collect_scalars(str(key), item, scalars, origins, repr(key))
-    return EncodedResult(tree, canonical_json(tree), scalars, arrays)
+    if arrays:
+        arrays, checksums = name_arrays(tree, arrays)
+    else:
+        checksums = {}
+    return EncodedResult(tree, canonical_json(tree), scalars, arrays, checksums)
 
 
 def _check_key(key: Any) -> None:
@@ -184,11 +191,131 @@ def array_payloads(tree: Tree) -> Iterator[dict[str, Any]]:
 
 
 def array_name(payload: Mapping[str, Any]) -> str:
-    """The name an array of a result is stored under in its run's HDF5 group."""
+    """The path an array of a result is stored under in its run's HDF5 group.
+
+    A ``/``-separated path (``fields/E``; ``0``, ``1`` ... in files written
+    before runstore named arrays by key path). Refused (a
+    :class:`~runstore.errors.DecodingError`) unless every component is a
+    plain HDF5 link name: not empty, ``.`` or ``..``, and without NUL.
+    """
     name = payload.get("name") or payload.get("digest")
-    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+    if not isinstance(name, str) or not name or "\x00" in name or any(
+            part in ("", ".", "..") for part in name.split("/")):
         raise DecodingError("result", f"the array name {name!r}")
     return name
+
+
+# -- array names: key paths --------------------------------------------------------
+
+
+def name_arrays(tree: Tree, arrays: Mapping[str, np.ndarray]
+                ) -> tuple[NamedArrays, dict[str, int]]:
+    """Name a result's arrays by their key paths; return them and their CRC-32s by name.
+
+    ``arrays`` holds the arrays under the positional names the encoder gave
+    them; the payloads in ``tree`` are renamed in place. An array's name is
+    the path of keys that leads to it, ``/``-separated, each key escaped by
+    :func:`path_component`: ``{"fields": {"E": a}}`` gives ``fields/E``, a list
+    item its index, an object's attribute its name, and a result that is not
+    a mapping (or an object) starts with ``value``. An array whose path
+    another array already took, or that would be a group of another's path
+    (keys ``1`` and ``'1'``), or that has no key path (inside a dict key),
+    is named ``~<n>``, ``n`` its position in the tree's order (which no
+    escaped key starts with). Names follow from the tree alone, so equal
+    results name their arrays alike.
+    """
+    named, checksums = NamedArrays(), {}
+    for name, payload in array_paths(tree):
+        named[name] = arrays[payload["name"]]
+        payload["name"] = name
+        checksums[name] = payload["crc32"]
+    return named, checksums
+
+
+def array_paths(tree: Tree) -> list[tuple[str, dict[str, Any]]]:
+    """The key path of each array of a result, with its payload, in the tree's order.
+
+    The names :func:`name_arrays` gives (whatever names the payloads hold:
+    arrays stored by position in older files get their key paths too).
+    """
+    found: list[tuple[list[str] | None, dict[str, Any]]] = []
+    if isinstance(tree, list) and len(tree) == 2 and tree[0] in ("dict", "object"):
+        _array_paths(tree, [], found)
+    else:
+        _array_paths(tree, ["value"], found)
+    seen = {id(payload) for _, payload in found}
+    found += [(None, payload) for payload in array_payloads(tree) if id(payload) not in seen]
+    datasets: set[str] = set()
+    groups: set[str] = set()
+    return [(_unique_name(path, position, datasets, groups), payload)
+            for position, (path, payload) in enumerate(found)]
+
+
+def _unique_name(path: list[str] | None, position: int, datasets: set[str],
+                 groups: set[str]) -> str:
+    """The key path as a name, or ``~<position>`` if it clashes with names taken."""
+    if path is not None:
+        name = "/".join(path)
+        prefixes = ["/".join(path[:i]) for i in range(1, len(path))]
+        if name not in datasets and name not in groups and not any(
+                prefix in datasets for prefix in prefixes):
+            datasets.add(name)
+            groups.update(prefixes)
+            return name
+    return f"~{position}"
+
+
+def _array_paths(tree: Tree, path: list[str],
+                 out: list[tuple[list[str] | None, dict[str, Any]]]) -> None:
+    """Append the (escaped key path, payload) of each array in ``tree``, in tree order."""
+    if not (isinstance(tree, list) and len(tree) == 2):
+        return
+    tag, payload = tree
+    if tag == "ndarray" and isinstance(payload, dict):
+        out.append((path, payload))
+    elif tag == "dict":
+        for key_tree, value_tree in payload:
+            _array_paths(value_tree, path + [path_component(_key_text(key_tree))], out)
+    elif tag == "object":
+        for attr, value_tree in payload[1]:
+            _array_paths(value_tree, path + [path_component(attr)], out)
+    elif tag in ("list", "tuple", "set", "frozenset"):
+        for index, item in enumerate(payload):
+            _array_paths(item, path + [str(index)], out)
+
+
+def _key_text(key_tree: Tree) -> str:
+    """A dict key as text: itself if a string, else the ``str`` of its decoded value."""
+    if isinstance(key_tree, str):
+        return key_tree
+    try:
+        return str(decode(key_tree, None, False, "result key"))
+    except Exception:  # a key whose str() fails: named by its encoding instead
+        return canonical_json(key_tree)
+
+
+#: Characters escaped in names of HDF5 groups and datasets ('~' only leading).
+_ESCAPES = {"%": "%25", "/": "%2F", "\x00": "%00"}
+#: Components HDF5 (or a reader) would take for something else.
+_SPECIAL = {"": "%", ".": "%2E", "..": "%2E%2E"}
+
+
+def path_component(key: str) -> str:
+    """A key as one HDF5 link name, unambiguously.
+
+    ``%``, ``/`` and NUL are percent-encoded (``%25``, ``%2F``, ``%00``), and
+    so is a leading ``~`` (``%7E``); the keys ``.``, ``..`` and ``''``
+    become ``%2E``, ``%2E%2E`` and ``%``.
+
+    >>> path_component("a/b"), path_component("~x"), path_component("..")
+    ('a%2Fb', '%7Ex', '%2E%2E')
+    """
+    special = _SPECIAL.get(key)
+    if special is not None:
+        return special
+    if "%" in key or "/" in key or "\x00" in key:
+        key = "".join(_ESCAPES.get(char, char) for char in key)
+    return "%7E" + key[1:] if key.startswith("~") else key
 
 
 def scalars_of_tree(tree: Tree) -> dict[str, Indexed]:

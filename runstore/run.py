@@ -46,6 +46,7 @@ from .encoding import (
 from .errors import DecodingError, ParameterError, RunError, RunstoreError, UntrustedCodeError
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
+from .lazy import LazyArray, ResultArrays
 from .results import encode_result
 from .schema import RunState
 from .store import Completion, RunRow
@@ -349,6 +350,22 @@ class Run:
             self._result = self._batch._load_result(self)
         return self._result
 
+    @property
+    def arrays(self) -> Mapping[str, LazyArray]:
+        """The arrays of the result by key path (``"field"``, ``"fields/E"``), unread.
+
+        Each is a :class:`~runstore.lazy.LazyArray` with ``shape``, ``dtype``
+        and ``ndim``; indexing it reads only what the index touches from the
+        side file (``run.arrays["field"][:, 0]`` of a 2 GB array reads one
+        column), and ``.read()`` reads it whole, checked against its CRC-32.
+        Keys are the names the side file uses: ``/`` joins nested keys, a
+        result that is not a mapping is under ``value`` (see the layout in
+        the explanation). Empty if the run is not done or has no arrays.
+        """
+        if not self.done or self._batch is None:
+            return ResultArrays({})
+        return self._batch._result_arrays(self)
+
     def _record(self) -> dict[str, Any]:
         if self._batch is None:
             return {}
@@ -470,10 +487,15 @@ def compute(cls: type[Run], row: RunRow, allow_pickle: bool,
             traceback=storable_text(traceback.format_exc()),
             started_at=started_at, finished_at=time.time(),
             runtime=time.perf_counter() - t0, code_fingerprint=code_fingerprint(cls))
+    # The side file records the run's type and parameters beside its arrays.
+    arrays = bool(encoded.arrays)
     return Completion(
         row.id, row.key, _DONE, result_json=encoded.json, scalars=encoded.scalars,
         arrays=encoded.arrays, started_at=started_at, finished_at=time.time(),
-        runtime=runtime, code_fingerprint=code_fingerprint(cls))
+        runtime=runtime, code_fingerprint=code_fingerprint(cls),
+        run_type=row.run_type if arrays else None,
+        parameters=row.parameters if arrays else None,
+        checksums=encoded.checksums if arrays else None)
 
 
 def _message(exc: BaseException) -> str:

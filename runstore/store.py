@@ -42,7 +42,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .arrays import ArrayStore, MemoryArrayStore, expected_array, full_disk_error
+from .arrays import ArrayStore, MemoryArrayStore, RunInfo, expected_array, full_disk_error
+from .compression import ArrayOptions
 from .encoding import Indexed
 from .errors import (
     ArrayFileError,
@@ -153,6 +154,22 @@ class Completion:
     code_fingerprint: str | None = None
     #: FFTW wisdom the worker gained (set on one completion of a chunk, if any).
     wisdom: tuple[bytes, ...] = ()
+    #: The run's type and parameters document, and its arrays' CRC-32s by
+    #: name: recorded as attributes in the side file beside the arrays.
+    run_type: str | None = None
+    parameters: str | None = None
+    checksums: dict[str, int] | None = None
+
+    def array_info(self) -> RunInfo:
+        """What the side file records about the run beside its arrays."""
+        info = RunInfo()
+        if self.run_type is not None:
+            info["run_type"] = self.run_type
+        if self.parameters is not None:
+            info["parameters"] = self.parameters
+        if self.checksums is not None:
+            info["checksums"] = self.checksums
+        return info
 
 
 def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
@@ -735,7 +752,8 @@ class Store:
             reserve.free()
 
     def give_back(self, computed: list[Completion], keys: Iterable[int], batch: int | None,
-                  error: BaseException, reserve: Reserve) -> BaseException | None:
+                  error: BaseException, reserve: Reserve,
+                  storage: ArrayOptions | None = None) -> BaseException | None:
         """After ``error`` stopped a drain: keep what was computed, release the rest.
 
         ``keys`` are the runs the drain claimed and has not recorded. If the
@@ -750,7 +768,7 @@ class Store:
             reserve.free()
         else:
             try:
-                self.complete(computed, batch)  # keep what was computed
+                self.complete(computed, batch, storage)  # keep what was computed
                 keys -= {c.run_key for c in computed}
             except Exception:  # noqa: BLE001 (the error that stopped the drain is raised)
                 pass
@@ -762,8 +780,12 @@ class Store:
             return ResultsNotRecordedError(self.path, len(keys), error)
         return None
 
-    def complete(self, completions: Sequence[Completion], batch: int | None = None) -> int:
+    def complete(self, completions: Sequence[Completion], batch: int | None = None,
+                 storage: ArrayOptions | None = None) -> int:
         """Record finished runs: arrays to a new side file, then one transaction.
+
+        ``storage`` says how the side file stores the arrays (chunks,
+        compression; default: contiguous, uncompressed).
 
         A run is recorded if it is RUNNING, or PENDING again (its claim was
         lost but nobody recorded it meanwhile); a run already DONE or FAILED
@@ -782,31 +804,32 @@ class Store:
         unique = list(first.values())
         if not unique:
             return 0
-        recorded, discarded = self._record_isolating(unique, batch)
+        recorded, discarded = self._record_isolating(unique, batch, storage)
         self._drop(c.run_key for c in unique)  # recorded, or someone else's now
         if discarded:
             warnings.warn(DuplicateResultWarning(self.path, discarded), stacklevel=2)
         return recorded
 
-    def _record_isolating(self, completions: Sequence[Completion], batch: int | None
-                          ) -> tuple[int, list[str]]:
+    def _record_isolating(self, completions: Sequence[Completion], batch: int | None,
+                          storage: ArrayOptions | None = None) -> tuple[int, list[str]]:
         """Record completions; find and fail those whose data cannot be stored."""
         try:
-            return self._record(completions, batch)
+            return self._record(completions, batch, storage)
         except Exception as exc:
             if _environmental(exc):
                 raise
             if len(completions) == 1:
                 return self._record([_unstorable(completions[0], exc)], batch)
         half = len(completions) // 2
-        first = self._record_isolating(completions[:half], batch)
-        second = self._record_isolating(completions[half:], batch)
+        first = self._record_isolating(completions[:half], batch, storage)
+        second = self._record_isolating(completions[half:], batch, storage)
         return first[0] + second[0], first[1] + second[1]
 
-    def _record(self, completions: Sequence[Completion], batch: int | None
-                ) -> tuple[int, list[str]]:
+    def _record(self, completions: Sequence[Completion], batch: int | None,
+                storage: ArrayOptions | None = None) -> tuple[int, list[str]]:
         arrays = {c.run_id: c.arrays for c in completions if c.arrays}
-        filename = self._write_arrays(arrays) if arrays else None
+        infos = {c.run_id: c.array_info() for c in completions if c.arrays}
+        filename = self._write_arrays(arrays, infos, storage) if arrays else None
         versions = (_runstore_version(), sys.version.split()[0])
         try:
             with self._writing("store results") as conn:
@@ -833,11 +856,12 @@ class Store:
         return len(taken), [c.run_id for c in completions
                             if states.get(c.run_key) in _CLOSED]
 
-    def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]]) -> str:
+    def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]],
+                      infos: dict[str, RunInfo], storage: ArrayOptions | None) -> str:
         try:
-            return self.arrays.write(arrays)
+            return self.arrays.write(arrays, infos, storage)
         except FileNotFoundError:  # its .part file was removed (`gc --min-age 0`): again
-            return self.arrays.write(arrays)
+            return self.arrays.write(arrays, infos, storage)
 
     def _record_scalars(self, conn: sa.Connection, taken: Sequence[Completion],
                         batch: int | None) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import sqlite3
+import zlib
 from pathlib import Path
 
 import h5py
@@ -14,7 +17,7 @@ import pytest
 import runstore
 from runstore import Batch, Store
 from runstore.arrays import ArrayStore
-from runstore.errors import StorageFullError
+from runstore.errors import StorageFullError, UnsafeArrayFileError
 
 RUN = "a" * 40
 
@@ -146,3 +149,199 @@ def test_a_batch_whose_arrays_fill_the_disk_raises_storage_full(small_disk):
         batch()
     assert "s.arrays" in str(info.value)
     assert batch.store.arrays.partial_files() == []
+
+
+# -- the layout: arrays at /<id>/<key path>, attributes that explain the file --------
+
+
+class Described(runstore.Run):
+    def run(self, n=3, x=0.5, flag=True, label="é/x", nothing=None, big=2**70,
+            seq=(1, 2)):
+        return {"fields": {"E": np.arange(n, dtype=np.float64), "B": np.ones((2, n))},
+                "names": np.array(["a", "bc"]), "n": n}
+
+
+def test_side_files_explain_themselves_to_h5py_alone(tmp_path):
+    batch = Batch("described", path=tmp_path)
+    run = batch.add_run(Described, {"n": 4})
+    batch(verbose=0)
+    record = batch.store.run_record(run.id)
+    payloads = {p["name"]: p for p in _payloads(json.loads(record["result"]))}
+    with h5py.File(run.filename, "r") as f:
+        assert f.attrs["runstore_format"] == 2
+        assert f.attrs["creator"] == f"runstore {runstore.__version__}"
+        group = f[run.id]
+        attrs = dict(group.attrs)
+        assert attrs.pop("run_id") == run.id
+        assert attrs.pop("run_type") == record["run_type"] == "tests.test_arrays.Described"
+        assert attrs.pop("parameters") == record["parameters"]
+        assert attrs.pop("runstore_format") == 2
+        assert attrs == {"parameters.n": 4, "parameters.x": 0.5, "parameters.flag": True,
+                         "parameters.label": "é/x"}  # not None, big ints, tuples
+        assert type(attrs["parameters.label"]) is str
+        assert isinstance(attrs["parameters.n"], np.int64)
+        assert isinstance(attrs["parameters.flag"], np.bool_)
+        assert sorted(payloads) == ["fields/B", "fields/E", "names"]
+        for name, payload in payloads.items():
+            dataset = group[name]
+            assert dataset.attrs["crc32"] == payload["crc32"] == zlib.crc32(
+                np.ascontiguousarray(run.result[name.split("/")[0]] if "/" not in name
+                                     else run.result["fields"][name[7:]]).tobytes())
+        assert "raw_dtype" not in group["fields/E"].attrs
+        raw = group["names"]
+        assert raw.dtype == np.uint8 and raw.attrs["raw_dtype"] == "<U2"
+        assert raw[()].reshape(-1).view(raw.attrs["raw_dtype"]).tolist() == ["a", "bc"]
+        text = h5py.h5a.open(group.id, b"parameters").get_type()
+        assert text.is_variable_str() and text.get_cset() == h5py.h5t.CSET_UTF8
+
+
+def _payloads(tree):
+    from runstore.results import array_payloads
+
+    return array_payloads(tree)
+
+
+def test_a_bundle_carries_attributes_even_for_runs_from_old_side_files(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "store-0004"
+    shutil.copytree(fixture, tmp_path / "old")
+    store = Store(tmp_path / "old" / "_res" / "fixture.db")
+    batch = Batch("fixture", store=store)
+    (old,) = store.arrays.files()
+    with h5py.File(store.arrays.path(old), "r") as f:  # format 1: no attributes
+        assert "runstore_format" not in f.attrs
+        assert not any(f[rid].attrs for rid in f)
+    db, h5 = batch.export(tmp_path / "bundle" / "b")
+    records = store.records(list(batch.run.ids()))
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["runstore_format"] == 2
+        assert sorted(f) == sorted(rid for rid, r in records.items() if r["array_file"])
+        for rid in f:
+            assert f[rid].attrs["run_id"] == rid
+            assert f[rid].attrs["run_type"] == records[rid]["run_type"]
+            assert f[rid].attrs["parameters"] == records[rid]["parameters"]
+            for name, value in json.loads(records[rid]["parameters"])["values"]:
+                assert f[rid].attrs[f"parameters.{name}"] == value
+            assert sorted(f[rid]) == ["0", "1", "2", "3"]  # old names stay
+    opened = runstore.open_bundle(db)
+    mine = {run.id: run for run in batch.run}
+    loaded = 0
+    for run in opened.run:
+        if run.done and records[run.id]["array_file"]:
+            for key, value in mine[run.id].result.items():
+                if isinstance(value, np.ndarray):
+                    assert np.array_equal(run.result[key], value)
+                    loaded += 1
+    assert loaded
+
+
+def test_imports_write_the_run_attributes(tmp_path):
+    batch = Batch("described", path=tmp_path / "a")
+    run = batch.add_run(Described, {"n": 2})
+    batch(verbose=0)
+    db, _ = batch.export(tmp_path / "b")
+    target = Store(tmp_path / "c.db")
+    runstore.import_bundle(db, target)
+    record = target.run_record(run.id)
+    with h5py.File(target.arrays.path(record["array_file"]), "r") as f:
+        assert f.attrs["runstore_format"] == 2
+        group = f[run.id]
+        assert group.attrs["parameters"] == record["parameters"]  # with its origin
+        assert "origin" in json.loads(group.attrs["parameters"])
+        assert group.attrs["parameters.n"] == 2
+        assert group["fields/E"].attrs["crc32"] > 0
+
+
+class Nested(runstore.Run):
+    def run(self, n=2):
+        return {"fields": {"E": np.arange(n, dtype=np.float64),
+                           "sub": {"B": np.ones(n)}}, "t": np.zeros(n)}
+
+
+def _private(tmp_path: Path) -> Path:
+    private = tmp_path / "elsewhere" / "private.h5"
+    private.parent.mkdir(exist_ok=True)
+    with h5py.File(private, "w") as f:
+        f["secret"] = np.arange(2.0)
+    return private
+
+
+def _hostile(kind: str, f: h5py.File, rid: str, other: str, private: Path) -> str:
+    fields = f[rid]["fields"]
+    if kind == "soft link":
+        del fields["E"]
+        fields["E"] = h5py.SoftLink(f"/{other}/fields/E")
+        return "a soft link"
+    if kind == "external link in a subgroup":
+        del fields["sub"]["B"]
+        fields["sub"]["B"] = h5py.ExternalLink(str(private), "/secret")
+        return "an external link"
+    if kind == "external subgroup":
+        del fields["sub"]
+        fields["sub"] = h5py.ExternalLink(str(private), "/")
+        return "an external link"
+    if kind == "subgroup linked twice":
+        del fields["sub"]
+        fields["sub"] = f[other]["fields"]["sub"]
+        return "linked from several places"
+    if kind == "dataset where a subgroup belongs":
+        del fields["sub"]
+        fields["sub"] = np.arange(2.0)
+        return "a dataset where a group belongs"
+    if kind == "group where a nested array belongs":
+        del fields["E"]
+        fields.create_group("E")
+        return "a group where an array belongs"
+    if kind == "virtual nested dataset":
+        del fields["E"]
+        layout = h5py.VirtualLayout(shape=(2,), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(private), "secret", shape=(2,))
+        fields.create_virtual_dataset("E", layout)
+        return "a virtual dataset"
+    raise AssertionError(kind)
+
+
+NESTED_KINDS = ["soft link", "external link in a subgroup", "external subgroup",
+                "subgroup linked twice", "dataset where a subgroup belongs",
+                "group where a nested array belongs", "virtual nested dataset"]
+
+
+@pytest.mark.parametrize("kind", NESTED_KINDS)
+def test_hostile_nested_objects_are_refused_when_read_checked_and_exported(kind, tmp_path):
+    batch = Batch("nested", path=tmp_path / "made")
+    batch.add_factorial_runs(Nested, {"n": [2, 3]})
+    batch(verbose=0)
+    rid, other = batch.run.ids()
+    (side,) = batch.store.arrays.files()
+    with h5py.File(batch.store.arrays.path(side), "r+") as f:
+        expected = _hostile(kind, f, rid, other, _private(tmp_path))
+    fresh = Batch("nested", path=tmp_path / "made")
+    with pytest.raises(UnsafeArrayFileError, match="refused without reading") as caught:
+        fresh.run[0].result
+    assert expected in str(caught.value)
+    shapes = [("fields/E", (2,)), ("fields/sub/B", (2,)), ("t", (2,))]
+    problems = batch.store.arrays.verify(side, [(rid, shapes)])
+    assert "refused" in problems[rid]
+    with pytest.raises(UnsafeArrayFileError):
+        batch.export(tmp_path / "out" / "b")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["soft link", "external link in a subgroup",
+                                  "subgroup linked twice", "virtual nested dataset"])
+def test_repacking_walks_nested_groups_and_refuses_links(kind, tmp_path):
+    batch = Batch("nested", path=tmp_path / "made")
+    batch.add_factorial_runs(Nested, {"n": [2, 3]})
+    batch(verbose=0)
+    rid, other = batch.run.ids()
+    (side,) = batch.store.arrays.files()
+    with h5py.File(batch.store.arrays.path(side), "r+") as f:
+        _hostile(kind, f, rid, other, _private(tmp_path))
+    with pytest.raises(UnsafeArrayFileError):
+        batch.store.arrays.repack(side, [rid])
+    assert batch.store.arrays.files() == [side]
+    if kind == "subgroup linked twice":
+        return  # the other run's group is linked twice too
+    fresh = batch.store.arrays.repack(side, [other])  # the healthy run, walked whole
+    with h5py.File(batch.store.arrays.path(fresh), "r") as f:
+        assert f[other].attrs["run_id"] == other
+        assert f[other]["fields/sub/B"].attrs["crc32"] > 0

@@ -79,7 +79,7 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 def test_a_flipped_data_byte_fails_check_and_fix_resets_only_that_run(tmp_path):
     batch = arrays_batch(tmp_path)
     damaged, healthy = batch.run[1], batch.run[0]
-    flip_data_byte(Path(damaged.filename), f"{damaged.id}/0")
+    flip_data_byte(Path(damaged.filename), f"{damaged.id}/x")
     path = batch.store.path
     batch.store.close()
     result = cli("check", path)
@@ -333,7 +333,7 @@ def test_a_declared_bundle_is_repaired_touching_only_its_own_h5(tmp_path):
     with sqlite3.connect(db) as conn:  # still a sealed bundle
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
         assert conn.execute("PRAGMA user_version").fetchone() == (BUNDLE_MARK,)
-    flip_data_byte(h5, f"{sorted(h5py.File(h5, 'r'))[0]}/0")
+    flip_data_byte(h5, f"{sorted(h5py.File(h5, 'r'))[0]}/x")
     damaged = cli("check", "--fix", "--bundle", str(db))
     assert damaged.stdout.count("pending again") == 1 and unrelated.exists()
     store = tmp_path / "src" / "_res" / "arr.db"
@@ -345,7 +345,7 @@ def test_a_declared_bundle_is_repaired_touching_only_its_own_h5(tmp_path):
 def test_dry_runs_change_no_byte_and_say_what_would_be_done(tmp_path):
     batch = arrays_batch(tmp_path)
     folder = batch.store.arrays.directory
-    flip_data_byte(Path(batch.run[0].filename), f"{batch.run[0].id}/1")
+    flip_data_byte(Path(batch.run[0].filename), f"{batch.run[0].id}/m")
     orphan = folder / "0000000000000001-0123456789ab.h5"
     orphan.write_bytes(b"orphan")
     os.utime(orphan, (HOUR_AGO, HOUR_AGO))
