@@ -296,7 +296,8 @@ def test_parquet_takes_columns_of_mixed_kinds_as_text(in_tmp):
     assert out.returncode == 0, out.stderr
     frame = pandas.read_parquet("m.parquet")
     assert list(frame["x"]) == ["1", "'one'", "{3, 4}"] and list(frame["i"]) == [0, 1, 2]
-    assert list(frame["r"]) == [1, None, None]  # a result row for scalars only
+    # The result r mixes an int and a string (a set gives no result row).
+    assert list(frame["r"][:2]) == ["1", "'one'"] and frame["r"].isna()[2]
 
 
 def _free_port() -> int:
