@@ -91,7 +91,7 @@ def to_dataset(batch: Batch, variables: Iterable[str] | None = None,
     dims = dict(dims or {})
     coords = dict(coords or {})
     _name_dims(batch.name, chosen, dims, taken)
-    wanted = {key for key, value in coords.items() if isinstance(value, str)}
+    wanted = {value for value in coords.values() if isinstance(value, str)}
     data, found = _fill(batch.name, entries, chosen, grid, wanted)
     extra, used = _array_coords(batch.name, chosen, coords, found)
     kept = [v for v in chosen if v.key not in used]
