@@ -138,12 +138,12 @@ def _entries(batch: Batch, runs: Iterable[Run] | None) -> list[_Entry]:
             trusted = record.get("result_origin") is None
             result = decode(json.loads(record["result"]), None, False, "result",
                             allow_pickle=batch.store.allow_pickle and trusted)
-            values = flatten(result)
+            values = _flatten(result)
         entries.append(_Entry(run, str(record["run_type"]), parameters, values))
     return entries
 
 
-def flatten(result: Any) -> dict[str, Any]:
+def _flatten(result: Any) -> dict[str, Any]:
     """A result's values by key, nested dict keys joined with ``.`` (as in the views)."""
     if isinstance(result, dict):
         items = list(result.items())
@@ -377,7 +377,7 @@ def _fill(batch: str, entries: list[_Entry], chosen: list[_Variable], grid: tupl
                 missing[variable.key][entry.cell] = False
         if not any(entry.values.get(key) is not None for key in [*arrays, *wanted]):
             continue
-        loaded = flatten(entry.run.result)  # loads the run's arrays
+        loaded = _flatten(entry.run.result)  # loads the run's arrays
         for key in arrays:
             if isinstance(loaded.get(key), np.ndarray):
                 data[key][entry.cell] = loaded[key]
