@@ -92,7 +92,7 @@ def to_dataset(batch: Batch, variables: Iterable[str] | None = None,
     coords = dict(coords or {})
     _name_dims(batch.name, chosen, dims, taken)
     wanted = {value for value in coords.values() if isinstance(value, str)}
-    data, found = _fill(batch.name, entries, chosen, grid, wanted)
+    data, found = _fill(entries, chosen, grid, wanted)
     extra, used = _array_coords(batch.name, chosen, coords, found)
     kept = [v for v in chosen if v.key not in used]
     names = _variable_names(batch.name, kept, taken)
@@ -362,7 +362,7 @@ def _name_dims(batch: str, chosen: list[_Variable], dims: dict[str, Sequence[str
                                    "Give them different dimension names in dims=")
 
 
-def _fill(batch: str, entries: list[_Entry], chosen: list[_Variable], grid: tuple[int, ...],
+def _fill(entries: list[_Entry], chosen: list[_Variable], grid: tuple[int, ...],
           wanted: set[str]) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
     """The variables' data on the grid, missing cells NaN; and the ``wanted`` arrays per run."""
     data = {v.key: np.zeros(grid + v.shape, dtype=v.dtype) for v in chosen}

@@ -14,7 +14,7 @@ import runstore
 from runstore import Batch, open_bundle
 from runstore.errors import ArrayShapeError, DatasetError, OptionalDependencyError
 
-from .runs import Anything, ExampleRun, OtherRun
+from .runs import Anything, ContainerResult, ExampleRun, OddArrays, OtherRun
 
 xr = pytest.importorskip("xarray")
 
@@ -86,6 +86,21 @@ def test_complete_results_keep_their_dtypes(swept):
     assert ds["val"].dtype == np.float64 and ds["count"].dtype == np.int64
     assert ds["big"].dtype == bool and ds["stats.ok"].dtype == bool
     assert ds["label"].dtype.kind == "U" and ds["y"].dtype == np.float64
+
+
+def test_awkward_arrays_and_container_results(in_tmp):
+    batch = Batch("odd")
+    batch.add_factorial_runs(OddArrays, {"k": [0, 1]})
+    batch.add_factorial_runs(ContainerResult, {"n": [2, 3]})
+    batch(verbose=0)
+    odd = batch.get_runs_with(k__in=[0, 1])
+    ds = batch.to_xarray(runs=odd)
+    assert ds["scalar"].dims == ("k",) and ds["empty"].shape == (2, 0, 3)
+    for run in odd:
+        for key, value in run.result.items():
+            assert np.array_equal(ds[key].sel(k=run.parameters["k"]).values, value), key
+    held = batch.to_xarray(exclude=["x"], runs=batch.get_runs_with(n__in=[2, 3]))
+    assert held["info.n"].values.tolist() == [2, 3] and held["info.half"].dtype == np.float64
 
 
 def test_a_3d_sweep_with_named_dims_and_a_result_as_coordinate(in_tmp):
