@@ -92,7 +92,7 @@ def to_dataset(batch: Batch, variables: Iterable[str] | None = None,
     coords = dict(coords or {})
     _name_dims(batch.name, chosen, dims, taken)
     wanted = {value for value in coords.values() if isinstance(value, str)}
-    data, found = _fill(entries, chosen, grid, wanted)
+    data, found = _fill(batch.name, entries, chosen, grid, wanted)
     extra, used = _array_coords(batch.name, chosen, coords, found)
     kept = [v for v in chosen if v.key not in used]
     names = _variable_names(batch.name, kept, taken)
@@ -362,7 +362,7 @@ def _name_dims(batch: str, chosen: list[_Variable], dims: dict[str, Sequence[str
                                    "Give them different dimension names in dims=")
 
 
-def _fill(entries: list[_Entry], chosen: list[_Variable], grid: tuple[int, ...],
+def _fill(batch: str, entries: list[_Entry], chosen: list[_Variable], grid: tuple[int, ...],
           wanted: set[str]) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
     """The variables' data on the grid, missing cells NaN; and the ``wanted`` arrays per run."""
     data = {v.key: np.zeros(grid + v.shape, dtype=v.dtype) for v in chosen}
@@ -378,10 +378,16 @@ def _fill(entries: list[_Entry], chosen: list[_Variable], grid: tuple[int, ...],
         if not any(entry.values.get(key) is not None for key in [*arrays, *wanted]):
             continue
         loaded = _flatten(entry.run.result)  # loads the run's arrays
-        for key in arrays:
-            if isinstance(loaded.get(key), np.ndarray):
-                data[key][entry.cell] = loaded[key]
-                missing[key][entry.cell] = False
+        for variable in chosen:
+            value = loaded.get(variable.key)
+            if not (variable.array and isinstance(value, np.ndarray)):
+                continue
+            if value.shape != variable.shape:  # recomputed since its result was read
+                raise DatasetError(batch, f"run {entry.run.id} changed while it was read "
+                                   f"(its {variable.key!r} has shape {value.shape} now)",
+                                   "Try again")
+            data[variable.key][entry.cell] = value
+            missing[variable.key][entry.cell] = False
         for key in wanted:
             if isinstance(loaded.get(key), np.ndarray):
                 found[key].append(loaded[key])
