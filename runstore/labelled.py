@@ -1,4 +1,4 @@
-"""Labelled arrays: a batch's runs as an xarray Dataset on the grid of their parameters. Internal module.
+"""Labelled arrays: a batch's runs as an xarray Dataset on its parameters' grid. Internal module.
 
 :func:`to_dataset` (behind :meth:`runstore.Batch.to_xarray`) lays runs on a
 grid whose dimensions are the parameters that vary between them, each with the
