@@ -279,3 +279,34 @@ def test_importing_runstore_does_not_import_xarray():
     out = subprocess.run([sys.executable, "-c", "import sys, runstore; print('xarray' in "
                           "sys.modules)"], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+CANARY_XARRAY = """
+import json, sys
+import runstore
+from tests.runs import ExampleRun
+
+bundled = runstore.open_bundle(sys.argv[1]).to_xarray()
+mine = runstore.Batch("plain", store=sys.argv[2])
+mine.add_run(ExampleRun, {"A": 50})  # the class is known in this process
+imported = mine.to_xarray()
+print(json.dumps({"operator": [bundled["operator"].values.tolist(),
+                               imported["operator"].values.tolist()],
+                  "variables": sorted(imported.data_vars),
+                  "imported": "canary_mod" in sys.modules}))
+"""
+
+
+@pytest.mark.slow
+def test_code_named_in_a_bundle_or_an_import_is_never_imported(tmp_path):
+    from .test_untrusted import canary_bundle, canary_env, run_python
+
+    db, _ = canary_bundle(tmp_path)  # names canary_mod in parameters and a result
+    env, mark = canary_env(tmp_path)
+    runstore.import_bundle(db, tmp_path / "mine.db")
+    out = run_python(CANARY_XARRAY, str(db), str(tmp_path / "mine.db"), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert found["operator"] == [["canary_mod.f", "max"]] * 2
+    assert found["variables"] == []  # 'val' holds an object in one run: left out
+    assert found["imported"] is False and not mark.exists()
