@@ -42,6 +42,7 @@ from .errors import (
 )
 from .identity import type_name
 from .interfaces import IRun, verifyClass
+from .labelled import to_dataset
 from .lazy import LazyArray, ResultArrays
 from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
@@ -330,6 +331,60 @@ class Batch:
         from .table import batch_table, to_dataframe
 
         return to_dataframe(batch_table(self.store, self._id))
+
+    def to_xarray(self, variables: Iterable[str] | None = None, *,
+                  exclude: Iterable[str] = (), dims: Mapping[str, Sequence[str]] | None = None,
+                  coords: Mapping[str, Any] | None = None,
+                  runs: Iterable[Run] | None = None) -> Any:
+        """The batch as an ``xarray.Dataset`` on the grid of its swept parameters.
+
+        The dimensions are the parameters that vary between the runs, in the
+        order they vary in the batch (the one changing least often first, so
+        a factorial design keeps the order of its parameters), each with its
+        sorted distinct values as coordinate. Parameters that do not vary are
+        scalar coordinates. Numbers, strings and booleans stay themselves;
+        other values (lists, functions, objects) become their labels as the
+        views show them (``max``, ``[2, 5, 8]``). Runs of several run types
+        get a ``run_type`` dimension; runs with different parameter names
+        are an error (select some with ``runs=``).
+
+        Each scalar result is a variable on that grid, each array result a
+        variable with further dimensions: ``<key>_dim_0``, ``<key>_dim_1`` ...
+        unless named by ``dims``. Nested keys are joined with ``.``; a key
+        that is also a parameter's name becomes ``result.<key>``. Cells
+        without a result (pending or failed runs, combinations the batch
+        lacks, a ``None`` result) are missing: NaN, so integers become
+        floats and booleans and strings objects, as in xarray. Results that
+        are neither scalars nor arrays (lists, objects) are left out.
+
+        Nothing named in the store is imported: this works on bundles
+        (:func:`runstore.open_bundle`) as well. Needs xarray (``pip install
+        'runstore[xarray]'``).
+
+        Parameters
+        ----------
+        variables
+            The result keys to include (default: every scalar and array).
+        exclude
+            Result keys to leave out.
+        dims
+            Dimension names of array results by key, e.g.
+            ``{"field": ["x", "y"]}``.
+        coords
+            Coordinate values of array dimensions by dimension name: the
+            values, or the key of an array result that is the same in every
+            run (``{"t": "t"}``), which then is a coordinate, not a variable.
+        runs
+            The runs to include, e.g. from :meth:`get_runs_with` (default: all).
+
+        Raises
+        ------
+        ArrayShapeError
+            If an array result's shape differs between runs.
+        DatasetError
+            If the runs cannot be laid out as asked (an unknown key ...).
+        """
+        return to_dataset(self, variables, exclude, dims, coords, runs)
 
     def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None,
              **kwargs: Any) -> Any:

@@ -41,6 +41,8 @@ __all__ = [
     "StoreUnreadableError",
     "UnstorableValueError",
     "StorageFullError",
+    "DatasetError",
+    "ArrayShapeError",
     # claims and leases
     "RunstoreWarning",
     "DuplicateResultWarning",
@@ -784,3 +786,45 @@ class ResultsNotRecordedError(_OwnMessage, RunstoreError, OSError):
             f"{count} finished runs could not be recorded in {store} (folder {folder}): "
             f"{self.cause}{full}. They were not stored and are pending again. Free "
             f"space or fix the cause, then call the batch again to compute them.")
+
+
+class DatasetError(RunstoreError, ValueError):
+    """A batch's runs cannot be laid out as an xarray Dataset as asked (``Batch.to_xarray``).
+
+    Attributes
+    ----------
+    batch : str
+        The batch's name.
+    reason : str
+        What was found.
+    hint : str
+        What to do instead.
+    """
+
+    def __init__(self, batch: str, reason: str, hint: str) -> None:
+        self.batch = batch
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"batch {batch!r} cannot become a Dataset: {reason}. {hint}.")
+
+
+class ArrayShapeError(DatasetError):
+    """An array result has different shapes in different runs, so it has no one set of dimensions.
+
+    Attributes
+    ----------
+    key : str
+        The result key (nested keys joined with ``.``).
+    shapes : dict
+        The ids of the runs holding each shape, by shape.
+    """
+
+    def __init__(self, batch: str, key: str, shapes: dict[tuple[int, ...], list[str]]) -> None:
+        self.key = key
+        self.shapes = shapes
+        found = "; ".join(f"{shape} in {len(ids)} runs (e.g. {ids[0]})"
+                          for shape, ids in shapes.items())
+        super().__init__(
+            batch, f"the array result {key!r} has different shapes in different runs: {found}",
+            f"Leave it out with exclude=[{key!r}] (or choose the keys with variables=), "
+            "or select runs whose arrays agree with runs=")
