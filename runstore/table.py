@@ -105,7 +105,11 @@ def _dtype(column: str, kinds: frozenset[str] | None, values: Sequence[Any]) -> 
         return "boolean" if missing else "bool"
     if sql_type == "NUMERIC" and all(v is None or -_INT64 <= v < _INT64 for v in values):
         return "Int64" if missing else "int64"
-    return None  # as pandas infers it: str for strings, object for the rest
+    if kinds - {"null"} == {"text"}:
+        return None  # as pandas infers it: str
+    # Python objects as they are: pandas would turn complex numbers into
+    # complex128 (complex(0, inf) into nan+infj) and ints beyond 64 bits into floats.
+    return object
 
 
 def csv_cell(value: Any) -> Any:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import runstore
-from runstore import ArrayOptions, Batch, Store
+from runstore import ArrayOptions, Batch
 from runstore.errors import ArrayFileError, UnsafeArrayFileError
 
 SHAPE = (7, 5, 4)
@@ -109,8 +109,7 @@ def test_arrays_of_runs_in_memory_and_without_arrays(tmp_path):
 
 def test_old_side_files_are_read_lazily_by_key_path(tmp_path):
     shutil.copytree(Path(__file__).parent / "fixtures" / "store-0004", tmp_path / "old")
-    batch = Batch("fixture", store=Store(tmp_path / "old" / "_res" / "fixture.db",
-                                         readonly=True))
+    batch = Batch("fixture", path=tmp_path / "old")  # upgraded to the current schema
     run = next(run for run in batch.run if run.arrays)
     assert set(run.arrays) >= {"x", "m"}  # named 0, 1 ... in the file
     assert np.array_equal(run.arrays["m"][1:, :1], run.result["m"][1:, :1])
