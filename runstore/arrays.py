@@ -38,7 +38,8 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
@@ -587,13 +588,23 @@ class ArrayStore:
         followed); with ``expected`` (``{key: (dtype, shape)}``), its dtype and
         shape (hence its size) must be the expected ones.
         """
+        wanted = expected or {}
+        with self._open(filename) as f:
+            datasets = {key: _dataset(f, filename, key, wanted.get(key)) for key in keys}
+            return {key: np.asarray(dataset[()]) for key, dataset in datasets.items()}
+
+    @contextmanager
+    def _open(self, filename: str) -> Iterator[h5py.File]:
+        """A side file opened to read, once it is known to be a regular file of the folder.
+
+        Errors reading it become :class:`~runstore.errors.ArrayFileError`
+        (those of a hostile file stay :class:`~runstore.errors.UnsafeArrayFileError`).
+        """
         path = self.path(filename)
         _regular_file(path, filename)
-        wanted = expected or {}
         try:
             with h5py.File(path, "r") as f:
-                datasets = {key: _dataset(f, filename, key, wanted.get(key)) for key in keys}
-                return {key: np.asarray(dataset[()]) for key, dataset in datasets.items()}
+                yield f
         except FileNotFoundError:
             raise ArrayFileError(filename, f"is missing from {self.directory}") from None
         except (OSError, KeyError, TypeError, ValueError) as exc:
@@ -609,29 +620,20 @@ class ArrayStore:
         (``expected`` is required), then only the box is read. Arrays stored
         as raw bytes come back viewed as their dtype.
         """
-        path = self.path(filename)
-        _regular_file(path, filename)
-        try:
-            with h5py.File(path, "r") as f:
-                dataset = _dataset(f, filename, key, expected)
-                dtype, shape = expected
-                if all(s.start == 0 and s.stop == n and s.step in (None, 1)
-                       for s, n in zip(box, shape)):
-                    data = np.asarray(dataset[()])  # whole: HDF5's fastest read
-                elif dataset.shape == shape:
-                    return np.asarray(dataset[box])
-                else:
-                    data = np.asarray(dataset[box + (slice(None),)])
-                if data.shape == shape + (dtype.itemsize,) or data.dtype != dtype:
-                    raw = np.ascontiguousarray(data)
-                    return raw.view(dtype).reshape(raw.shape[:-1])
-                return data
-        except FileNotFoundError:
-            raise ArrayFileError(filename, f"is missing from {self.directory}") from None
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ArrayFileError):
-                raise
-            raise ArrayFileError(filename, f"cannot be read ({exc})") from exc
+        with self._open(filename) as f:
+            dataset = _dataset(f, filename, key, expected)
+            dtype, shape = expected
+            if all(s.start == 0 and s.stop == n and s.step in (None, 1)
+                   for s, n in zip(box, shape)):
+                data = np.asarray(dataset[()])  # whole: HDF5's fastest read
+            elif dataset.shape == shape:
+                return np.asarray(dataset[box])
+            else:
+                data = np.asarray(dataset[box + (slice(None),)])
+        if data.shape == shape + (dtype.itemsize,) or data.dtype != dtype:
+            raw = np.ascontiguousarray(data)
+            return raw.view(dtype).reshape(raw.shape[:-1])
+        return data
 
     def verify(self, filename: str,
                runs: Sequence[tuple[str, Sequence[tuple[str, tuple[int, ...]]]]]
