@@ -1306,18 +1306,22 @@ class Store:
         with self._reading() as conn:
             return batch_columns(conn, batch)
 
-    def canonical_cells(self, batch: int, source: str, name: str) -> dict[int, str]:
+    def canonical_cells(self, batch: int, source: str, name: str, inexact: bool = False
+                        ) -> dict[int, str]:
         """A view column's values as canonical JSON, by run position (runs without one left out).
 
-        Exact where the view cannot be: ints beyond 64 bits, structured
-        values, and columns mixing kinds.
+        Exact where the view cannot be: structured values, columns mixing
+        kinds, and (all that ``inexact`` asks for) NaN, which SQL holds as
+        NULL, and ints beyond 64 bits, held as their nearest float.
         """
         table, key = (("parameters", "name") if source == "parameter"
                       else ("result_values", '"key"'))
+        only = (" AND ((c.kind = 'float' AND c.num IS NULL) OR "
+                "(c.kind = 'int' AND typeof(c.num) = 'real'))") if inexact else ""
         with self._reading() as conn:
             return dict(conn.exec_driver_sql(
                 f"SELECT e.position, c.canonical FROM entries e CROSS JOIN {table} c "
-                f"WHERE e.batch_id = ? AND c.run_key = e.run_key AND c.{key} = ?",
+                f"WHERE e.batch_id = ? AND c.run_key = e.run_key AND c.{key} = ?{only}",
                 (batch, name)).all())
 
     def find_run(self, prefix: str) -> str:

@@ -55,16 +55,23 @@ def batch_table(store: Store, batch: int, run_ids: Sequence[str] | None = None) 
         sql_type = column_type(kinds)
         if sql_type == "INTEGER":  # booleans alone: 0/1 in SQL
             _set(table, i, bool)
-        elif sql_type is None or "structured" in kinds or any(
-                (sql_type == "NUMERIC" and isinstance(row[i], float))
-                or (sql_type == "REAL" and row[i] is None) for row in table.rows):
-            # Mixed kinds, structured values, ints beyond 64 bits (their
-            # nearest float in SQL), NaN (NULL in SQL): exact from the
-            # canonical JSON.
-            cells = store.canonical_cells(batch, source, name)
-            for row in table.rows:
-                found = cells.get(row[at_position])
-                row[i] = None if found is None else decoded(found)
+            continue
+        # Structured values and mixed kinds come exact from their canonical
+        # JSON; in number columns, only NaN (NULL in SQL) and ints beyond 64
+        # bits (their nearest float) need it.
+        inexact = sql_type in ("REAL", "NUMERIC")
+        if inexact and not any(row[i] is None if sql_type == "REAL" else
+                               isinstance(row[i], float) for row in table.rows):
+            continue
+        if sql_type == "TEXT" and "structured" not in kinds:
+            continue  # strings are exact in SQL
+        cells = store.canonical_cells(batch, source, name, inexact)
+        for row in table.rows:
+            found = cells.get(row[at_position])
+            if found is not None:
+                row[i] = decoded(found)
+            elif not inexact:
+                row[i] = None
     return table
 
 
