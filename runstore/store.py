@@ -348,12 +348,16 @@ class Store:
             try:
                 with conn.begin():
                     yield conn
+                # Known only once committed: a rolled-back transaction's
+                # columns are recorded again by the next one.
+                self._columns_seen.update(conn.info.get("columns_seen", {}))
             except sa.exc.OperationalError as exc:  # SQLITE_FULL: say which disk, what to do
                 if self.path != ":memory:" and _disk_full(exc):
                     raise full_disk_error(Path(self.path), action) from exc
                 raise
             finally:
                 conn.info["begin"] = "BEGIN"
+                conn.info.pop("columns_seen", None)
 
     @contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
@@ -1249,9 +1253,11 @@ class Store:
         by floats ...). Returns the names whose kinds grew (new names among them).
         """
         seen = self._columns_seen
+        pending: dict[tuple[int, str, str], frozenset[str]] = conn.info.setdefault(
+            "columns_seen", {})  # this transaction's, for _writing to keep once committed
         fresh: dict[str, set[str]] = {}
         for name, kind in kinds:
-            known = seen.get((batch, source, name))
+            known = pending.get((batch, source, name)) or seen.get((batch, source, name))
             if known is None or kind not in known:
                 fresh.setdefault(name, set()).add(kind)
         if not fresh:
@@ -1263,7 +1269,7 @@ class Store:
         for name, found in fresh.items():
             before = stored.get(name)
             merged = (before or frozenset()) | found
-            seen[(batch, source, name)] = merged
+            pending[(batch, source, name)] = merged
             if merged != before:
                 grown[name] = merged
         if grown:

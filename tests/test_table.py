@@ -392,3 +392,27 @@ def test_nan_and_ints_beyond_64_bits_come_back_exact_where_sql_cannot_hold_them(
     frame = big.to_dataframe()
     assert frame["x"].dtype == object and list(frame["x"]) == [2**70, 3, 1]
     assert type(frame["x"].iloc[0]) is int
+
+
+def test_a_rolled_back_commit_never_leaves_a_column_kind_unrecorded(tmp_path):
+    """The store splits a commit SQLite refuses; the kinds it saw must be written again."""
+    from runstore.encoding import indexed
+    from runstore.schema import RunState
+    from runstore.store import Completion
+
+    batch = Batch("kinds", path=tmp_path)
+    batch.add_factorial_runs(Echo, {"i": [0, 1, 2]})
+    rows = batch.store.claim(batch._id, [f"{Echo.__module__}.Echo"], 3)
+    # The lone surrogate makes SQLite refuse the typed row, after the
+    # transaction has seen the column's kinds: the commit is rolled back and
+    # retried in parts.
+    values = [0.5, "\ud800", 2.0]
+    completions = [Completion(row.id, row.key, RunState.DONE,
+                              result_json='["dict",[["r",1.0]]]', scalars={"r": indexed(v)})
+                   for row, v in zip(rows, values)]
+    assert batch.store.complete(completions, batch._id) == 3
+    assert [run.state for run in batch.run] == ["done", "failed", "done"]
+    db = str(tmp_path / "_res" / "kinds.db")
+    assert sqlite3_cli(db, "select kinds from batch_columns where name = 'r'") == [["float"]]
+    assert sqlite3_cli(db, "select typeof(r) from kinds order by position") == [
+        ["real"], ["null"], ["real"]]
