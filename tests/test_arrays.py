@@ -305,8 +305,8 @@ NESTED_KINDS = ["soft link", "external link in a subgroup", "external subgroup",
                 "group where a nested array belongs", "virtual nested dataset"]
 
 
-@pytest.mark.parametrize("kind", NESTED_KINDS)
-def test_hostile_nested_objects_are_refused_when_read_checked_and_exported(kind, tmp_path):
+def _nested_made_hostile(kind, tmp_path):
+    """A batch of two Nested runs whose side file is then made hostile in one way."""
     batch = Batch("nested", path=tmp_path / "made")
     batch.add_factorial_runs(Nested, {"n": [2, 3]})
     batch(verbose=0)
@@ -314,6 +314,12 @@ def test_hostile_nested_objects_are_refused_when_read_checked_and_exported(kind,
     (side,) = batch.store.arrays.files()
     with h5py.File(batch.store.arrays.path(side), "r+") as f:
         expected = _hostile(kind, f, rid, other, _private(tmp_path))
+    return batch, side, rid, other, expected
+
+
+@pytest.mark.parametrize("kind", NESTED_KINDS)
+def test_hostile_nested_objects_are_refused_when_read_checked_and_exported(kind, tmp_path):
+    batch, side, rid, _, expected = _nested_made_hostile(kind, tmp_path)
     fresh = Batch("nested", path=tmp_path / "made")
     with pytest.raises(UnsafeArrayFileError, match="refused without reading") as caught:
         fresh.run[0].result
@@ -329,13 +335,7 @@ def test_hostile_nested_objects_are_refused_when_read_checked_and_exported(kind,
 @pytest.mark.parametrize("kind", ["soft link", "external link in a subgroup",
                                   "subgroup linked twice", "virtual nested dataset"])
 def test_repacking_walks_nested_groups_and_refuses_links(kind, tmp_path):
-    batch = Batch("nested", path=tmp_path / "made")
-    batch.add_factorial_runs(Nested, {"n": [2, 3]})
-    batch(verbose=0)
-    rid, other = batch.run.ids()
-    (side,) = batch.store.arrays.files()
-    with h5py.File(batch.store.arrays.path(side), "r+") as f:
-        _hostile(kind, f, rid, other, _private(tmp_path))
+    batch, side, rid, other, _ = _nested_made_hostile(kind, tmp_path)
     with pytest.raises(UnsafeArrayFileError):
         batch.store.arrays.repack(side, [rid])
     assert batch.store.arrays.files() == [side]
