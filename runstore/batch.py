@@ -118,6 +118,16 @@ class RunList(Sequence[Run]):
                 return
             start += self._PAGE
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to another sequence of the same runs in the same order (``batch.run == []``)."""
+        if isinstance(other, RunList):
+            return self._batch._identity() == other._batch._identity()
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: it follows the store
+
     def ids(self) -> Iterator[str]:
         """The run ids in order, without building run objects."""
         start = 0
@@ -265,6 +275,13 @@ class Batch:
                               f"{len(wanted)} ids missing; none was added)")
 
     # -- reading -----------------------------------------------------------------------
+
+    def _identity(self) -> tuple[Any, str]:
+        """The store (its file, or this object for a store in memory) and the batch name."""
+        store = self.store
+        where: Any = (os.path.realpath(store.path) if store.path != ":memory:"
+                      else id(store))
+        return where, self.name
 
     def _run(self, row: RunRow) -> Run:
         cls = self._classes.get(row.run_type, ResultRun)

@@ -338,8 +338,43 @@ class Run:
 
     @property
     def done(self) -> bool:
-        """Whether a result is stored."""
+        """Whether a result is stored.
+
+        Setting it to False forgets the result, as :meth:`clear` does;
+        setting it to True is refused unless the run is done (compute it:
+        call the run, or the batch).
+        """
         return self.state == RunState.DONE.value
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        if not value:
+            self.clear()
+        elif not self.done:
+            raise RunError(
+                f"run {self._id} has no result ({self.state}), so it cannot be marked "
+                "done: compute it (run() or batch()) to store its result")
+
+    def load(self) -> Any:
+        """Return the stored result (arrays loaded); None if the run is not done.
+
+        batchpy's name for :attr:`result`: nothing is computed.
+        """
+        return self.result
+
+    def _key(self) -> tuple[Any, ...]:
+        """What makes two run objects the same run: its batch (store and name) and id."""
+        batch = self._batch
+        return (None if batch is None else batch._identity(), self._id)
+
+    def __eq__(self, other: object) -> bool:
+        """The same run of the same batch (one store, one batch name, one id)."""
+        if not isinstance(other, Run):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._id)
 
     @property
     def result(self) -> Any:

@@ -1,0 +1,78 @@
+"""Run objects are the same run when they are the same run of the same batch (batchpy's semantics)."""
+
+from __future__ import annotations
+
+import pytest
+
+import runstore
+from runstore import Batch
+from runstore.errors import RunError
+
+from .runs import Echo, ExampleRun
+
+
+def test_the_same_run_of_the_same_batch_is_equal_however_it_was_reached(in_tmp):
+    batch = Batch("example")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3], "operator": [min, max]})
+    first = batch.run[0]
+    assert first == batch.run[0] and hash(first) == hash(batch.run[0])
+    assert first is not batch.run[0]  # new objects, the same run
+    assert first in batch.get_runs_with(A=1) and batch.run[1] in batch.get_runs_with(A=1)
+    assert batch.run[2] not in batch.get_runs_with(A=1)
+    assert batch.run.index(batch.run[4]) == 4 and list(batch.run).index(batch.run[3]) == 3
+    assert len({*batch.run, *batch.run}) == 6
+    reopened = Batch("example")  # another object over the same store and batch
+    assert reopened.run[5] == batch.run[5] and reopened.run == batch.run
+    assert batch.run == list(reopened.run) and batch.run == tuple(batch.run)
+    assert batch.run != list(batch.run)[:-1] and batch.run != list(reversed(batch.run))
+
+
+def test_the_same_id_in_another_batch_or_store_is_another_run(in_tmp):
+    one = Batch("one")
+    one.add_run(Echo, {"x": 1})
+    two = Batch("two", store=one.store)  # the same store, another batch
+    two.add_run(Echo, {"x": 1})
+    elsewhere = Batch("one", path="elsewhere")  # another store, the same batch name
+    elsewhere.add_run(Echo, {"x": 1})
+    ids = {one.run[0].id, two.run[0].id, elsewhere.run[0].id}
+    assert len(ids) == 1
+    assert one.run[0] != two.run[0] and one.run[0] != elsewhere.run[0]
+    assert Echo(x=1) == Echo(x=1) and Echo(x=1) != one.run[0]  # runs without a batch
+    assert one.run[0] != "not a run"
+
+
+def test_an_empty_batch_equals_an_empty_list(in_tmp):
+    batch = Batch("empty")
+    assert batch.run == [] and batch.run == () and not (batch.run != [])
+    batch.add_run(Echo, {"x": 1})
+    assert batch.run != []
+    with pytest.raises(TypeError):
+        hash(batch.run)
+
+
+def test_load_gives_the_stored_result_and_computes_nothing(in_tmp):
+    batch = Batch("loaded")
+    batch.add_run(Echo, {"i": 0, "x": 2.5})
+    run = batch.run[0]
+    assert run.load() is None and run.state == "pending"  # not computed by loading
+    batch(verbose=0)
+    assert batch.run[0].load() == {"r": 2.5}
+    assert run.load() == {"r": 2.5}  # the same object sees the result once stored
+
+
+def test_the_done_setter_clears_or_refuses(in_tmp):
+    batch = Batch("flags")
+    batch.add_factorial_runs(Echo, {"i": [0, 1]})
+    with pytest.raises(RunError, match="cannot be marked done: compute it"):
+        batch.run[0].done = True
+    assert batch.run[0].state == "pending"
+    batch(verbose=0)
+    run = batch.run[0]
+    run.done = True  # already done: nothing to do
+    assert run.done
+    run.done = False  # as clear(): pending again, its result forgotten
+    assert not run.done and run.state == "pending" and run.result is None
+    assert batch.run[0].state == "pending" and batch.run[1].done
+    batch(verbose=0)
+    assert batch.run[0].result == {"r": None}
+    assert isinstance(RunError("x"), runstore.RunstoreError)
