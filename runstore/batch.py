@@ -176,6 +176,8 @@ class Batch:
         self.storage = _storage(storage)
         #: The storage options of the call under way (or of the batch).
         self._storage_now = self.storage
+        #: The positions the call under way computes (None: every run).
+        self._only: list[int] | None = None
         self._folder = Path(path) / "_res"
         options: dict[str, Any] = {"allow_pickle": allow_pickle}
         if synchronous is not None:
@@ -465,11 +467,16 @@ class Batch:
 
     # -- running ---------------------------------------------------------------------------
 
-    def __call__(self, verbose: int = 1, retry_failed: bool = False,
-                 recompute_changed: bool = False, processes: int | None = None,
-                 executor: Executor | None = None, cluster: Cluster | None = None,
-                 storage: ArrayOptions | None = None) -> None:
-        """Compute the pending runs, with a progress bar.
+    def __call__(self, runs: int | Iterable[int] = -1, verbose: int = 1,
+                 processes: int | None = None, retry_failed: bool = False,
+                 recompute_changed: bool = False, executor: Executor | None = None,
+                 cluster: Cluster | None = None, storage: ArrayOptions | None = None
+                 ) -> None:
+        """Compute the pending runs (all, or some), with a progress bar.
+
+        The first three parameters are batchpy's, in its order: ``batch(0)``
+        computes run 0 (if pending), ``batch([0, 3])`` runs 0 and 3,
+        ``batch()`` (or any negative ``runs``) every pending run.
 
         By default runs are computed one after the other in this process.
         ``processes=N`` computes them on N local worker processes (each limited
@@ -485,10 +492,15 @@ class Batch:
 
         Parameters
         ----------
+        runs
+            The index of one run, or indices of runs (positions in
+            :attr:`run`); a negative int (the default) means every run.
         verbose
             0 shows nothing; 1 shows a progress bar.
+        processes
+            Compute on this many local worker processes.
         retry_failed
-            Run the runs that failed before again.
+            Run the runs that failed before again (of those selected).
         recompute_changed
             Recompute the results of runs whose class's code changed since they
             were computed (otherwise a :class:`CodeChangedWarning` is issued).
@@ -502,12 +514,33 @@ class Batch:
         RunsFailedError
             After all runs were tried, if some raised; the others' results are
             stored.
+        IndexError
+            If ``runs`` names a position the batch does not have.
         """
+        self._only = self._selected(runs)
         self._storage_now = self.storage if storage is None else _storage(storage)
         try:
             self._call(verbose, retry_failed, recompute_changed, processes, executor, cluster)
         finally:
             self._storage_now = self.storage
+            self._only = None
+
+    def _selected(self, runs: int | Iterable[int]) -> list[int] | None:
+        """The positions ``runs`` selects (None: every run), each checked."""
+        if isinstance(runs, bool) or not isinstance(runs, (int, np.integer, Iterable)):
+            raise TypeError(f"runs must be a run index, a list of them or -1 (every run), "
+                            f"not {type(runs).__name__}")
+        if isinstance(runs, (int, np.integer)):
+            if runs < 0:
+                return None
+            runs = [int(runs)]
+        chosen = sorted({int(i) for i in runs})
+        count = len(self.run)
+        outside = [i for i in chosen if not 0 <= i < count]
+        if outside:
+            raise IndexError(f"batch {self.name!r} has runs 0 to {count - 1}, not "
+                             f"{', '.join(map(str, outside[:5]))}: give positions in batch.run")
+        return chosen
 
     def _call(self, verbose: int, retry_failed: bool, recompute_changed: bool,
               processes: int | None, executor: Executor | None, cluster: Cluster | None
@@ -515,7 +548,7 @@ class Batch:
         if not self.store.readonly:
             self.store.recover()  # this process's stranded runs, dead owners' runs
         self._prepare(retry_failed, recompute_changed)
-        pending = self.store.state_counts(self._id).get(RunState.PENDING.value, 0)
+        pending = self.store.state_counts(self._id, self._only).get(RunState.PENDING.value, 0)
         types = list(self._classes)
         with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
                   unit="run") as bar:
@@ -530,8 +563,8 @@ class Batch:
                                pending=pending)
             else:
                 take_wisdom(self.store.fftw_wisdom() if pending else ())
-                failed = self._drain(
-                    lambda after, n: self.store.claim(self._id, types, n, after), bar)
+                failed = self._drain(lambda after, n: self.store.claim(
+                    self._id, types, n, after, positions=self._only), bar)
                 gained = new_wisdom()
                 if gained:
                     self.store.save_fftw_wisdom(gained)
@@ -573,11 +606,19 @@ class Batch:
                 for rid in open_})
 
     def _prepare(self, retry_failed: bool, recompute_changed: bool) -> None:
+        chosen = None
+        if self._only:
+            wanted = set(self._only)
+            chosen = {row.id for row in self.store.rows(self._id, self._only[0],
+                                                        self._only[-1] + 1)
+                      if row.position in wanted}
         if retry_failed:
-            failed = [r[0] for r in self.store.failed_runs(self._id)]
+            failed = [r[0] for r in self.store.failed_runs(self._id)
+                      if chosen is None or r[0] in chosen]
             self.store.reset(failed, [RunState.FAILED])
         for rtype, cls in self._classes.items():
-            changed = self.store.changed_code(self._id, rtype, code_fingerprint(cls))
+            changed = [rid for rid in self.store.changed_code(
+                self._id, rtype, code_fingerprint(cls)) if chosen is None or rid in chosen]
             if changed and recompute_changed:
                 self.store.reset(changed, [RunState.DONE])
             elif changed:

@@ -215,7 +215,8 @@ class _Drain:
         while len(self.in_flight) < (1 if self.suspects else 2 * self.workers):
             share = -(-self.remaining // (2 * self.workers))  # an even share, rounded up
             size = 1 if self.suspects else max(1, min(self.chunk, share))
-            rows = self.store.claim(self.batch._id, types, size, self.after)
+            rows = self.store.claim(self.batch._id, types, size, self.after,
+                                    positions=self.batch._only)
             if not rows:
                 return bool(self.in_flight)
             self.claimed.update((row.key, row.id) for row in rows)

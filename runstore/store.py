@@ -642,11 +642,15 @@ class Store:
                     f"SELECT id, state FROM runs WHERE id IN ({marks})", tuple(chunk)).all())
         return out
 
-    def state_counts(self, batch: int) -> dict[str, int]:
+    def state_counts(self, batch: int, positions: Sequence[int] | None = None
+                     ) -> dict[str, int]:
+        """How many runs of a batch (or of its runs at ``positions``) are in each state."""
+        only, chosen = _only_positions(positions)
         with self._reading() as conn:
             return dict(conn.exec_driver_sql(
                 "SELECT r.state, COUNT(*) FROM entries e CROSS JOIN runs r "
-                "WHERE e.batch_id = ? AND r.key = e.run_key GROUP BY r.state", (batch,)).all())
+                f"WHERE e.batch_id = ? AND r.key = e.run_key{only} GROUP BY r.state",
+                (batch, *chosen)).all())
 
     def run_record(self, run_id: str) -> dict[str, Any]:
         """Everything stored about one run, except its arrays."""
@@ -681,22 +685,25 @@ class Store:
     # -- running ------------------------------------------------------------------------
 
     def claim(self, batch: int, run_types: Sequence[str], limit: int, after: int = -1,
-              lease: float | None = None) -> list[RunRow]:
+              lease: float | None = None, positions: Sequence[int] | None = None
+              ) -> list[RunRow]:
         """Atomically move up to ``limit`` pending runs of a batch to RUNNING.
 
         Runs are taken in batch order after position ``after``; only runs of
-        the given types (whose classes the caller has) are taken. The claimed
-        runs are held by this object until completed or released.
+        the given types (whose classes the caller has), and with ``positions``
+        only runs at those positions, are taken. The claimed runs are held by
+        this object until completed or released.
         """
         if not run_types:
             return []
         marks = ",".join("?" * len(run_types))
+        only, chosen = _only_positions(positions)
         with self._writing("run the batch") as conn:
             candidates = conn.exec_driver_sql(
                 "SELECT e.position, r.key FROM entries e CROSS JOIN runs r "
                 "WHERE e.batch_id = ? AND e.position > ? AND r.key = e.run_key AND "
-                f"r.state = 'pending' AND r.run_type IN ({marks}) "
-                "ORDER BY e.position LIMIT ?", (batch, after, *run_types, limit)).all()
+                f"r.state = 'pending' AND r.run_type IN ({marks}){only} "
+                "ORDER BY e.position LIMIT ?", (batch, after, *run_types, *chosen, limit)).all()
             return self._claim(conn, {key: pos for pos, key in candidates}, lease)
 
     def claim_ids(self, run_ids: Sequence[str], lease: float | None = None) -> list[RunRow]:
@@ -1409,6 +1416,18 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
+
+
+def _only_positions(positions: Sequence[int] | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (on ``e.position``) and its argument that keep only some positions.
+
+    One JSON argument whatever the number of positions (SQLite limits the
+    number of arguments of a statement).
+    """
+    if positions is None:
+        return "", ()
+    return (" AND e.position IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(p) for p in positions]),))
 
 
 def _other_batches(conn: sa.Connection, batch: int) -> list[int]:

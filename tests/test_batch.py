@@ -390,3 +390,32 @@ def test_a_run_made_with_a_batch_is_added_to_it(in_tmp):
     run = Sweep(batch, A=2, B=3, C=1)
     assert (run.index, run.id) == (0, batch.run[0].id) and len(batch.run) == 1
     assert run() == {"val": 7} and batch.run[0].done
+
+
+def test_calling_a_batch_with_runs_computes_those_only_batchpy_s_order(in_tmp):
+    from .runs import Echo, Flaky
+
+    batch = Batch("chosen")
+    batch.add_factorial_runs(Echo, {"i": list(range(6))})
+    batch(0)  # batchpy: batch(runs=-1, verbose=1, processes=1); 0 is run 0, not verbose=0
+    assert [run.state for run in batch.run] == ["done"] + ["pending"] * 5
+    batch([0, 3, 4], 0)  # run 0 is done already: computed once
+    assert [run.done for run in batch.run] == [True, False, False, True, True, False]
+    batch(runs=[1], verbose=0, processes=2)  # the same on worker processes
+    assert [run.done for run in batch.run] == [True, True, False, True, True, False]
+    batch(-1, 0)
+    assert all(run.done for run in batch.run)
+    for wrong, error in (([6], IndexError), (-7.5, TypeError), (True, TypeError),
+                         ([0, -1], IndexError)):
+        with pytest.raises(error, match="runs|has runs 0 to 5"):
+            batch(wrong, 0)
+    flaky = Batch("flaky")
+    flaky.add_factorial_runs(Flaky, {"x": [1, 3, 4]})
+    with pytest.raises(runstore.errors.RunsFailedError):
+        flaky(verbose=0)
+    with pytest.raises(runstore.errors.RunsFailedError):
+        flaky([0], 0, retry_failed=True)  # retries run 0 only
+    states = [run.state for run in flaky.run]
+    assert states == ["failed", "failed", "done"]
+    assert flaky.store.run_record(flaky.run[1].id)["attempts"] == 1  # not retried
+    assert flaky.store.run_record(flaky.run[0].id)["attempts"] == 2
