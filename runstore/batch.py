@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -127,6 +128,22 @@ class RunList(Sequence[Run]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable: it follows the store
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        """The position of a run of this batch, found by id (no run object built)."""
+        if isinstance(value, Run) and value._key()[0] == self._batch._identity():
+            stop = sys.maxsize if stop is None else stop
+            for i, rid in enumerate(self.ids()):
+                if rid == value.id and start <= i < stop:
+                    return i
+        raise ValueError(f"{value!r} is not in batch {self._batch.name!r}")
+
+    def __contains__(self, value: object) -> bool:
+        try:
+            self.index(value)
+        except ValueError:
+            return False
+        return True
 
     def ids(self) -> Iterator[str]:
         """The run ids in order, without building run objects."""
@@ -279,11 +296,18 @@ class Batch:
     # -- reading -----------------------------------------------------------------------
 
     def _identity(self) -> tuple[Any, str]:
-        """The store (its file, or this object for a store in memory) and the batch name."""
-        store = self.store
-        where: Any = (os.path.realpath(store.path) if store.path != ":memory:"
-                      else id(store))
-        return where, self.name
+        """The store (its file, or this object for a store in memory) and the batch name.
+
+        Resolved once per batch object: runs compare by it, often many times
+        (``run in runs``, ``batch.run.index(run)``).
+        """
+        found: tuple[Any, str] | None = self.__dict__.get("_identity_key")
+        if found is None:
+            store = self.store
+            where: Any = (os.path.realpath(store.path) if store.path != ":memory:"
+                          else id(store))
+            found = self._identity_key = (where, self.name)
+        return found
 
     def _run(self, row: RunRow) -> Run:
         cls = self._classes.get(row.run_type, ResultRun)

@@ -76,3 +76,20 @@ def test_the_done_setter_clears_or_refuses(in_tmp):
     batch(verbose=0)
     assert batch.run[0].result == {"r": None}
     assert isinstance(RunError("x"), runstore.RunstoreError)
+
+
+def test_a_run_list_finds_runs_by_id_and_knows_what_it_holds(in_tmp):
+    batch = Batch("found")
+    batch.add_factorial_runs(Echo, {"i": list(range(5))})
+    other = Batch("other", store=batch.store)
+    other.add_factorial_runs(Echo, {"i": list(range(5))})  # the same ids, another batch
+    fourth = batch.run[3]
+    assert batch.run.index(fourth) == 3 and fourth in batch.run
+    assert batch.run.index(fourth, 2, 4) == 3
+    for start, stop in ((4, None), (0, 3)):
+        with pytest.raises(ValueError, match="is not in batch 'found'"):
+            batch.run.index(fourth, start, stop)
+    assert other.run[3] not in batch.run and Echo(i=3) not in batch.run
+    assert "not a run" not in batch.run
+    with pytest.raises(ValueError):
+        batch.run.index(other.run[3])
