@@ -22,6 +22,7 @@ __all__ = [
     "Batch",
     "Run",
     "ResultRun",
+    "convert_run_to_newstyle",
     "Store",
     "RunState",
     "Cluster",
@@ -105,7 +106,7 @@ from .errors import (
     WorkerError,
 )
 from .identity import SCHEME_VERSION, compute_id, type_name
-from .run import ResultRun, Run
+from .run import ResultRun, Run, convert_run_to_newstyle
 from .schema import RunState
 from .store import Store
 

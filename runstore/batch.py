@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 
 if TYPE_CHECKING:
+    from .bundle import ImportReport
     from .cluster import Cluster
 from .compression import ArrayOptions
 from .errors import (
@@ -33,6 +34,7 @@ from .errors import (
     BatchNameError,
     OptionalDependencyError,
     QueryError,
+    ReadOnlyStoreError,
     BatchNotFound,
     CodeChangedWarning,
     RunNotFound,
@@ -49,7 +51,7 @@ from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
 from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
 from .schema import RunState
-from .store import Completion, RunRow, Store
+from .store import Completion, Removal, RunRow, Store
 from .views import check_view_name, display
 
 __all__ = ["Batch", "RunList"]
@@ -479,15 +481,130 @@ class Batch:
 
         return export(self, path, runs)
 
-    def save_ids(self, filename: str | os.PathLike[str] | None = None) -> Path:
-        """Write the run ids to ``_res/<name>_ids.npy`` and ``_res/<name>_ids.py``."""
-        target = Path(filename) if filename else self._folder / f"{self.name}_ids.npy"
+    def save_ids(self, filename: str | os.PathLike[str] | None = None, format: str = "npy"
+                 ) -> Path:
+        """Write the run ids, in order, to a file; return its path.
+
+        As in batchpy: without ``filename`` the file is ``_res/<name>_ids.npy``
+        or ``_res/<name>_ids.py`` by ``format`` (``"npy"`` or ``"py"``); with
+        one, its extension decides the format and ``format`` is ignored. Read
+        the ids back with ``np.load(path)``, or from the ``.py`` file's ``ids``
+        list (``from _res.<name>_ids import ids``: the folder gets an
+        ``__init__.py`` for that, as batchpy gave it).
+        """
+        if filename is None:
+            target = self._folder / f"{self.name}_ids.{format}"
+        else:
+            target = Path(filename)
+            format = target.suffix[1:]
+        if format not in ("npy", "py"):
+            raise ValueError(
+                f"cannot save ids as {format!r}" + (f" (from the extension of {str(filename)!r})"
+                                                    if filename is not None else "")
+                + ": use format='npy' or format='py', or a file name ending in .npy or .py")
         target.parent.mkdir(parents=True, exist_ok=True)
         ids = list(self.run.ids())
-        np.save(target, np.array(ids, dtype="<U40"))
-        target.with_suffix(".py").write_text(
-            f'"""Run ids of batch {self.name!r}."""\n\nids = {ids!r}\n')
+        if format == "npy":
+            np.save(target, np.array(ids, dtype=str))
+        else:
+            if filename is None and not (self._folder / "__init__.py").exists():
+                (self._folder / "__init__.py").touch()
+            lines = "".join(f"    {rid!r},\n" for rid in ids)
+            target.write_text(f'"""Run ids of batch {self.name!r}, in order."""\n\n'
+                              f"ids = [\n{lines}]\n")
         return target
+
+    def remove(self, runs: Run | str | int | Iterable[Run | str | int],
+               delete_unheld: bool = False) -> Removal:
+        """Take runs out of this batch, keeping the results other batches share.
+
+        ``runs`` is a run, a run id or a position in the batch, or many of
+        them (``batch.get_runs_with(...)``, ``batch.run[2:5]``). The runs after
+        them move up. A removed run stays in the store with its result: other
+        batches holding it keep it, and adding it again (here or in another
+        batch) finds the result without computing it. With
+        ``delete_unheld=True`` the runs that no batch holds afterwards are
+        deleted (except runs being computed), and ``runstore gc`` then frees
+        their arrays. Returns what was done (:class:`~runstore.store.Removal`).
+        Runs the batch does not hold are an error, and then nothing is removed.
+        """
+        items = [runs] if isinstance(runs, (Run, str, int)) else list(runs)
+        ids: list[str] = []
+        positions = [item for item in items if isinstance(item, int) and not isinstance(item, bool)]
+        by_position = dict(zip(positions, self._ids_at(positions)))
+        for item in items:
+            if isinstance(item, Run):
+                if item._key()[0] != self._identity():
+                    raise RunNotFound(item.id, f"batch {self.name!r} of {self.store.path} "
+                                      "(the run given belongs to another batch; remove it "
+                                      "from that one)")
+                ids.append(item.id)
+            elif isinstance(item, str):
+                ids.append(item)
+            elif item in by_position:
+                ids.append(by_position[item])
+            else:
+                raise TypeError(f"cannot remove {item!r}: give runs, run ids or positions")
+        if self.store.readonly:
+            raise ReadOnlyStoreError(self.store.path, "remove runs")
+        unknown = [rid for rid in ids if not self.store.rows_of(self._id, [rid])]
+        if unknown:
+            raise RunNotFound(unknown[0], f"batch {self.name!r} of {self.store.path} "
+                              f"({len(unknown)} of {len(ids)} runs are not in the batch; "
+                              "none was removed)")
+        return self.store.remove_runs(self._id, ids, delete_unheld)
+
+    def _ids_at(self, positions: Sequence[int]) -> list[str]:
+        """The ids of the runs at some positions (negative ones count from the end)."""
+        if not positions:
+            return []
+        n = len(self.run)
+        ids: list[str] = []
+        for p in positions:
+            if not -n <= p < n:
+                raise IndexError(f"run index {p} out of range: the batch has {n} runs")
+            (row,) = self.store.rows(self._id, p % n, p % n + 1)
+            ids.append(row.id)
+        return ids
+
+    def add_resultrun_folder(self, folder: str | os.PathLike[str] | None = None,
+                             trust: bool = False) -> ImportReport:
+        """Add the runs of this batch's name from every store and bundle in a folder.
+
+        batchpy's ``add_resultrun_folder``: ``folder`` defaults to this
+        batch's ``_res`` folder. Every ``.db`` file there that is a runstore
+        store or bundle holding a batch named like this one gives its runs
+        (see :meth:`add_resultrun`; nothing they name is imported unless
+        ``trust``). Returns the counts summed over the files.
+        """
+        from .bundle import ImportReport, import_runs
+        from .check import bundle_evidence
+
+        where = self._folder if folder is None else Path(folder)
+        if not where.is_dir():
+            raise FileNotFoundError(
+                f"no folder {str(where)!r} to add result runs from; give the folder that "
+                "holds the .db stores or bundles (batchpy's .npy results are imported with "
+                "runstore import-batchpy)")
+        total = ImportReport()
+        mine = None if self.store.path == ":memory:" else Path(self.store.path).resolve()
+        for db in sorted(where.glob("*.db")):
+            if not db.is_file() or db.resolve() == mine:
+                continue
+            bundle = bundle_evidence(str(db)) is not None
+            store = Store(db, readonly=True, allow_pickle=self.store.allow_pickle,
+                          arrays=db.parent if bundle else None)
+            try:
+                if self.name not in store.batch_names():
+                    continue
+                report = import_runs(Batch(self.name, store=store), self.store, self.name,
+                                     trust=trust)
+            finally:
+                store.close()
+            total.added += report.added
+            total.completed += report.completed
+            total.present += report.present
+        return total
 
     # -- running ---------------------------------------------------------------------------
 

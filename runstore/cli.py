@@ -2,7 +2,7 @@
 
 Reading commands (``status``, ``runs``, ``show``, ``sql``, ``export``,
 ``bundle``, ``plot``) open the store read-only, and work on bundles as well.
-``worker``, ``import``, ``check``, ``gc`` and ``upgrade`` write.
+``worker``, ``import``, ``remove``, ``check``, ``gc`` and ``upgrade`` write.
 """
 
 from __future__ import annotations
@@ -423,6 +423,71 @@ def import_(bundle_path: str, store: str, batch_name: str | None, trust: bool) -
 
     report = import_bundle(bundle_path, store, batch_name, trust=trust)
     click.echo(f"{store}: {report}")
+
+
+@main.command()
+@click.argument("store", type=STORE)
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option("--batch", "batch_name", help="The batch (default: the only one).")
+@click.option("--run", "run_ids", multiple=True, metavar="ID",
+              help="A run to remove, by id or a unique prefix of it (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Remove every run of the batch.")
+@click.option("--delete-unheld", is_flag=True,
+              help="Also delete, with their results, the removed runs that no other "
+                   "batch holds (then `runstore gc` frees their arrays).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def remove(store: str, filters: tuple[str, ...], batch_name: str | None,
+           run_ids: tuple[str, ...], every: bool, delete_unheld: bool, dry_run: bool) -> None:
+    """Take runs out of a batch: those matching every FILTER, the --run ones, or --all.
+
+    The runs after them move up. Removed runs stay in STORE with their
+    results, for the other batches that hold them and for adding them again
+    without computing them; --delete-unheld deletes those no batch holds.
+
+    \b
+    Examples:
+      runstore remove example.db 'A>=8' --dry-run
+      runstore remove example.db --run 2531b46b01ce --delete-unheld
+    """
+    if not (filters or run_ids or every):
+        raise click.UsageError("say which runs to remove: FILTERs, --run ID, or --all")
+    if every and (filters or run_ids):
+        raise click.UsageError("--all removes every run; give it without FILTERs or --run")
+    from .check import bundle_evidence
+
+    if bundle_evidence(store) is not None:
+        raise click.UsageError(f"{store} is a bundle, which is shared as it was made; import "
+                               "it into a store (runstore import) and remove runs there")
+    opened = open_store(store, readonly=dry_run)
+    try:
+        batch = choose_batch(opened, batch_name)
+        ids = [opened.find_run(prefix) for prefix in run_ids]
+        if filters:
+            ids += [row.id for row in opened.query(batch._id, conditions(opened, filters))]
+        elif every:
+            ids = list(batch.run.ids())
+        ids = list(dict.fromkeys(ids))
+        if dry_run:
+            click.echo(f"would remove {len(ids)} of the {len(batch.run)} runs of batch "
+                       f"{batch.name!r} (dry run: nothing was changed)")
+            return
+        done = batch.remove(ids, delete_unheld=delete_unheld)
+        lines = [f"removed {done.removed} runs from batch {batch.name!r} of {store}; "
+                 f"{len(batch.run)} remain"]
+        if done.shared:
+            lines.append(f"  {done.shared} of them are still held by other batches")
+        if delete_unheld:
+            lines.append(f"  deleted {done.deleted} runs no batch held, with their results "
+                         "(`runstore gc` frees their arrays)")
+            if done.running:
+                lines.append(f"  kept {done.running} runs being computed")
+        else:
+            lines.append(f"  {done.removed - done.shared} runs no batch holds stay in the "
+                         "store with their results (--delete-unheld deletes them)")
+        click.echo("\n".join(lines))
+    finally:
+        opened.close()
+remove.help = (remove.help or "") + "\n\n" + FILTER_HELP
 
 
 @main.command()

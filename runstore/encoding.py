@@ -173,14 +173,17 @@ def qualified_name(obj: Any, path: str = "value") -> str:
     if "<lambda>" in qualname:
         raise EncodingError(
             path, kind, "a lambda has no name that identifies it (all lambdas "
-            "would look the same)",
-            "Define it with def at module level and pass that function",
+            "would look the same, and runs would share results they do not share)",
+            f"Define it with def at the top level of a module and pass that "
+            f"function: {_module_level_def(obj, path)}",
         )
     if "<locals>" in qualname:
+        outer = qualname.split(".<locals>")[0]
         raise EncodingError(
-            path, kind, f"{qualname} is defined inside a function, so it cannot "
-            "be found again by name",
-            "Move it to module level, or pass its settings as parameters",
+            path, kind, f"{qualname} is defined inside {outer}(), so it cannot be found "
+            "again by name (another call could define a different one)",
+            f"Move {_module_level_def(obj, path)} out of {outer}() to the top level of "
+            f"module {module}, or pass its settings as parameters",
         )
     found = _lookup(module, qualname)
     if found is not _MISSING and found is not obj and found != obj:
@@ -189,6 +192,39 @@ def qualified_name(obj: Any, path: str = "value") -> str:
             "Pass the module-level object itself",
         )
     return f"{module}.{qualname}"
+
+
+def _module_level_def(obj: Any, path: str) -> str:
+    """The one line that defines a lambda or local function at module level, if it can be told."""
+    import ast
+    import inspect
+    import keyword
+    import re
+    import textwrap
+
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        return "a def"
+    if obj.__name__ != "<lambda>":
+        try:
+            return f"'def {obj.__name__}{inspect.signature(obj)}: ...'"
+        except (TypeError, ValueError):
+            return f"'def {obj.__name__}(...): ...'"
+    named = re.match(r"parameter '([A-Za-z_]\w*)'", path)
+    name = named.group(1) if named and not keyword.iskeyword(named.group(1)) else "function"
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+        tree = ast.parse(source if not source.lstrip().startswith((".", ")", "]", "}"))
+                         else "(" + source)
+    except (OSError, TypeError, SyntaxError):
+        return f"'def {name}(...): return ...'"
+    argnames = code.co_varnames[:code.co_argcount]
+    found = [node for node in ast.walk(tree) if isinstance(node, ast.Lambda)
+             and tuple(a.arg for a in node.args.args) == argnames]
+    if len(found) != 1:
+        return f"'def {name}(...): return ...'"
+    node = found[0]
+    return f"'def {name}({ast.unparse(node.args)}): return {ast.unparse(node.body)}'"
 
 
 _MISSING = object()

@@ -175,8 +175,8 @@ class IRun(Interface):
     def __call__() -> Any:
         """Compute the result, or load it if already done, and return it."""
 
-    def clear() -> None:
-        """Forget the stored result; the run becomes pending again."""
+    def clear() -> bool:
+        """Forget the stored result; the run becomes pending again. Return whether there was one."""
 
 
 class IRunStore(Interface):

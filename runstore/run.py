@@ -43,7 +43,8 @@ from .encoding import (
     indexed,
     short_repr,
 )
-from .errors import DecodingError, ParameterError, RunError, RunstoreError, UntrustedCodeError
+from .errors import (DecodingError, ParameterError, RunError, RunNotFound, RunstoreError,
+                     UntrustedCodeError)
 from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
 from .lazy import LazyArray, ResultArrays
@@ -54,7 +55,7 @@ from .store import Completion, RunRow
 if TYPE_CHECKING:
     from .batch import Batch
 
-__all__ = ["Run", "ResultRun"]
+__all__ = ["Run", "ResultRun", "convert_run_to_newstyle"]
 
 _UNSET = object()
 _DONE, _FAILED = RunState.DONE, RunState.FAILED
@@ -446,12 +447,18 @@ class Run:
         self._state = None
         return self.result
 
-    def clear(self) -> None:
-        """Forget the stored result (or error); the run becomes pending again."""
+    def clear(self) -> bool:
+        """Forget the stored result (or error); the run becomes pending again.
+
+        Returns whether there was a result or error to forget (as batchpy's
+        ``clear`` returned whether it deleted a result file).
+        """
+        forgot = self._result is not _UNSET
         if self._batch is not None:
-            self._batch.store.reset([self._id], [RunState.DONE, RunState.FAILED])
+            forgot = self._batch.store.reset([self._id], [RunState.DONE, RunState.FAILED]) > 0
         self._result = _UNSET
         self._state = None
+        return forgot
 
     def _repr_html_(self) -> str:
         """In Jupyter: the run's state, parameters and scalar results."""
@@ -546,3 +553,17 @@ def storable_text(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def convert_run_to_newstyle(run: Run) -> Run:
+    """batchpy's upgrade of a result file to one that records its parameters.
+
+    runstore stores every run with its parameters, so there is nothing to
+    convert: this checks that the run is in its store (``RunNotFound`` if
+    not) and returns it. Kept so that batchpy scripts calling it run as
+    they are.
+    """
+    batch = run._batch
+    if batch is not None and run.id not in batch.store.states([run.id]):
+        raise RunNotFound(run.id, batch.store.path)
+    return run

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -72,7 +72,7 @@ from .views import (
     parse_kinds,
 )
 
-__all__ = ["Store", "RunRow", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Removal", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 
 _STATE_VALUES = {state: state.value for state in RunState}
 #: States in which a finished result is recorded, and in which it is a duplicate.
@@ -133,6 +133,22 @@ class RunRow:
     parameters: str
     state: str
     key: int
+
+
+@dataclass
+class Removal:
+    """What :meth:`Store.remove_runs` did."""
+
+    #: Runs taken out of the batch.
+    removed: int = 0
+    #: Of those, runs another batch still holds (kept, with their results).
+    shared: int = 0
+    #: Runs no batch held any more that were deleted (``delete_unheld``).
+    deleted: int = 0
+    #: Runs no batch held any more that were kept because they were being computed.
+    running: int = 0
+    #: Ids asked for that the batch does not hold.
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -591,6 +607,63 @@ class Store:
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", appended))
         return []
+
+    def remove_runs(self, batch: int, run_ids: Sequence[str], delete_unheld: bool = False
+                    ) -> Removal:
+        """Take runs out of a batch; the runs after them move up (positions stay 0..n-1).
+
+        A run's row and result stay in the store, for the other batches that
+        hold it and for this batch if it adds the run again. With
+        ``delete_unheld``, the runs that no batch holds afterwards are deleted,
+        except those being computed; their arrays are left for :meth:`gc`.
+        Decided in one write transaction.
+        """
+        wanted = list(dict.fromkeys(run_ids))
+        removal = Removal()
+        with self._writing("remove runs") as conn:
+            keys = _keys(conn, wanted)
+            held = _in_batch(conn, batch, list(keys.values()))
+            removal.missing = [rid for rid in wanted if keys.get(rid) not in held]
+            gone = [keys[rid] for rid in wanted if keys.get(rid) in held]
+            if not gone:
+                return removal
+            for chunk in _chunks(gone):
+                conn.exec_driver_sql(
+                    f"DELETE FROM entries WHERE batch_id = ? AND run_key IN "
+                    f"({','.join('?' * len(chunk))})", (batch, *chunk))
+            # Renumber what is left, in order; through negative positions, as
+            # the primary key (batch, position) is checked row by row.
+            left = [r[0] for r in conn.exec_driver_sql(
+                "SELECT run_key FROM entries WHERE batch_id = ? ORDER BY position", (batch,))]
+            _executemany(conn, "UPDATE entries SET position = ? WHERE batch_id = ? AND "
+                         "run_key = ?", [(-1 - i, batch, key) for i, key in enumerate(left)])
+            conn.exec_driver_sql(
+                "UPDATE entries SET position = -1 - position WHERE batch_id = ?", (batch,))
+            removal.removed = len(gone)
+            unheld: list[int] = []
+            for chunk in _chunks(gone):
+                held_elsewhere = {r[0] for r in conn.exec_driver_sql(
+                    f"SELECT run_key FROM entries WHERE run_key IN "
+                    f"({','.join('?' * len(chunk))})", tuple(chunk))}
+                unheld += [key for key in chunk if key not in held_elsewhere]
+            removal.shared = len(gone) - len(unheld)
+            if delete_unheld:
+                self._delete_runs(conn, unheld, removal)
+        return removal
+
+    def _delete_runs(self, conn: sa.Connection, run_keys: Sequence[int], removal: Removal
+                     ) -> None:
+        """Delete the given runs (no batch holds them), except those being computed."""
+        states = _states_of(conn, run_keys)
+        doomed = [key for key in run_keys if states[key] != RunState.RUNNING.value]
+        removal.running = len(run_keys) - len(doomed)
+        for chunk in _chunks(doomed):
+            marks = ",".join("?" * len(chunk))
+            for table in ("parameters", "result_values"):
+                conn.exec_driver_sql(f"DELETE FROM {table} WHERE run_key IN ({marks})",
+                                     tuple(chunk))
+            conn.exec_driver_sql(f"DELETE FROM runs WHERE key IN ({marks})", tuple(chunk))
+        removal.deleted = len(doomed)
 
     # -- reading runs -----------------------------------------------------------------
 

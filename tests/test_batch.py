@@ -274,11 +274,13 @@ def test_calling_a_single_run_computes_or_loads_it_and_clear_forgets(in_tmp):
     run = batch.add_run(Counting, {"x": 7, "log": log})
     assert run() == {"x": 7} and run.done
     assert batch.run[0]() == {"x": 7}  # loaded, not recomputed
-    run.clear()
+    assert run.clear() is True  # as batchpy's: whether there was a result to forget
     assert not run.done and batch.run[0].state == "pending"
+    assert run.clear() is False
     assert run() == {"x": 7}
     assert Path(log).read_text().split() == ["7", "7"]
-    assert Sweep(A=2, B=3, C=1)() == {"val": 7}  # a run without a batch
+    loose = Sweep(A=2, B=3, C=1)  # a run without a batch
+    assert loose.clear() is False and loose() == {"val": 7} and loose.clear() is True
 
 
 def test_result_runs_load_without_the_run_class(quickstart):
@@ -297,13 +299,33 @@ def test_result_runs_load_without_the_run_class(quickstart):
         other.add_resultrun([ids[1], "0" * 40])
 
 
-def test_save_ids_writes_npy_and_py(quickstart):
+def test_save_ids_follows_batchpy_s_format_and_extension_rule(quickstart, tmp_path):
+    ids = [r.id for r in quickstart.run]
     path = quickstart.save_ids()
-    ids = np.load("_res/example_ids.npy")
-    assert path == Path("_res/example_ids.npy") and list(ids) == [r.id for r in quickstart.run]
+    assert path == Path("_res/example_ids.npy") and list(np.load(path)) == ids
+    assert not Path("_res/example_ids.py").exists()  # one file, in the format asked for
+    path = quickstart.save_ids(format="py")
+    assert path == Path("_res/example_ids.py")
+    # Importable as batchpy made it: the _res folder is a package.
+    code = "from _res.example_ids import ids; print(len(ids), ids[0])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(len(ids)), ids[0]]
+    # With a file name, its extension decides and format= is ignored.
+    assert list(np.load(quickstart.save_ids(tmp_path / "a.npy", format="py"))) == ids
     namespace: dict = {}
-    exec(Path("_res/example_ids.py").read_text(), namespace)
-    assert namespace["ids"] == list(ids)
+    exec(quickstart.save_ids(tmp_path / "b.py").read_text(), namespace)
+    assert namespace["ids"] == ids
+    with pytest.raises(ValueError, match="cannot save ids as 'txt'.*format='npy' or format='py'"):
+        quickstart.save_ids(format="txt")
+    with pytest.raises(ValueError, match="from the extension of .*ids.csv"):
+        quickstart.save_ids(tmp_path / "ids.csv")
+    assert not (tmp_path / "ids.csv").exists() and not Path("_res/example_ids.txt").exists()
+
+
+def test_save_ids_of_an_empty_batch_loads_back_empty(in_tmp):
+    path = Batch("empty").save_ids()
+    assert list(np.load(path)) == []
 
 
 def test_custom_generate_id_is_used_and_checked(in_tmp):

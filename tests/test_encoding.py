@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from runstore import Container, ContainerDict, ContainerList, Object
+from runstore import Batch, Container, ContainerDict, ContainerList, Object
 from runstore.encoding import (
     ArrayRef,
     FunctionRef,
@@ -23,6 +23,7 @@ from runstore.encoding import (
 )
 from runstore.errors import DecodingError, EncodingError, UnresolvedReferenceError
 
+from .runs import Anything
 from .strategies import containers, strictly_equal, values
 
 
@@ -136,12 +137,44 @@ def test_unencodable_values_raise_a_clear_error(value, reason):
     assert isinstance(info.value, TypeError)
 
 
-def test_locally_defined_function_is_refused():
-    def local(x):
+def test_locally_defined_function_is_refused_with_the_line_to_move():
+    def local(x, scale=2.0):
         return x
 
-    with pytest.raises(EncodingError, match="defined inside a function.*module level"):
+    with pytest.raises(EncodingError) as info:
         encode(local, path="parameter 'f'")
+    message = str(info.value)
+    assert "test_locally_defined_function_is_refused_with_the_line_to_move.<locals>.local is " \
+        "defined inside test_locally_defined_function_is_refused_with_the_line_to_move()" in message
+    assert "Move 'def local(x, scale=2.0): ...' out of" in message
+    assert f"to the top level of module {__name__}" in message
+
+
+def test_a_lambda_is_refused_with_a_def_that_replaces_it():
+    with pytest.raises(EncodingError) as info:
+        encode(lambda x, y=3: x ** 2 + y, path="parameter 'C'")
+    fix = str(info.value).split("pass that function: ")[1]
+    assert fix == "'def C(x, y=3): return x ** 2 + y'"
+    namespace: dict = {}
+    exec(fix.strip("'"), namespace)  # the line given is a working definition
+    assert namespace["C"](2) == 7
+
+
+def test_two_lambdas_on_one_line_are_told_apart_by_their_arguments():
+    pair = {"f": [lambda a: a + 1, lambda b, c: b * c]}
+    with pytest.raises(EncodingError, match=r"'def g\(b, c\): return b \* c'"):
+        encode(pair["f"][1], path="parameter 'g'")
+    same = [lambda a: 1, lambda a: 2]
+    # Which one cannot be told from the source: a general form, still a def.
+    with pytest.raises(EncodingError, match=r"'def h\(\.\.\.\): return \.\.\.'"):
+        encode(same[0], path="parameter 'h'")
+
+
+def test_a_lambda_as_a_batch_parameter_is_refused_and_nothing_is_added(in_tmp):
+    batch = Batch("lambdas")
+    with pytest.raises(EncodingError, match=r"parameter 'f'.*'def f\(x\): return x \+ 1'"):
+        batch.add_factorial_runs(Anything, {"f": [abs, lambda x: x + 1]})
+    assert len(batch.run) == 0
 
 
 def test_function_refs_compare_and_refuse_to_be_called():
