@@ -83,10 +83,14 @@ class IPersistent(Interface):
     Invariants:
 
     - the defining attributes are those set before the base ``__init__`` ran
-      (or added as keys of a mapping container); ``picklable_attributes``
-      lists them in lexicographic order;
-    - pickles, stored results and run ids hold the defining attributes and
-      nothing else; everything else is temporary and rebuilt by ``init()``;
+      (or added as keys of a mapping container), or exactly those named by
+      ``picklable_attributes`` when it was given; ``picklable_attributes``
+      lists them in lexicographic order unless an order was given;
+    - pickles, stored results and run ids hold the defining attributes (as
+      ``_getstate()`` returns them) and nothing else; everything else is
+      temporary and rebuilt by ``init()``; run ids do not depend on the order;
+    - every defining attribute pickles: a value that cannot is refused when it
+      is set, unless the class sets ``_check = False``;
     - ``init()`` runs at the end of construction, after unpickling, after
       ``copy.copy`` and after loading from a store;
     - ``initialized`` is false from the moment a defining attribute changes
@@ -96,7 +100,8 @@ class IPersistent(Interface):
     """
 
     picklable_attributes = Attribute(
-        "picklable_attributes", "Names of the defining attributes, sorted."
+        "picklable_attributes",
+        "Names of the defining attributes, sorted unless an order was given.",
     )
     initialized = Attribute(
         "initialized", "Whether init() has run since a defining attribute changed."
