@@ -14,6 +14,8 @@ __all__ = [
     "DecodingError",
     "PickleRefusedError",
     "ReservedNameError",
+    "StrictAttributeError",
+    "UnpicklableAttributeError",
     "UnresolvedReferenceError",
     "OptionalDependencyError",
     "MissingFilterError",
@@ -144,6 +146,72 @@ class ReservedNameError(RunstoreError, ValueError):
         super().__init__(
             f"{name!r} cannot be a key of a {owner}: it is the name of one of its "
             f"methods or attributes. Choose another name, or use a plain dict."
+        )
+
+
+class StrictAttributeError(RunstoreError, AttributeError):
+    """An attribute was set on a strict Object that does not declare it.
+
+    A class with ``_strict = True`` (or an object built with ``_strict=True``)
+    accepts, after construction and outside ``init()``, only its defining
+    attributes and the names it lists in ``_independent_attributes`` or
+    ``_dependent_attributes``.
+
+    Attributes
+    ----------
+    name : str
+        The attribute that was refused.
+    owner : str
+        The name of the object's class.
+    defining : tuple of str
+        The object's defining attributes.
+    """
+
+    def __init__(self, name: str, owner: str, defining: tuple[str, ...]) -> None:
+        self.name = name
+        self.owner = owner
+        self.defining = defining
+        listed = ", ".join(defining) if defining else "none"
+        super().__init__(
+            f"cannot set {name!r} on this {owner}: it is strict (_strict = True) and "
+            f"{name!r} is not one of its defining attributes ({listed}). Set it "
+            f"before Object.__init__ runs to make it defining, set it in init() if "
+            f"it is derived state, or list it in {owner}._independent_attributes to "
+            f"allow it as a temporary attribute.",
+            name=name,
+        )
+
+
+class UnpicklableAttributeError(RunstoreError, ValueError):
+    """A defining attribute of an Object holds a value that cannot be pickled.
+
+    Defining attributes are what is pickled and stored, so such a value would
+    only fail later, far from where it was set; it is refused when it is set.
+
+    Attributes
+    ----------
+    name : str
+        The attribute.
+    owner : str
+        The name of the object's class.
+    value_type : str
+        The type of the refused value.
+    reason : str
+        Why pickling failed.
+    """
+
+    def __init__(self, name: str, owner: str, value_type: str, reason: str) -> None:
+        self.name = name
+        self.owner = owner
+        self.value_type = value_type
+        self.reason = reason
+        super().__init__(
+            f"the defining attribute {name!r} of {owner} holds a {value_type} that "
+            f"cannot be pickled ({reason}), so the object could never be pickled or "
+            f"stored. Use a function defined with def at module level instead of a "
+            f"lambda or a local function, or build the value in init() (it is then "
+            f"temporary and rebuilt after loading), or set _check = False on "
+            f"{owner} if its objects are never pickled or stored."
         )
 
 

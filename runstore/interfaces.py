@@ -3,7 +3,8 @@
 This module re-exports the zope.interface tools (:class:`Interface`,
 :class:`Attribute`, :func:`implementer`, :func:`verifyClass`,
 :func:`verifyObject`), declares runstore's own interfaces, and renders any
-interface as reStructuredText or HTML with :func:`describe_interface`.
+interface with :func:`describe_interface`: by default as an HTML object a
+notebook shows (as mmfutils does), or as reStructuredText or HTML.
 
 The tests check every class that declares one of these interfaces with
 ``verifyClass`` and one of its instances with ``verifyObject``.
@@ -39,26 +40,86 @@ __all__ = [
 ]
 
 
-def describe_interface(iface: Any, format: str = "rst") -> Any:
-    """Render an interface's documentation.
+#: The formats :func:`describe_interface` renders, with their aliases.
+_FORMATS = {"rst": "rst", "html": "html", "ipython": "ipython", "jupyter": "ipython"}
+
+
+def describe_interface(iface: Any, format: str | None = None) -> Any:
+    """Render an interface's documentation, by default for a notebook.
 
     Parameters
     ----------
     iface
         The interface.
     format
-        ``"rst"`` returns reStructuredText, ``"html"`` an HTML fragment (needs
-        docutils), ``"ipython"`` an ``IPython.display.HTML`` object that shows
-        in a notebook (needs docutils and IPython).
+        ``None`` (the default) returns what mmfutils returns: an
+        ``IPython.display.HTML`` object, which a notebook shows as formatted
+        documentation. Where IPython or docutils is not installed (so no
+        notebook can show it) the default returns the reStructuredText
+        text instead, which reads well when printed.
+        ``"rst"`` returns reStructuredText; ``"html"`` an HTML fragment (the
+        body, no ``<html>`` document around it; needs docutils);
+        ``"ipython"`` (or ``"jupyter"``) the ``IPython.display.HTML`` object
+        (needs docutils and IPython). Case is ignored.
+
+    Raises
+    ------
+    NotImplementedError
+        For any other format (as mmfutils does); the message lists the formats.
+    OptionalDependencyError
+        If an explicitly requested format needs a package that is missing.
+
+    Examples
+    --------
+    >>> class IExample(Interface):
+    ...     x = Attribute("x", "Floating point number")
+    ...     def two():
+    ...         "Return two"
+    >>> print(describe_interface(IExample, format="rst").strip())
+    ``IExample``
+    <BLANKLINE>
+     Attributes:
+    <BLANKLINE>
+      ``x`` -- Floating point number
+    <BLANKLINE>
+     Methods:
+    <BLANKLINE>
+      ``two()`` -- Return two
     """
-    rst = zope.interface.document.asReStructuredText(iface)
-    if format == "rst":
-        return rst
-    if format not in ("html", "ipython"):
-        raise ValueError(
-            f"unknown format {format!r} for describe_interface; use 'rst', 'html' "
-            f"or 'ipython'"
+    if format is None:
+        format = "ipython" if _notebook_display_available() else "rst"
+    kind = _FORMATS.get(format.lower()) if isinstance(format, str) else None
+    if kind is None:
+        raise NotImplementedError(
+            f"describe_interface cannot render format {format!r}; use 'rst' "
+            f"(reStructuredText text), 'html' (an HTML fragment) or 'ipython' (alias "
+            f"'jupyter': an IPython.display.HTML object for notebooks)"
         )
+    rst = zope.interface.document.asReStructuredText(iface)
+    if kind == "rst":
+        return rst
+    html = _rst_to_html(rst, format)
+    if kind == "html":
+        return html
+    try:
+        from IPython.display import HTML
+    except ImportError as exc:
+        raise OptionalDependencyError("ipython", "test", f"format={format!r}") from exc
+    return HTML(html)
+
+
+def _notebook_display_available() -> bool:
+    """Whether IPython and docutils, which the notebook display needs, import."""
+    try:
+        import docutils.core  # noqa: F401  (imported only to see that it is there)
+        import IPython.display  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _rst_to_html(rst: str, format: str) -> str:
+    """Render reStructuredText as an HTML fragment (the document's body)."""
     try:
         from docutils.core import publish_parts
         from docutils.writers import get_writer_class
@@ -68,13 +129,7 @@ def describe_interface(iface: Any, format: str = "rst") -> Any:
         rst, writer=get_writer_class("html")(),
         settings_overrides={"report_level": 5, "halt_level": 5},
     )["body"]
-    if format == "html":
-        return html
-    try:
-        from IPython.display import HTML
-    except ImportError as exc:
-        raise OptionalDependencyError("ipython", "test", "format='ipython'") from exc
-    return HTML(html)
+    return html
 
 
 class IPersistent(Interface):
@@ -83,10 +138,14 @@ class IPersistent(Interface):
     Invariants:
 
     - the defining attributes are those set before the base ``__init__`` ran
-      (or added as keys of a mapping container); ``picklable_attributes``
-      lists them in lexicographic order;
-    - pickles, stored results and run ids hold the defining attributes and
-      nothing else; everything else is temporary and rebuilt by ``init()``;
+      (or added as keys of a mapping container), or exactly those named by
+      ``picklable_attributes`` when it was given; ``picklable_attributes``
+      lists them in lexicographic order unless an order was given;
+    - pickles, stored results and run ids hold the defining attributes (as
+      ``_getstate()`` returns them) and nothing else; everything else is
+      temporary and rebuilt by ``init()``; run ids do not depend on the order;
+    - every defining attribute pickles: a value that cannot is refused when it
+      is set, unless the class sets ``_check = False``;
     - ``init()`` runs at the end of construction, after unpickling, after
       ``copy.copy`` and after loading from a store;
     - ``initialized`` is false from the moment a defining attribute changes
@@ -96,7 +155,8 @@ class IPersistent(Interface):
     """
 
     picklable_attributes = Attribute(
-        "picklable_attributes", "Names of the defining attributes, sorted."
+        "picklable_attributes",
+        "Names of the defining attributes, sorted unless an order was given.",
     )
     initialized = Attribute(
         "initialized", "Whether init() has run since a defining attribute changed."

@@ -9,8 +9,21 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from runstore.containers import Container, ContainerDict, ContainerList, Object
-from runstore.errors import ReservedNameError
+from runstore.containers import (
+    Container,
+    ContainerDict,
+    ContainerList,
+    Object,
+    ObjectBase,
+    ObjectMixin,
+)
+from runstore.encoding import canonical_json, decode, encode
+from runstore.errors import (
+    EncodingError,
+    ReservedNameError,
+    StrictAttributeError,
+    UnpicklableAttributeError,
+)
 
 from .strategies import containers
 
@@ -190,3 +203,199 @@ def test_containers_survive_pickle(container):
     again = pickle.loads(pickle.dumps(container))
     assert again == container and type(again) is type(container)
     assert again.picklable_attributes == container.picklable_attributes
+
+
+# -- mmfutils' options: _strict, picklable_attributes, _check, _getstate ----------
+
+
+class Strict(Object):
+    _strict = True
+    _independent_attributes = ("note",)
+
+    def __init__(self, a=1):
+        self.a = a
+        super().__init__()
+
+    def init(self):
+        self.derived = 2 * self.a  # init() may build any temporary state
+
+
+def test_strict_object_refuses_an_undeclared_attribute_and_says_what_to_do():
+    s = Strict()
+    with pytest.raises(StrictAttributeError, match=r"cannot set 'typo' on this Strict") as info:
+        s.typo = 1
+    assert isinstance(info.value, AttributeError)
+    assert info.value.name == "typo" and info.value.defining == ("a",)
+    assert "before Object.__init__" in str(info.value) and "init()" in str(info.value)
+    assert "typo" not in s.__dict__
+
+
+def test_strict_object_accepts_defining_independent_and_init_attributes():
+    s = Strict(a=3)
+    assert s.derived == 6
+    s.a = 4  # defining
+    assert not s.initialized
+    s.init()
+    assert s.derived == 8 and s.initialized
+    s.note = "kept"  # declared independent: allowed, does not invalidate
+    assert s.initialized
+    s._strict = False  # the options themselves stay settable
+    s.other = 1
+    assert pickle.loads(pickle.dumps(s)).picklable_attributes == ("a",)
+
+
+def test_strict_given_at_construction_is_an_option_not_a_defining_attribute():
+    c = Container(a=1, _strict=True)
+    assert c.picklable_attributes == ("a",) and repr(c) == "Container(a=1)"
+    with pytest.raises(AttributeError, match="'b'"):
+        c.b = 2
+    cd = ContainerDict(a=1, _strict=True)
+    cd["b"] = 2  # a new key is defining, so a strict mapping takes it
+    assert cd.b == 2 and cd.picklable_attributes == ("a", "b")
+    assert Container(a=1).__dict__.get("_strict") is None  # the class default holds
+
+
+def test_picklable_attributes_at_construction_fix_order_and_selection():
+    c = Container(a=1, b=2, c=3, picklable_attributes=["b", "a"])
+    assert repr(c) == "Container(b=2, a=1)"
+    assert c.picklable_attributes == ("b", "a") and list(c) == [2, 1] and len(c) == 2
+    assert c.c == 3 and "c" not in c  # set, but temporary
+    again = pickle.loads(pickle.dumps(c))
+    assert again.picklable_attributes == ("b", "a") and not hasattr(again, "c")
+    assert copy.copy(c).picklable_attributes == ("b", "a")
+    c.picklable_attributes = ["a", "b"]
+    assert repr(c) == "Container(a=1, b=2)" and not c.initialized
+    # The order is presentation only: the stored encoding, hence run ids, sort names.
+    reordered = Container(a=1, b=2, picklable_attributes=["b", "a"])
+    assert canonical_json(encode(reordered)) == canonical_json(encode(Container(a=1, b=2)))
+    loaded = decode(encode(reordered))
+    assert loaded == reordered and loaded.picklable_attributes == ("a", "b")
+
+
+def test_picklable_attributes_set_before_base_init_of_an_object():
+    class Ordered(Object):
+        def __init__(self):
+            self.z, self.y = 1, 2
+            self.picklable_attributes = ["z", "y"]
+            super().__init__()
+
+    o = Ordered()
+    assert repr(o) == "Ordered(z=1, y=2)" and o.initialized
+    cd = ContainerDict(b=1, a=2, picklable_attributes=["b", "a"])
+    cd["c"] = 3  # added after the given order
+    assert list(cd) == ["b", "a", "c"]
+
+
+def test_picklable_attributes_naming_nothing_or_twice_are_refused():
+    with pytest.raises(ValueError, match="lists 'z', which is not an attribute"):
+        Container(a=1, picklable_attributes=["a", "z"])
+    with pytest.raises(ValueError, match="lists a more than once"):
+        Container(a=1, picklable_attributes=["a", "a"])
+    with pytest.raises(TypeError, match=r"write \['a'\] for one name"):
+        Container(a=1, picklable_attributes="a")
+    c = Container(a=1)
+    with pytest.raises(ValueError, match="cannot list 'initialized'"):
+        c.picklable_attributes = ["initialized"]
+    assert c.picklable_attributes == ("a",) and c.initialized
+
+
+def square(x):
+    return x * x
+
+
+class WithFunction(Object):
+    def __init__(self, f=square):
+        self.f = f
+        super().__init__()
+
+
+def test_an_unpicklable_defining_attribute_is_refused_at_construction():
+    with pytest.raises(UnpicklableAttributeError, match="attribute 'f' of WithFunction") as info:
+        WithFunction(f=lambda x: x**2)
+    assert isinstance(info.value, ValueError)
+    assert info.value.name == "f" and info.value.value_type == "function"
+    assert "def at module level" in str(info.value) and "_check = False" in str(info.value)
+    with pytest.raises(ValueError, match="'g' of Container"):
+        Container(a=1, g=lambda: 0)
+    assert pickle.loads(pickle.dumps(WithFunction())).f is square  # a module function is fine
+
+
+def test_an_unpicklable_value_is_refused_when_a_defining_attribute_is_set():
+    w = WithFunction()
+    with pytest.raises(ValueError, match="'f'"):
+        w.f = lambda x: x
+    assert w.f is square and w.initialized  # unchanged
+    w.temporary = lambda x: x  # temporary attributes are never pickled: any value
+    cd = ContainerDict(a=1)
+    with pytest.raises(ValueError, match="'b' of ContainerDict"):
+        cd["b"] = lambda: 0
+    assert "b" not in cd and cd.picklable_attributes == ("a",)
+
+
+def test_check_false_turns_the_pickle_check_off_and_large_arrays_pass_it():
+    class Unchecked(WithFunction):
+        _check = False
+
+    assert Unchecked(f=len).f is len
+    local = lambda x: x  # noqa: E731  (the point is a value pickle refuses)
+    assert Unchecked(f=local).f is local
+    big = Container(x=np.zeros(10**7))  # checked without copying its 80 MB
+    assert big.x.shape == (10**7,)
+
+
+class RawState(ContainerDict):
+    """mmfutils' Issue4: ``a = 2*b`` unless set; _getstate keeps the raw values."""
+
+    def __init__(self, **kw):
+        self.a = 1.0
+        self.b = None
+        super().__init__()
+        self.update(kw)
+
+    def _getstate(self):
+        return {key: self.__dict__[key] for key in self.picklable_attributes}
+
+    def __getattribute__(self, key):
+        if key not in ("a", "b"):
+            return super().__getattribute__(key)
+        a, b = self.__dict__["a"], self.__dict__["b"]
+        return {"a": 2 * b if a is None else a, "b": a / 2 if b is None else b}[key]
+
+
+def test_getstate_hook_customises_repr_pickles_equality_and_stored_state():
+    r = RawState(a=6)
+    assert (r.a, r.b) == (6, 3.0)
+    assert repr(r) == "RawState(a=6, b=None)"
+    assert r.__getstate__() == {"a": 6, "b": None}
+    again = pickle.loads(pickle.dumps(r))
+    assert again == r and again.__dict__["b"] is None and again.b == 3.0
+    assert r != RawState(a=6, b=3.0)  # the raw states differ
+    assert encode(r) == ["object", ["tests.test_containers.RawState", [["a", 6], ["b", None]]]]
+
+
+class Mixed(ObjectMixin, ObjectBase):  # mmfutils' own example composition
+    def __init__(self, x=0):
+        self.x = x
+        super().__init__()
+
+    def init(self):
+        self.x1 = self.x + 1
+
+
+class Bare(ObjectBase):  # no pickling support: the whole __dict__ is pickled
+    def __init__(self, x=0):
+        super().__init__(x=x)
+
+
+def test_object_is_object_mixin_over_object_base_as_in_mmfutils():
+    assert Object.__mro__[1:3] == (ObjectMixin, ObjectBase)
+    m = Mixed(x=1)
+    again = pickle.loads(pickle.dumps(m))
+    assert again.x1 == 2 and again.picklable_attributes == ("x",)
+    assert "x1" not in m.__getstate__()
+    b = Bare(x=1)
+    b.temporary = 5
+    assert repr(b) == "Bare(x=1)" and b.picklable_attributes == ("x",)
+    assert pickle.loads(pickle.dumps(b)).temporary == 5
+    with pytest.raises(EncodingError, match="no canonical encoding"):
+        encode(b)  # runstore stores Objects only

@@ -6,6 +6,8 @@ import concurrent.futures
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,15 +74,50 @@ def test_correct_adder_passes_both():
 
 
 def test_describe_interface_as_rst_html_and_ipython():
-    rst = describe_interface(IAdder)
+    rst = describe_interface(IAdder, format="rst")
     assert rst.startswith("``IAdder``") and "``add(other)`` -- Return self + other." in rst
     html = describe_interface(IAdder, format="html")
     assert '<tt class="docutils literal">value</tt>' in html or "<code" in html
     assert "Current value of object" in html and "<html" not in html
     shown = describe_interface(IRun, format="ipython")
     assert "generate_id(parameters)" in shown._repr_html_()
-    with pytest.raises(ValueError, match="use 'rst', 'html' or 'ipython'"):
-        describe_interface(IAdder, format="pdf")
+    # mmfutils' alias and case-insensitive names
+    assert describe_interface(IAdder, format="Jupyter")._repr_html_() == html
+    assert describe_interface(IAdder, format="RST") == rst
+
+
+def test_describe_interface_defaults_to_a_notebook_display_as_mmfutils():
+    from IPython.display import HTML
+
+    shown = describe_interface(IAdder)
+    assert isinstance(shown, HTML)
+    assert shown._repr_html_() == describe_interface(IAdder, format="html")
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "", 3])
+def test_describe_interface_refuses_unknown_formats_like_mmfutils(fmt):
+    with pytest.raises(NotImplementedError, match="use 'rst' .* 'html' .* 'ipython'") as info:
+        describe_interface(IAdder, format=fmt)
+    assert repr(fmt) in str(info.value)
+
+
+WITHOUT_IPYTHON = """
+import sys
+sys.modules["IPython"] = None  # as if not installed
+from runstore.interfaces import IRun, describe_interface
+print(type(describe_interface(IRun)).__name__)
+print(describe_interface(IRun) == describe_interface(IRun, format="rst"))
+try:
+    describe_interface(IRun, format="ipython")
+except ImportError as exc:
+    print(type(exc).__name__, exc.name)
+"""
+
+
+def test_describe_interface_without_ipython_returns_rst_by_default():
+    out = subprocess.run([sys.executable, "-c", WITHOUT_IPYTHON], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["str", "True", "OptionalDependencyError", "ipython"]
 
 
 class Grid(Object):

@@ -21,7 +21,7 @@ class InterfaceDirective(Directive):
 
         module_name, _, name = self.arguments[0].rpartition(".")
         iface = getattr(importlib.import_module(module_name), name)
-        rst = describe_interface(iface)
+        rst = describe_interface(iface, format="rst")
         section = nodes.section(ids=[self.arguments[0]])
         section += nodes.title(text=self.arguments[0])
         self.state.nested_parse(StringList(rst.splitlines()[1:]), self.content_offset, section)
