@@ -277,6 +277,8 @@ class _MaybeOperator(Condition):
 
 
 _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
+#: Row counts up to which conditions are counted, in turn, to find the most selective.
+_PROBES = (64, 1024, 8192)
 
 
 class Query:
@@ -284,6 +286,35 @@ class Query:
 
     def __init__(self, conditions: dict[str, Any]) -> None:
         self.conditions = [self._parse(key, value) for key, value in conditions.items()]
+        self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.name))
+
+    def order(self, conn: sa.Connection) -> None:
+        """Put the most selective condition first, whatever order they were written in.
+
+        Each condition's matching rows are counted through the index, up to
+        a bound: 64, then 1,024, then 8,192 while every count reaches it. So
+        the probes cost little next to the query they plan, and the query is
+        driven by the condition with the fewest rows; the others are checked
+        per run, the most selective first. Ties keep the operator order
+        (equality first) and then the names, so every order of writing the
+        conditions gives one plan.
+        """
+        if len(self.conditions) < 2:
+            return
+        probes = [(c.name, *c.predicate("p")) for c in self.conditions]
+        counts: tuple[int, ...] = ()
+        for limit in _PROBES:
+            parts, args = [], []
+            for name, where, values in probes:
+                parts.append("(SELECT COUNT(*) FROM (SELECT 1 FROM parameters p WHERE "
+                             f"p.name = ? AND {where} LIMIT ?))")
+                args += [name, *values, limit]
+            counts = tuple(conn.exec_driver_sql("SELECT " + ", ".join(parts),
+                                                tuple(args)).one())
+            if min(counts) < limit:
+                break
+        rank = {id(c): n for c, n in zip(self.conditions, counts)}
+        self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.name))
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
@@ -323,7 +354,7 @@ class Query:
         if not self.conditions:
             return (select + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
                     "AND r.key = e.run_key ORDER BY e.position", [batch])
-        first, *rest = sorted(self.conditions, key=lambda c: _PRIORITY[c.op])
+        first, *rest = self.conditions  # see order()
         where, args = first.predicate("p0")
         # CROSS JOIN fixes the join order: the indexed parameter lookup drives.
         sql = (select + "FROM parameters p0 CROSS JOIN entries e CROSS JOIN runs r "

@@ -701,6 +701,7 @@ class Store:
         query = Query(conditions)
         with self._reading() as conn:
             query.check_names(conn)
+            query.order(conn)
             sql, args = query.sql(batch)
             return [RunRow(*row) for row in conn.exec_driver_sql(sql, tuple(args))]
 

@@ -165,3 +165,39 @@ def test_structured_and_text_queries_use_the_canonical_index(in_tmp):
     runs = batch.get_runs_with(B=[2, 5, 8], operator=max)
     assert [r.parameters["A"] for r in runs] == list(range(10))
     assert len(batch.get_runs_with(B__in=[[1, 9], [6, 4, 0]])) == 80
+
+
+def test_the_most_selective_condition_drives_whatever_order_they_are_written_in(in_tmp):
+    import itertools
+
+    batch = Batch("plan")
+    # A has 2 levels (half the runs each), B 100 (1 %), C 5; a range on C too.
+    batch.add_factorial_runs(Sweep, {"A": [0, 1], "B": list(range(100)), "C": list(range(5))})
+    conditions = {"A": 1, "B": 7, "C__ge": 3}
+    plans, results = set(), set()
+    with batch.store._reading() as conn:
+        for order in itertools.permutations(conditions.items()):
+            query = Query(dict(order))
+            query.order(conn)
+            sql, args = query.sql(batch._id)
+            plans.add((sql, tuple(args)))
+            results.add(tuple(r[1] for r in conn.exec_driver_sql(sql, tuple(args))))
+    assert len(plans) == 1 and len(results) == 1  # one plan, one answer
+    ((sql, args),) = plans
+    assert args[0] == "B"  # B (5 rows) drives, not A (500) nor the range on C
+    (ids,) = results
+    assert [(r.parameters["A"], r.parameters["B"], r.parameters["C"])
+            for r in batch.get_runs_with(C__ge=3, A=1, B=7)] == [(1, 7, 3), (1, 7, 4)]
+    assert list(ids) == [r.id for r in batch.get_runs_with(B=7, C__ge=3, A=1)]
+
+
+def test_when_every_condition_is_broad_the_plan_still_ignores_the_written_order(in_tmp):
+    batch = Batch("broad")
+    # A=1 and B=1 each match 10,000 runs, more than the probes count.
+    batch.add_factorial_runs(Sweep, {"A": [0, 1], "B": [0, 1], "C": list(range(5000))})
+    with batch.store._reading() as conn:
+        a, b = Query({"B": 1, "A": 1}), Query({"A": 1, "B": 1})
+        a.order(conn)
+        b.order(conn)
+    assert a.sql(batch._id) == b.sql(batch._id)
+    assert len(batch.get_runs_with(B=1, A=1)) == 5000
