@@ -316,13 +316,17 @@ class Batch:
         return cls._from_row(self, row.position, row.id, row.parameters, row.state)
 
     def get_runs_with(self, **conditions: Any) -> list[Run]:
-        """Return the runs whose parameters match all conditions, in batch order.
+        """Return the runs whose parameters (and results) match all conditions, in batch order.
 
         ``name=value`` tests equality; ``name__ne``, ``__lt``, ``__le``,
         ``__gt``, ``__ge`` and ``__in`` (a list of values) the other
         comparisons. Floats are equal within numpy's ``isclose`` tolerances;
-        lists, arrays and functions compare exactly. An unknown parameter or
-        operator raises :class:`~runstore.errors.QueryError`.
+        lists, arrays and functions compare exactly. A condition on a scalar
+        result is written ``result__<name>`` (``result__val__ge=3``; nested
+        keys ``result__stats__mean`` or ``**{"result__stats.mean": ...}``);
+        runs without a result never match it. Every condition is answered
+        from an index, the most selective first. An unknown name or operator
+        raises :class:`~runstore.errors.QueryError`.
         """
         return [self._run(row) for row in self.store.query(self._id, conditions)]
 

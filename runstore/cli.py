@@ -24,7 +24,9 @@ __all__ = ["main"]
 STORE = click.Path(exists=True, dir_okay=False)
 FILTER_HELP = ("Each FILTER is NAME OP VALUE, with OP one of = != < <= > >= and VALUE a "
                "Python literal or a function's name: 'A>=3' operator=max 'B=[2, 5, 8]' "
-               "'label=\"x\"'; NAME__in=[...] matches any of the values. Quote filters "
+               "'label=\"x\"'; NAME__in=[...] matches any of the values. NAME is a "
+               "parameter or a scalar result ('val>20', 'stats.mean<0.5'; "
+               "result__NAME when a parameter has the same name). Quote filters "
                "with < or > for the shell.")
 
 
@@ -63,11 +65,13 @@ def choose_batch(store: Store, name: str | None) -> Batch:
 def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
     """``get_runs_with`` keywords from command-line filters."""
     from .encoding import FunctionRef
-    from .query import Word, parse_filter
+    from .query import RESULT_PREFIX, Word, parse_filter
 
     found: dict[str, Any] = {}
     for text in filters:
         name, op, value = parse_filter(text)
+        if not name.startswith(RESULT_PREFIX) and store.names_a_result(name):
+            name = RESULT_PREFIX + name  # a scalar result, not a parameter
         if isinstance(value, Word):
             if store.holds_callables(name):
                 value = FunctionRef(value if "." in value else f"builtins.{value}")

@@ -23,7 +23,7 @@ import ast
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,10 @@ import sqlalchemy as sa
 from .encoding import Indexed, Tree, encode, indexed, short_repr
 from .errors import QueryError
 
-__all__ = ["OPERATORS", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
+__all__ = ["OPERATORS", "RESULT_PREFIX", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
 
+#: The prefix of conditions on scalar results: ``result__val__ge=3``.
+RESULT_PREFIX = "result__"
 #: The operators a condition may use: ``name__op=value``.
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
 #: Relative and absolute tolerance of float equality (numpy.isclose defaults).
@@ -107,6 +109,22 @@ class Condition:
     name: str
     op: str
     value: Any
+    #: ``"parameter"``, or ``"result"`` for a scalar result (``result__name``).
+    source: str = "parameter"
+
+    @property
+    def table(self) -> str:
+        """The table of typed rows the condition reads, and its name column."""
+        return "parameters" if self.source == "parameter" else "result_values"
+
+    @property
+    def column(self) -> str:
+        return "name" if self.source == "parameter" else "key"
+
+    @property
+    def label(self) -> str:
+        """The condition's name as the caller wrote it (``result__`` for results)."""
+        return self.name if self.source == "parameter" else f"result__{self.name}"
 
     def predicate(self, a: str) -> tuple[str, list[Any]]:
         """SQL over the parameters row aliased ``a``, with its arguments."""
@@ -286,7 +304,7 @@ class Query:
 
     def __init__(self, conditions: dict[str, Any]) -> None:
         self.conditions = [self._parse(key, value) for key, value in conditions.items()]
-        self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.name))
+        self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
     def order(self, conn: sa.Connection) -> None:
         """Put the most selective condition first, whatever order they were written in.
@@ -301,52 +319,83 @@ class Query:
         """
         if len(self.conditions) < 2:
             return
-        probes = [(c.name, *c.predicate("p")) for c in self.conditions]
+        probes = [(c, *c.predicate("p")) for c in self.conditions]
         counts: tuple[int, ...] = ()
         for limit in _PROBES:
             parts, args = [], []
-            for name, where, values in probes:
-                parts.append("(SELECT COUNT(*) FROM (SELECT 1 FROM parameters p WHERE "
-                             f"p.name = ? AND {where} LIMIT ?))")
-                args += [name, *values, limit]
+            for c, where, values in probes:
+                parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
+                             f"p.{c.column} = ? AND {where} LIMIT ?))")
+                args += [c.name, *values, limit]
             counts = tuple(conn.exec_driver_sql("SELECT " + ", ".join(parts),
                                                 tuple(args)).one())
             if min(counts) < limit:
                 break
         rank = {id(c): n for c, n in zip(self.conditions, counts)}
-        self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.name))
+        self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
+        source = "parameter"
+        if key.startswith(RESULT_PREFIX) and len(key) > len(RESULT_PREFIX):
+            source, key = "result", key[len(RESULT_PREFIX):]
         name, sep, op = key.rpartition("__")
         if sep and op in OPERATORS:
-            return Condition(name, op, value)
+            return Condition(name, op, value, source)
         if sep and name:
-            # Either a parameter whose name contains "__", or an unknown
-            # operator: check_names tells which, naming the valid ones.
-            return _MaybeOperator(key, "eq", value, base=name, suffix=op)
-        return Condition(key, "eq", value)
+            # Either a name that contains "__", or an unknown operator:
+            # check_names tells which, naming the valid ones.
+            return _MaybeOperator(key, "eq", value, source, base=name, suffix=op)
+        return Condition(key, "eq", value, source)
 
     def check_names(self, conn: sa.Connection) -> None:
-        """Raise :class:`QueryError` for parameters no stored run has."""
-        for condition in self.conditions:
+        """Raise :class:`QueryError` for names no stored run has (resolving nested result keys)."""
+        for i, condition in enumerate(self.conditions):
             if not _is_text(condition.name):
                 raise QueryError(
-                    f"no run has a parameter {short_repr(condition.name)}: it is not valid "
-                    "Unicode text (it holds a lone surrogate), and parameter names are")
-            if conn.exec_driver_sql("SELECT 1 FROM parameters WHERE name = ? LIMIT 1",
-                                    (condition.name,)).scalar():
+                    f"no run has a {condition.source} {short_repr(condition.name)}: it is "
+                    "not valid Unicode text (it holds a lone surrogate), and names are")
+            found = self._resolve(conn, condition)
+            if found is not None:
+                self.conditions[i] = found
                 continue
-            known = [r[0] for r in conn.exec_driver_sql(
-                "SELECT DISTINCT name FROM parameters ORDER BY name")]
-            if isinstance(condition, _MaybeOperator) and condition.base in known:
+            if condition.source == "result":
+                known = [r[0] for r in conn.exec_driver_sql(
+                    "SELECT DISTINCT name FROM batch_columns WHERE source = 'result' "
+                    "ORDER BY name")]
+            else:
+                known = [r[0] for r in conn.exec_driver_sql(
+                    "SELECT DISTINCT name FROM parameters ORDER BY name")]
+            if isinstance(condition, _MaybeOperator) and self._resolve(
+                    conn, replace(condition, name=condition.base)) is not None:
                 raise QueryError(
-                    f"unknown operator {condition.suffix!r} in {condition.name!r}; use one "
+                    f"unknown operator {condition.suffix!r} in {condition.label!r}; use one "
                     f"of {', '.join('__' + op for op in OPERATORS)} (or no suffix for "
                     f"equality)")
+            if condition.source == "result":
+                raise QueryError(
+                    f"no run has a scalar result {condition.name!r}; the result names are "
+                    f"{', '.join(map(repr, known)) or 'none (no run has a result yet)'} "
+                    "(nested keys are joined with '.': result__stats__mean or "
+                    "**{'result__stats.mean': ...})")
             raise QueryError(
                 f"no run has a parameter {condition.name!r}; the parameters are "
-                f"{', '.join(map(repr, known)) or 'none (the store is empty)'}")
+                f"{', '.join(map(repr, known)) or 'none (the store is empty)'}"
+                " (conditions on results are written result__<name>)")
+        self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
+
+    @staticmethod
+    def _resolve(conn: sa.Connection, condition: Condition) -> Condition | None:
+        """The condition if its name is stored; a result's ``a__b`` may be its key ``a.b``."""
+        names = [condition.name]
+        if condition.source == "result" and "__" in condition.name:
+            names.append(condition.name.replace("__", "."))
+        for name in names:
+            if conn.exec_driver_sql(
+                    f"SELECT 1 FROM {condition.table} WHERE {condition.column} = ? LIMIT 1",
+                    (name,)).scalar():
+                return replace(condition, name=name) if name != condition.name else condition
+        return None
 
     def sql(self, batch: int) -> tuple[str, list[Any]]:
         """The query's SQL and arguments; rows as in :class:`runstore.store.RunRow`."""
@@ -356,14 +405,14 @@ class Query:
                     "AND r.key = e.run_key ORDER BY e.position", [batch])
         first, *rest = self.conditions  # see order()
         where, args = first.predicate("p0")
-        # CROSS JOIN fixes the join order: the indexed parameter lookup drives.
-        sql = (select + "FROM parameters p0 CROSS JOIN entries e CROSS JOIN runs r "
-               f"WHERE p0.name = ? AND {where} AND e.run_key = p0.run_key "
+        # CROSS JOIN fixes the join order: the indexed lookup drives.
+        sql = (select + f"FROM {first.table} p0 CROSS JOIN entries e CROSS JOIN runs r "
+               f"WHERE p0.{first.column} = ? AND {where} AND e.run_key = p0.run_key "
                "AND e.batch_id = ? AND r.key = e.run_key")
         params: list[Any] = [first.name, *args, batch]
         for i, condition in enumerate(rest, 1):
             where, args = condition.predicate(f"p{i}")
-            sql += (f" AND EXISTS (SELECT 1 FROM parameters p{i} WHERE p{i}.run_key = "
-                    f"p0.run_key AND p{i}.name = ? AND {where})")
+            sql += (f" AND EXISTS (SELECT 1 FROM {condition.table} p{i} WHERE p{i}.run_key = "
+                    f"p0.run_key AND p{i}.{condition.column} = ? AND {where})")
             params += [condition.name, *args]
         return sql + " ORDER BY e.position", params

@@ -1442,6 +1442,15 @@ class Store:
                 "AND canonical < ? LIMIT 1", (name, '["callable",', '["callable",\uffff')
             ).scalar() is not None
 
+    def names_a_result(self, name: str) -> bool:
+        """Whether ``name`` is a scalar result of some run and no run's parameter."""
+        with self._reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM parameters WHERE name = ? LIMIT 1",
+                                    (name,)).scalar() is not None:
+                return False
+            return conn.exec_driver_sql("SELECT 1 FROM result_values WHERE key = ? LIMIT 1",
+                                        (name,)).scalar() is not None
+
     def check(self, fix: bool = False, dry_run: bool = False, bundle: bool = False,
               progress: bool | None = False) -> CheckReport:
         """Report inconsistencies; with ``fix=True``, repair what can be repaired.

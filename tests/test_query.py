@@ -201,3 +201,51 @@ def test_when_every_condition_is_broad_the_plan_still_ignores_the_written_order(
         b.order(conn)
     assert a.sql(batch._id) == b.sql(batch._id)
     assert len(batch.get_runs_with(B=1, A=1)) == 5000
+
+
+def test_conditions_on_scalar_results_use_the_result_prefix(in_tmp):
+    batch = Batch("results")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4], "B": [[1, 2], [5]]})
+    batch(verbose=0)
+    # val = A * max(B): 2, 5, 4, 10, 6, 15, 8, 20
+    assert sorted(r.result["val"] for r in batch.get_runs_with(result__val__ge=10)) == [
+        10, 15, 20]
+    assert [r.parameters["A"] for r in batch.get_runs_with(result__val=6, A__ge=2)] == [3]
+    assert batch.get_runs_with(result__val__in=[2, 20]) == [batch.run[0], batch.run[7]]
+    with pytest.raises(QueryError, match=r"no run has a scalar result 'vall'; the result "
+                                         r"names are 'val'"):
+        batch.get_runs_with(result__vall=1)
+    with pytest.raises(QueryError, match=r"unknown operator 'gte' in 'result__val__gte'"):
+        batch.get_runs_with(result__val__gte=1)
+    with pytest.raises(QueryError, match=r"conditions on results are written result__<name>"):
+        batch.get_runs_with(val=1)
+
+
+def test_nested_result_keys_are_reached_with_double_underscores(in_tmp):
+    from .runs import Arrays
+
+    batch = Batch("nested")
+    batch.add_factorial_runs(Arrays, {"n": [2, 3, 4]})
+    batch(verbose=0)
+    assert [r.parameters["n"] for r in batch.get_runs_with(result__stats__n__gt=2)] == [3, 4]
+    assert [r.parameters["n"] for r in batch.get_runs_with(
+        **{"result__stats.label": "n=3"})] == [3]
+    # Pending runs have no result rows: they never match a result condition.
+    batch.add_run(Arrays, {"n": 9})
+    assert len(batch.get_runs_with(result__stats__n__ge=0)) == 3
+
+
+def test_the_command_line_filters_on_results_too(in_tmp):
+    from .test_cli import runstore_cli
+
+    batch = Batch("cli")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4], "B": [[1, 2], [5]]})
+    batch(verbose=0)
+    out = runstore_cli("runs", batch.store.path, "val>=10", "A<4", "--csv")
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()[1:]
+    assert sorted(int(row.split(",")[-1]) for row in rows) == [10, 15]
+    out = runstore_cli("runs", batch.store.path, "result__val=20", "--csv")
+    assert len(out.stdout.splitlines()) == 2
+    out = runstore_cli("runs", batch.store.path, "vals>=10")
+    assert out.returncode == 1 and "no run has a parameter 'vals'" in out.stderr
