@@ -232,7 +232,7 @@ x = np.random.default_rng(1).normal(size=(6, 10))
 t = fft.get_fft(x, "rfftn")
 out = {"fftw": fft.FFTW_AVAILABLE, "blas": blas.SCIPY_BLAS, "backend": t.backend,
        "close": bool(np.allclose(fft.rfftn(x), np.fft.rfftn(x))),
-       "resample": bool(np.allclose(fft.resample(x, 20)[:, ::2], x)),
+       "resample": bool(np.allclose(fft.resample(x, 20, axis=-1)[:, ::2], x)),
        "wisdom": list(fft.export_wisdom()), "cache": fft.interface_cache_enabled()}
 y = np.ones(10); blas.axpy(y, np.arange(10.0), 3.0)
 out["axpy"] = y.tolist()
@@ -247,9 +247,12 @@ print(json.dumps(out))
 
 
 def test_without_pyfftw_and_scipy_numpy_does_everything():
-    out = subprocess.run([sys.executable, "-c", HIDDEN, "pyfftw", "scipy"],
-                         capture_output=True, text=True, check=True).stdout
-    found = json.loads(out)
+    result = subprocess.run([sys.executable, "-c", HIDDEN, "pyfftw", "scipy"],
+                            capture_output=True, text=True, check=True)
+    found = json.loads(result.stdout)
+    # A broken install is said once, on import, as mmfutils said it.
+    assert result.stderr.count("RuntimeWarning: Could not import pyfftw... falling back") == 1
+    assert "pip install pyfftw" in result.stderr
     assert found["fftw"] is False and found["blas"] is False and found["cache"] is False
     assert found["backend"] == "numpy" and found["close"] and found["resample"]
     assert found["wisdom"] == []
@@ -290,3 +293,191 @@ def test_auto_timeit_picks_loops_and_respects_max_time(capsys):
     assert "ms per loop" in str(slow)
     with pytest.raises(ValueError):
         auto_timeit(time=0)
+
+
+# What code written for mmfutils.performance relies on (docs/howto/migrate.rst).
+
+@pytest.mark.parametrize("shape, axis", ONE_D)
+def test_get_ifft_get_fftn_get_ifftn_take_numpys_arguments(shape, axis):
+    x = data(shape, "complex128")
+    close(F.get_fft(x, axis=axis)(x), np.fft.fft(x, axis=axis), "complex128")
+    close(F.get_ifft(x, axis=axis)(x), np.fft.ifft(x, axis=axis), "complex128")
+    close(F.get_ifft(x, 9, axis)(x), np.fft.ifft(x, 9, axis=axis), "complex128")
+    axes = [axis, 0] if len(shape) > 1 and axis % len(shape) != 0 else [axis]
+    close(F.get_fftn(x, axes=axes)(x), np.fft.fftn(x, axes=axes), "complex128")
+    close(F.get_ifftn(x, axes=axes)(x), np.fft.ifftn(x, axes=axes), "complex128")
+    assert F.get_ifftn(x, axes=axes).kind == "ifftn"
+    assert F.get_fft(x, axis=axis) is F.get_fft(x, axes=axis)
+
+
+def test_get_fft_says_where_the_size_goes_and_refuses_two_axes():
+    x = np.ones(16, dtype=complex)
+    with pytest.raises(ValueError, match=r"unknown transform 8;.*pass a size as n=8"):
+        F.get_fft(x, 8)  # mmfutils' get_fft(a, n)
+    with pytest.raises(TypeError, match="give one of them"):
+        F.get_fft(x, axes=0, axis=0)
+
+
+def test_mmfutils_module_settings_read_and_assign_the_real_ones():
+    F.set_num_threads(1)
+    assert F._THREADS == 1
+    F._THREADS = 2
+    assert F.get_num_threads() == 2 and F.get_fft(np.ones(32, complex)).threads == 2
+    F._THREADS = 1
+    with pytest.raises(ValueError, match="at least 1"):
+        F._THREADS = 0
+    F._PLANNER_EFFORT = "FFTW_PATIENT"
+    assert F._PLANNER_EFFORT == "FFTW_PATIENT"
+    with pytest.raises(ValueError, match="unknown planner effort"):
+        F._PLANNER_EFFORT = "FFTW_FAST"
+    F.set_planner_effort("FFTW_ESTIMATE")
+    assert F._PLANNER_EFFORT == "FFTW_ESTIMATE" and F._COPY_OUTPUT is True
+    F._COPY_OUTPUT = True
+    with pytest.raises(ValueError, match=r"get_fft\(a, backend='fftw'\).plan"):
+        F._COPY_OUTPUT = False
+
+
+WISDOM_ONLY = """
+import sys, numpy as np, pyfftw, warnings
+warnings.simplefilter("error")
+from runstore.performance import fft
+with fft.fftw_wisdom(sys.argv[1], threads=1, effort="FFTW_MEASURE") as wisdom:
+    a = pyfftw.empty_aligned(4096, dtype="complex128")
+    b = pyfftw.empty_aligned(4096, dtype="complex128")
+    try:
+        pyfftw.FFTW(a, b, flags=("FFTW_MEASURE", "FFTW_WISDOM_ONLY"), threads=1)
+        print("planned from wisdom", len(wisdom))
+    except RuntimeError:
+        print("no wisdom", len(wisdom))
+"""
+
+
+def test_fftw_wisdom_keeps_wisdom_in_a_json_file_a_fresh_process_plans_from(tmp_path):
+    path, empty = tmp_path / "spectra.wisdom", tmp_path / "empty.wisdom"
+    run = [sys.executable, "-c", WISDOM_ONLY, str(path)]
+    first = subprocess.run([*run[:-1], str(empty)], capture_output=True, text=True,
+                           check=True).stdout
+    assert first.strip() == "no wisdom 0" and empty.exists()  # written even so
+    empty.unlink()
+    x = data((4096,), "complex128")
+    F.set_num_threads(3)
+    with F.fftw_wisdom(path, threads=1, effort="FFTW_MEASURE") as taken:
+        assert taken == () and F.get_num_threads() == 1
+        transform = F.get_fft(x, backend="fftw")
+        assert transform.threads == 1
+        close(transform(x), np.fft.fft(x), "complex128")
+    assert F.get_num_threads() == 3 and F._PLANNER_EFFORT == "FFTW_ESTIMATE"  # restored
+    document = json.loads(path.read_text())
+    assert document["format"] == "runstore-fftw-wisdom" and document["version"] == 1
+    assert document["machine"] == F.wisdom_machine() and any(document["wisdom"])
+    second = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert second.strip() == "planned from wisdom 3"
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left behind
+
+
+def test_fftw_wisdom_restores_settings_and_saves_after_an_error(tmp_path):
+    path = tmp_path / "w.json"
+    with pytest.raises(KeyError):
+        with F.fftw_wisdom(path, effort="FFTW_MEASURE"):
+            assert F._PLANNER_EFFORT == "FFTW_MEASURE"
+            raise KeyError("in the block")
+    assert F._PLANNER_EFFORT == "FFTW_ESTIMATE" and path.exists()
+    with pytest.raises(ValueError, match="unknown planner effort"):
+        with F.fftw_wisdom(tmp_path / "never", effort="FFTW_FAST"):
+            pass  # pragma: no cover
+    assert not (tmp_path / "never").exists()
+
+
+class _Hostile:
+    """A pickle that creates a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_fftw_wisdom_never_unpickles_an_old_wisdom_file(tmp_path):
+    import pickle
+
+    path, marker = tmp_path / ".fftw_wisdom", tmp_path / "unpickled"
+    path.write_bytes(pickle.dumps((b"", _Hostile(marker))))
+    with pytest.warns(RuntimeWarning, match=r"not read \(an mmfutils wisdom pickle is never"):
+        with F.fftw_wisdom(path, effort="FFTW_ESTIMATE") as taken:
+            assert taken == ()
+    assert not marker.exists()
+    assert json.loads(path.read_text())["format"] == "runstore-fftw-wisdom"  # replaced
+
+
+@pytest.mark.parametrize("old, new", [((16, 13), (31, 24)), ((31, 24), (16, 13)),
+                                      ((12, 10), (12, 15))])
+def test_resample_resamples_every_axis_by_default(old, new):
+    def f(shape):
+        x = np.arange(shape[0])[:, None] / shape[0]
+        y = np.arange(shape[1])[None, :] / shape[1]
+        return np.sin(2 * np.pi * x) - np.cos(4 * np.pi * y) + 0.3 * np.cos(2 * np.pi * (x + y))
+
+    got = F.resample(f(old), new)
+    assert got.shape == new and got.dtype == np.float64 and np.allclose(got, f(new))
+    assert np.allclose(F.resample(f(old), new, axis=(0, 1)), f(new))
+    assert np.allclose(F.resample(f(old), new[::-1], axis=(1, 0)), f(new))
+    square = F.resample(f(old), 24)  # one size: every axis, as mmfutils' resample(f, N)
+    assert square.shape == (24, 24) and np.allclose(square, f((24, 24)))
+    along = F.resample(f(old), new[1], axis=-1)
+    assert along.shape == (old[0], new[1]) and np.allclose(along, f((old[0], new[1])))
+
+
+def test_resample_returns_a_new_array_and_refuses_unclear_requests():
+    x = np.arange(12.0).reshape(3, 4)
+    same = F.resample(x, (3, 4))
+    assert np.allclose(same, x) and not np.shares_memory(same, x)
+    assert F.resample(np.arange(8), 8).dtype == np.float64
+    with pytest.raises(ValueError, match="one size per axis"):
+        F.resample(x, (3, 4, 5))
+    with pytest.raises(ValueError, match="with repeats"):
+        F.resample(x, (4, 4), axis=(1, -1))
+    with pytest.raises(ValueError, match="at least 1"):
+        F.resample(x, 0)
+    with pytest.raises(np.exceptions.AxisError):
+        F.resample(x, 5, axis=2)
+
+
+HOOKS = """
+import json
+from runstore.performance import fft, threads
+seen = []
+threads.SET_THREAD_HOOKS.add(seen.append)
+before = threads.set_num_threads(2)
+threads.SET_THREAD_HOOKS.discard(seen.append)
+threads.set_num_threads(1)
+print(json.dumps({"seen": seen, "fft_hook": fft.set_num_threads in threads.SET_THREAD_HOOKS,
+                  "fft": fft._THREADS, "before_has_fftw": "fftw" in before}))
+"""
+
+
+def test_set_num_threads_calls_every_hook_in_set_thread_hooks():
+    out = subprocess.run([sys.executable, "-c", HOOKS], capture_output=True, text=True,
+                         check=True).stdout
+    found = json.loads(out)
+    assert found == {"seen": [2], "fft_hook": True, "fft": 1, "before_has_fftw": True}
+
+
+@pytest.mark.parametrize("dtype", DTYPES + ["int64"])
+def test_dotc_conjugates_its_first_argument(dtype):
+    x, y = data((9, 4), dtype if dtype != "int64" else "float64"), data((9, 4), dtype, 1)
+    if dtype == "int64":
+        x, y = np.arange(36).reshape(9, 4), np.arange(36).reshape(9, 4) + 1
+    assert np.isclose(blas.dotc(x, y), np.vdot(x, y), rtol=1e-5)
+    assert np.isclose(blas.dotc(np.asfortranarray(x), y), np.vdot(x, y), rtol=1e-5)
+    with pytest.raises(ValueError, match="one shape"):
+        blas.dotc(x, y[:2])
+
+
+def test_mmfutils_blas_names_are_runstores_functions():
+    assert (blas.ddot, blas.zdotc) == (blas.dot, blas.dotc)
+    assert blas.daxpy is blas.zaxpy is blas.axpy and blas.dnorm is blas.znorm is blas.norm
+    y, x = data((10, 10, 10), "complex128"), data((10, 10, 10), "complex128", 1)
+    a = np.array([0.25 - 0.5j])  # mmfutils' own tests pass a as a 1-element array
+    expected = y + a * x
+    assert blas.zaxpy(y, x, a) is y and np.allclose(y, expected)

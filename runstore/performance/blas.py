@@ -1,8 +1,14 @@
 """A few BLAS operations, through scipy's BLAS wrappers when scipy is installed.
 
 ``axpy`` updates its argument in place (no temporary array), which is where
-BLAS helps most; ``dot`` and ``norm`` match numpy's values. Without scipy,
-numpy computes them all (in place for ``axpy`` too).
+BLAS helps most; ``dot``, ``dotc`` and ``norm`` match numpy's values. Without
+scipy, numpy computes them all (in place for ``axpy`` too). Each works for
+float32, float64, complex64 and complex128 arrays of any shape, and numpy
+does the rest (integers, mixed dtypes, strided views).
+
+mmfutils' names are here too, for the same functions: ``ddot`` is
+:func:`dot`, ``zdotc`` :func:`dotc`, ``daxpy`` and ``zaxpy`` :func:`axpy`,
+``dnorm`` and ``znorm`` :func:`norm`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ try:
 except ImportError:  # optional
     _blas = None
 
-__all__ = ["SCIPY_BLAS", "dot", "axpy", "norm"]
+__all__ = ["SCIPY_BLAS", "dot", "dotc", "axpy", "norm",
+           "ddot", "zdotc", "daxpy", "zaxpy", "dnorm", "znorm"]
 
 #: Whether scipy's BLAS wrappers are used.
 SCIPY_BLAS = _blas is not None
@@ -39,12 +46,22 @@ def _routine(name: str, *arrays: np.ndarray) -> Any:
 
 def dot(x: np.ndarray, y: np.ndarray) -> Any:
     """The sum of ``x * y`` over all elements (no complex conjugation), as ``np.vdot`` without it."""
+    return _dot(x, y, conjugate=False)
+
+
+def dotc(x: np.ndarray, y: np.ndarray) -> Any:
+    """The sum of ``conj(x) * y`` over all elements, as ``np.vdot(x, y)`` (BLAS ``?dotc``)."""
+    return _dot(x, y, conjugate=True)
+
+
+def _dot(x: np.ndarray, y: np.ndarray, conjugate: bool) -> Any:
     x, y = np.asarray(x), np.asarray(y)
     if x.shape != y.shape:
         raise ValueError(f"dot needs arrays of one shape, got {x.shape} and {y.shape}")
-    routine = _routine("dotu" if x.dtype.kind == "c" else "dot", x, y)
+    complex_ = x.dtype.kind == "c"
+    routine = _routine(("dotc" if conjugate else "dotu") if complex_ else "dot", x, y)
     if routine is None or x.ndim > 1 and x.flags.c_contiguous != y.flags.c_contiguous:
-        return np.sum(x * y)
+        return np.sum((np.conj(x) if conjugate else x) * y)
     return routine(x.reshape(-1, order="A"), y.reshape(-1, order="A"))
 
 
@@ -78,3 +95,18 @@ def norm(x: np.ndarray) -> float:
     if _blas is None or name is None or not (x.flags.c_contiguous or x.flags.f_contiguous):
         return float(np.linalg.norm(x.ravel()))
     return float(getattr(_blas, name)(x.reshape(-1, order="A")))
+
+
+# mmfutils.performance.blas's names, one per dtype there; here each takes any.
+#: mmfutils' name for :func:`dot`.
+ddot = dot
+#: mmfutils' name for :func:`dotc`.
+zdotc = dotc
+#: mmfutils' name for :func:`axpy` (real arrays there).
+daxpy = axpy
+#: mmfutils' name for :func:`axpy` (complex arrays there).
+zaxpy = axpy
+#: mmfutils' name for :func:`norm` (real arrays there).
+dnorm = norm
+#: mmfutils' name for :func:`norm` (complex arrays there).
+znorm = norm

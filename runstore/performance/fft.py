@@ -17,34 +17,57 @@ floating-point tolerance, in the same dtypes. Behind them:
   :func:`export_wisdom` and imported with :func:`import_wisdom`; a store
   keeps it (:meth:`runstore.Store.fftw_wisdom`), and the worker pool hands it
   to its workers, so they reuse plans instead of measuring again.
+  :func:`fftw_wisdom` keeps it in a file of its own around a block of code.
 
-Without pyfftw every transform is numpy's, and everything here still works.
+Without pyfftw every transform is numpy's (a warning says so on import), and
+everything here still works.
+
+For code written against ``mmfutils.performance.fft``: :func:`get_ifft`,
+:func:`get_fftn`, :func:`get_ifftn` and :func:`fftw_wisdom` have its names
+and arguments, :func:`resample` resamples every axis by default as it did,
+and its module settings ``_THREADS`` and ``_PLANNER_EFFORT`` can still be
+read and assigned (assigning calls :func:`set_num_threads` or
+:func:`set_planner_effort`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import types
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .threads import SET_THREAD_HOOKS
 
 try:
     import pyfftw
     import pyfftw.builders
     import pyfftw.interfaces.cache
-except ImportError:  # optional: numpy does every transform then
+except ImportError as missing:  # numpy does every transform then
     pyfftw = None
+    # pyfftw is a dependency: without it the install is broken, and every
+    # transform silently slower. mmfutils warned in the same words.
+    warnings.warn(f"Could not import pyfftw... falling back to numpy for every transform "
+                  f"({missing}); reinstall it with 'pip install pyfftw'", RuntimeWarning,
+                  stacklevel=2)
 
 __all__ = [
     "FFTW_AVAILABLE", "KINDS", "Transform", "get_fft", "fft", "ifft", "rfft", "irfft",
     "fftn", "ifftn", "rfftn", "irfftn", "fftfreq", "rfftfreq", "fftshift", "ifftshift",
+    "get_ifft", "get_fftn", "get_ifftn",
     "resample", "set_num_threads", "get_num_threads", "set_planner_effort",
     "export_wisdom", "import_wisdom", "interface_cache_enabled", "clear_cache",
-    "plans_made", "wisdom_machine",
+    "plans_made", "wisdom_machine", "fftw_wisdom", "WISDOM_FILE",
 ]
 
 #: Whether pyfftw (and so FFTW) can be used in this process.
@@ -98,6 +121,9 @@ def set_num_threads(threads: int) -> None:
     _settings.threads = int(threads)
     if pyfftw is not None:
         pyfftw.config.NUM_THREADS = int(threads)
+
+
+SET_THREAD_HOOKS.add(set_num_threads)
 
 
 def get_num_threads() -> int:
@@ -171,6 +197,80 @@ def import_wisdom(wisdom: Sequence[bytes]) -> bool:
     return any(pyfftw.import_wisdom(tuple(wisdom)))
 
 
+#: Where :func:`fftw_wisdom` keeps wisdom unless told otherwise (as mmfutils did).
+WISDOM_FILE = ".fftw_wisdom"
+_WISDOM_FORMAT = "runstore-fftw-wisdom"
+
+
+@contextlib.contextmanager
+def fftw_wisdom(wisdom_file: str | os.PathLike[str] = WISDOM_FILE, threads: int | None = None,
+                effort: str = "FFTW_PATIENT") -> Iterator[tuple[bytes, ...]]:
+    """Plan with ``effort`` (and ``threads``) inside the block, keeping wisdom in ``wisdom_file``.
+
+    On entry the wisdom in the file, if it exists, is imported, and plans are
+    made with this planner effort (and this many threads, when given); the
+    block gets the wisdom read. On exit, even after an error, FFTW's wisdom is
+    written back to the file (atomically: a crash leaves the old file) and the
+    previous effort and threads are restored. Planning a shape again with
+    wisdom for it takes no measurement::
+
+        with fft.fftw_wisdom("spectra.wisdom", threads=2):
+            psi_k = fft.fftn(psi)  # FFTW_PATIENT planning, once per shape ever
+
+    The file is JSON holding FFTW's own text, never a pickle. A file in any
+    other form (an mmfutils wisdom pickle, say) is not read, since unpickling
+    can run code: a warning says so, and the file is replaced on exit.
+    Without pyfftw the block runs and the file keeps no wisdom.
+    """
+    if effort not in _EFFORTS:
+        raise ValueError(f"unknown planner effort {effort!r}; choose one of {_EFFORTS}")
+    path = Path(wisdom_file)
+    wisdom = _read_wisdom_file(path)
+    before = (_settings.threads, _settings.planner_effort, _settings.planning_timelimit)
+    if threads is not None:
+        set_num_threads(threads)
+    set_planner_effort(effort, _settings.planning_timelimit)
+    import_wisdom(wisdom)
+    try:
+        yield wisdom
+    finally:
+        set_num_threads(before[0])
+        set_planner_effort(before[1], before[2])
+        _write_wisdom_file(path, export_wisdom())
+
+
+def _read_wisdom_file(path: Path) -> tuple[bytes, ...]:
+    """The wisdom in a file :func:`fftw_wisdom` wrote; () if none, with a warning if foreign."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return ()
+    try:
+        document = json.loads(raw)
+        parts = document["wisdom"]
+        if document.get("format") != _WISDOM_FORMAT or not all(
+                isinstance(part, str) for part in parts):
+            raise ValueError(document.get("format"))
+        return tuple(part.encode("latin-1") for part in parts)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError):
+        warnings.warn(
+            f"{path} is not a wisdom file of runstore.performance.fft.fftw_wisdom (a JSON "
+            f"document of format {_WISDOM_FORMAT!r}); it is not read (an mmfutils wisdom "
+            "pickle is never unpickled: that could run code), FFTW plans from scratch, and the "
+            "file is replaced when the block ends. Delete it, or pass another file, to keep it "
+            "from being replaced.", RuntimeWarning, stacklevel=4)
+        return ()
+
+
+def _write_wisdom_file(path: Path, wisdom: Sequence[bytes]) -> None:
+    """Write wisdom as :func:`fftw_wisdom` reads it, replacing the file in one step."""
+    document = {"format": _WISDOM_FORMAT, "version": 1, "machine": wisdom_machine(),
+                "wisdom": [part.decode("latin-1") for part in wisdom]}
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(document, indent=1))
+    os.replace(partial, path)
+
+
 @dataclass(eq=False)
 class Transform:
     """A transform chosen for arrays of one shape and dtype; call it with such an array.
@@ -228,16 +328,28 @@ def _normalized(a: np.ndarray, kind: str, n: Any, axes: Any
 
 
 def get_fft(a: Any, kind: str = "fft", n: Any = None, axes: Any = None,
-            threads: int | None = None, backend: str | None = None) -> Transform:
+            threads: int | None = None, backend: str | None = None, *,
+            axis: Any = None) -> Transform:
     """A ready transform of ``kind`` for arrays shaped and typed like ``a``.
 
     ``n`` and ``axes`` are what numpy's function of that kind calls ``n`` and
-    ``axis`` (1-D kinds) or ``s`` and ``axes`` (the ``...n`` kinds).
-    ``backend`` (``"fftw"`` or ``"numpy"``) skips the measurement and uses that
-    one; ``"fftw"`` is an error when FFTW cannot do this transform.
+    ``axis`` (1-D kinds) or ``s`` and ``axes`` (the ``...n`` kinds); ``axis``
+    is another name for ``axes``, so that ``get_fft(a, axis=0)`` reads as
+    numpy's ``fft(a, axis=0)``. ``backend`` (``"fftw"`` or ``"numpy"``) skips
+    the measurement and uses that one; ``"fftw"`` is an error when FFTW cannot
+    do this transform. :func:`get_ifft`, :func:`get_fftn` and
+    :func:`get_ifftn` name the kind for you.
     """
+    if axis is not None:
+        if axes is not None:
+            raise TypeError(f"get_fft got axes={axes!r} and axis={axis!r}; give one of them")
+        axes = axis
     if kind not in KINDS:
-        raise ValueError(f"unknown transform {kind!r}; choose one of {sorted(KINDS)}")
+        hint = ""
+        if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool):
+            # mmfutils' get_fft(a, n, axis) took the size second.
+            hint = f"; the second argument is the kind: pass a size as n={kind!r}"
+        raise ValueError(f"unknown transform {kind!r}; choose one of {sorted(KINDS)}{hint}")
     if backend not in (None, "fftw", "numpy"):
         raise ValueError(f"unknown backend {backend!r}; choose 'fftw', 'numpy' or None "
                          "(the faster, measured)")
@@ -253,6 +365,24 @@ def get_fft(a: Any, kind: str = "fft", n: Any = None, axes: Any = None,
         if found is None:
             found = _cache[key] = _choose(a, kind, sizes, axes, threads, backend)
     return found
+
+
+def get_ifft(a: Any, n: int | None = None, axis: int = -1, threads: int | None = None,
+             backend: str | None = None) -> Transform:
+    """``get_fft(a, "ifft", ...)``: the inverse transform, with :func:`numpy.fft.ifft`'s arguments."""
+    return get_fft(a, "ifft", n, axis, threads, backend)
+
+
+def get_fftn(a: Any, s: Sequence[int] | None = None, axes: Sequence[int] | None = None,
+             threads: int | None = None, backend: str | None = None) -> Transform:
+    """``get_fft(a, "fftn", ...)``: the n-D transform, with :func:`numpy.fft.fftn`'s arguments."""
+    return get_fft(a, "fftn", s, axes, threads, backend)
+
+
+def get_ifftn(a: Any, s: Sequence[int] | None = None, axes: Sequence[int] | None = None,
+              threads: int | None = None, backend: str | None = None) -> Transform:
+    """``get_fft(a, "ifftn", ...)``: the n-D inverse, with :func:`numpy.fft.ifftn`'s arguments."""
+    return get_fft(a, "ifftn", s, axes, threads, backend)
 
 
 def _numpy_call(kind: str, sizes: Any, axes: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -411,26 +541,61 @@ fftshift = np.fft.fftshift
 ifftshift = np.fft.ifftshift
 
 
-def resample(a: Any, n: int, axis: int = -1) -> np.ndarray:
-    """Resample ``a`` to ``n`` points along ``axis`` by Fourier interpolation.
+def resample(a: Any, n: int | Sequence[int], axis: int | Sequence[int] | None = None
+             ) -> np.ndarray:
+    """Resample ``a`` to ``n`` points along each axis in ``axis``, by Fourier interpolation.
 
-    The spectrum is cut or padded with zeros (an even-length Nyquist term is
-    split or folded so that real input stays real), so a band-limited periodic
-    signal sampled on ``len`` points comes back exactly on ``n`` points. Real
-    input gives real output.
+    ``axis`` is one axis, several, or None (the default): every axis, as
+    mmfutils' ``resample(f, N)`` did. ``n`` is one size for all of them or one
+    per axis. Along each axis whose size changes, the spectrum is cut or
+    padded with zeros (an even-length Nyquist term is split or folded so that
+    real input stays real), so a band-limited periodic signal sampled on the
+    old grid comes back exactly on the new one. Real input gives real output;
+    the result is always a new array.
+
+    >>> import numpy as np
+    >>> def f(x, y):
+    ...     return np.sin(2 * np.pi * x) - np.cos(4 * np.pi * y)
+    >>> x, y = np.arange(16)[:, None] / 16, np.arange(13)[None, :] / 13
+    >>> X, Y = np.arange(31)[:, None] / 31, np.arange(24)[None, :] / 24
+    >>> np.allclose(resample(f(x, y), (31, 24)), f(X, Y))
+    True
+    >>> np.allclose(resample(f(x, y), 24, axis=1), f(x, Y))
+    True
     """
     x = np.asarray(a)
-    if int(n) < 1:
-        raise ValueError(f"n must be at least 1, got {n!r}")
-    resolved = _normalized(x, "fft", None, axis)[1]
-    assert isinstance(resolved, int)
-    axis = resolved
+    if x.dtype.kind not in "fc":
+        x = x.astype(np.float64)
+    axes = tuple(range(x.ndim)) if axis is None else tuple(
+        int(v) for v in np.atleast_1d(np.asarray(axis)))
+    for ax in axes:
+        if not -x.ndim <= ax < x.ndim:
+            raise np.exceptions.AxisError(ax, x.ndim)
+    axes = tuple(ax % max(x.ndim, 1) for ax in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"resample got the axes {axes}, with repeats; give each axis once")
+    sizes = (tuple(int(v) for v in np.atleast_1d(np.asarray(n))) if np.ndim(n)
+             else (int(n),) * len(axes))  # type: ignore[arg-type]
+    if len(sizes) != len(axes):
+        raise ValueError(f"resample needs one size per axis: got the sizes {sizes} for the "
+                         f"axes {axes}; give one size, or one per axis")
+    if any(size < 1 for size in sizes):
+        raise ValueError(f"the sizes must be at least 1, got {sizes}")
+    result = x.copy()
+    for ax, size in zip(axes, sizes):
+        if result.shape[ax] != size:
+            result = _resample_axis(result, size, ax)
+    return result
+
+
+def _resample_axis(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Resample float or complex ``x`` to ``n`` points along ``axis`` (resolved)."""
     old = x.shape[axis]
     spectrum = fft(x, axis=axis)
     shape = list(spectrum.shape)
-    shape[axis] = int(n)
+    shape[axis] = n
     out = np.zeros(shape, dtype=spectrum.dtype)
-    keep = min(old, int(n))
+    keep = min(old, n)
     positive = keep // 2 + 1
 
     def at(s: slice | int) -> tuple[Any, ...]:
@@ -442,13 +607,52 @@ def resample(a: Any, n: int, axis: int = -1) -> np.ndarray:
     if keep > 2:
         out[at(slice(-(keep - positive), None))] = spectrum[at(slice(-(keep - positive), None))]
     if keep % 2 == 0 and keep > 1:
-        if int(n) < old:  # fold the negative Nyquist term in
+        if n < old:  # fold the negative Nyquist term in
             out[at(keep // 2)] += spectrum[at(-(keep // 2))]
-        elif int(n) > old:  # split the Nyquist term between +/- frequencies
+        elif n > old:  # split the Nyquist term between +/- frequencies
             out[at(keep // 2)] *= 0.5
             out[at(-(keep // 2))] = out[at(keep // 2)]
-    result = ifft(out, axis=axis) * (int(n) / old)
+    result = ifft(out, axis=axis) * (n / old)
     if x.dtype.kind != "c":
-        return np.asarray(result.real.astype(
-            np.result_type(x.dtype, np.float32) if x.dtype.kind == "f" else np.float64))
+        return np.asarray(result.real.astype(np.result_type(x.dtype, np.float32)))
     return np.asarray(result)
+
+
+class _SettingsModule(types.ModuleType):
+    """This module, with mmfutils' module settings as live attributes.
+
+    mmfutils told its users to assign ``fft._THREADS`` and
+    ``fft._PLANNER_EFFORT``; here those assignments still take effect instead
+    of silently doing nothing.
+    """
+
+    @property
+    def _THREADS(self) -> int:
+        return _settings.threads
+
+    @_THREADS.setter
+    def _THREADS(self, threads: int) -> None:
+        set_num_threads(threads)
+
+    @property
+    def _PLANNER_EFFORT(self) -> str:
+        return _settings.planner_effort
+
+    @_PLANNER_EFFORT.setter
+    def _PLANNER_EFFORT(self, effort: str) -> None:
+        set_planner_effort(effort, _settings.planning_timelimit)
+
+    @property
+    def _COPY_OUTPUT(self) -> bool:
+        return True
+
+    @_COPY_OUTPUT.setter
+    def _COPY_OUTPUT(self, copy: bool) -> None:
+        if not copy:
+            raise ValueError(
+                "runstore's transforms always return arrays of their own (FFTW reuses its "
+                "output array on the next call); to work in FFTW's arrays without copies, "
+                "call the plan yourself: get_fft(a, backend='fftw').plan")
+
+
+sys.modules[__name__].__class__ = _SettingsModule
