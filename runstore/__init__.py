@@ -28,6 +28,7 @@ __all__ = [
     "get_cluster",
     "open_bundle",
     "import_bundle",
+    "import_batchpy",
     "ArrayOptions",
     # serialization layer
     "Object",
@@ -60,6 +61,8 @@ __all__ = [
     "WorkerError",
     "ClusterError",
     "BundleError",
+    "BatchpyImportError",
+    "BatchpyPickleRefusedError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -82,6 +85,8 @@ from .errors import (
     ArrayFileError,
     BatchNameError,
     BatchNotFound,
+    BatchpyImportError,
+    BatchpyPickleRefusedError,
     BundleError,
     ClusterError,
     CodeChangedWarning,
@@ -105,6 +110,7 @@ from .errors import (
     WorkerError,
 )
 from .identity import SCHEME_VERSION, compute_id, type_name
+from .legacy import import_batchpy
 from .run import ResultRun, Run
 from .schema import RunState
 from .store import Store
