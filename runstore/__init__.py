@@ -14,7 +14,9 @@ say, :mod:`runstore.compression`) and only then commits the rows that point into
 Values that define a run or make up a result may be :class:`Object` and
 container instances (:mod:`runstore.containers`); the parts are specified as
 zope interfaces (:mod:`runstore.interfaces`), and every error derives from
-:class:`RunstoreError` (:mod:`runstore.errors`).
+:class:`RunstoreError` (:mod:`runstore.errors`). Results that batchpy, runstore's
+predecessor, kept in ``_res/`` folders are read into a store by
+:func:`import_batchpy` (:mod:`runstore.legacy`).
 """
 
 __all__ = [
