@@ -265,8 +265,8 @@ def _import_batch(store: Store, name: str, files: list[tuple[Path, str]],
         prepared: list[_Prepared] = []
         for path, rid in files[start:start + _CHUNK]:
             try:
-                prepared.append(_prepare(path, rid, _read(path, modules),
-                                         store.allow_pickle))
+                data, finished = _read(path, modules)
+                prepared.append(_prepare(path, rid, data, finished, store.allow_pickle))
             except _Unreadable as exc:
                 report.failed.append((str(path), exc.reason))
             bar.update(1)
@@ -338,10 +338,12 @@ def _conflict(mine: dict[str, Any]) -> str:
 # -- reading a file -------------------------------------------------------------------
 
 
-def _read(path: Path, modules: tuple[str, ...]) -> dict[str, Any]:
-    """The dict a batchpy result file holds, unpickled with only the names allowed."""
+def _read(path: Path, modules: tuple[str, ...]) -> tuple[dict[str, Any], float]:
+    """The dict a batchpy result file holds (unpickled with only the names allowed),
+    and the file's modification time."""
     try:
         with open(path, "rb") as f:
+            modified = os.fstat(f.fileno()).st_mtime
             shape, dtype = _header(f)
             if dtype != np.dtype(object) or shape != ():
                 raise _Unreadable(f"an .npy array of {dtype} with shape {shape}, not a "
@@ -361,7 +363,7 @@ def _read(path: Path, modules: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict) or "res" not in value or "id" not in value:
         raise _Unreadable(f"holds {_kind(value)}, not a batchpy result (a dict with 'res' "
                           "and 'id')")
-    return value
+    return value, modified
 
 
 def _header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
@@ -465,7 +467,8 @@ class _Unpickler(pickle.Unpickler):
 _COLUMNS = [c.name for c in Base.metadata.tables["runs"].columns if c.name != "key"]
 
 
-def _prepare(path: Path, rid: str, data: dict[str, Any], allow_pickle: bool) -> _Prepared:
+def _prepare(path: Path, rid: str, data: dict[str, Any], finished: float,
+             allow_pickle: bool) -> _Prepared:
     """The run of a file: its row, typed parameters and scalars, and arrays."""
     if data["id"] != rid:
         raise _Unreadable(f"its name says run {rid}, but it holds run {data['id']!r} "
@@ -495,7 +498,7 @@ def _prepare(path: Path, rid: str, data: dict[str, Any], allow_pickle: bool) -> 
     record: dict[str, Any] = dict.fromkeys(_COLUMNS)
     record.update(id=rid, run_type=RUN_TYPE, state=RunState.DONE.value, parameters=text,
                   result=result.json, attempts=0, runtime=_runtime(data.get("runtime")),
-                  finished_at=os.stat(path).st_mtime, parameters_origin=origin,
+                  finished_at=finished, parameters_origin=origin,
                   result_origin=origin)
     forms = {name: indexed(tree) for name, tree in encoded.items()}
     info = RunInfo(run_type=RUN_TYPE, parameters=text, checksums=result.checksums)

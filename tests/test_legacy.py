@@ -102,8 +102,9 @@ def test_new_style_files_become_done_result_runs_with_batchpy_ids(res, tmp_path)
     store.close()
 
 
-def test_the_runs_record_the_file_they_came_from(res, tmp_path):
-    import_batchpy(res, tmp_path / "s.db", allow_pickle=True)
+def test_the_runs_record_the_file_they_came_from(res, tmp_path, capsys):
+    import_batchpy(res, tmp_path / "s.db", allow_pickle=True, progress=True)
+    assert "importing" in capsys.readouterr().err  # the progress bar
     with sqlite3.connect(tmp_path / "s.db") as db:
         rows = db.execute("SELECT id, parameters_origin, result_origin FROM runs").fetchall()
     for rid, parameters_origin, result_origin in rows:
