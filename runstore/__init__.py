@@ -14,7 +14,9 @@ say, :mod:`runstore.compression`) and only then commits the rows that point into
 Values that define a run or make up a result may be :class:`Object` and
 container instances (:mod:`runstore.containers`); the parts are specified as
 zope interfaces (:mod:`runstore.interfaces`), and every error derives from
-:class:`RunstoreError` (:mod:`runstore.errors`).
+:class:`RunstoreError` (:mod:`runstore.errors`). Results that batchpy, runstore's
+predecessor, kept in ``_res/`` folders are read into a store by
+:func:`import_batchpy` (:mod:`runstore.legacy`).
 """
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "get_cluster",
     "open_bundle",
     "import_bundle",
+    "import_batchpy",
     "ArrayOptions",
     # serialization layer
     "Object",
@@ -61,6 +64,8 @@ __all__ = [
     "WorkerError",
     "ClusterError",
     "BundleError",
+    "BatchpyImportError",
+    "BatchpyPickleRefusedError",
     "NotAStoreError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
@@ -83,6 +88,8 @@ from .errors import (
     ArrayFileError,
     BatchNameError,
     BatchNotFound,
+    BatchpyImportError,
+    BatchpyPickleRefusedError,
     BundleError,
     ClusterError,
     CodeChangedWarning,
@@ -106,6 +113,7 @@ from .errors import (
     WorkerError,
 )
 from .identity import SCHEME_VERSION, compute_id, type_name
+from .legacy import import_batchpy
 from .run import ResultRun, Run, convert_run_to_newstyle
 from .schema import RunState
 from .store import Store

@@ -2,7 +2,8 @@
 
 Reading commands (``status``, ``runs``, ``show``, ``sql``, ``export``,
 ``bundle``, ``plot``) open the store read-only, and work on bundles as well.
-``worker``, ``import``, ``remove``, ``check``, ``gc`` and ``upgrade`` write.
+``worker``, ``import``, ``import-batchpy``, ``remove``, ``check``, ``gc`` and
+``upgrade`` write.
 """
 
 from __future__ import annotations
@@ -427,6 +428,51 @@ def import_(bundle_path: str, store: str, batch_name: str | None, trust: bool) -
 
     report = import_bundle(bundle_path, store, batch_name, trust=trust)
     click.echo(f"{store}: {report}")
+
+
+@main.command("import-batchpy")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=click.Path(dir_okay=False))
+@click.option("--allow-pickle", is_flag=True, help="Read the result files, which are "
+              "pickles (reading a pickle can run code: only for files you trust).")
+@click.option("--batch", "batches", multiple=True, metavar="NAME",
+              help="Only the batch NAME (repeatable; default: every batch in FOLDER).")
+@click.option("--allow-module", "modules", multiple=True, metavar="MODULE",
+              help="Let the files build objects of MODULE and its submodules, e.g. "
+                   "pandas (repeatable; this runs MODULE's code).")
+@click.option("--store-pickles", is_flag=True, help="Keep results without a canonical "
+              "encoding as pickles (opens STORE with allow_pickle=True).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: on a terminal).")
+def import_batchpy_(folder: str, store: str, allow_pickle: bool, batches: tuple[str, ...],
+                    modules: tuple[str, ...], store_pickles: bool,
+                    progress: bool | None) -> None:
+    """Import batchpy's result files (FOLDER/<batch>_<id>.npy) into STORE.
+
+    Each file becomes a done run, with batchpy's id, in the batch of its
+    name in STORE (created if needed). Importing again adds nothing. Files
+    that cannot be imported are listed with the reason, and the exit status
+    is then 1; the others are imported. The files are pickles: nothing is
+    read without --allow-pickle.
+    """
+    from .errors import BatchpyPickleRefusedError
+    from .legacy import import_batchpy
+    from .store import Store
+
+    # Without --allow-pickle, STORE is refused before it is opened (or created).
+    opened = Store(store, allow_pickle=True) if store_pickles and allow_pickle else None
+    try:
+        report = import_batchpy(folder, opened or store, allow_pickle=allow_pickle,
+                                allow_modules=modules, batches=batches or None,
+                                progress=progress)
+    except BatchpyPickleRefusedError as exc:
+        raise BatchpyPickleRefusedError(exc.folder, exc.count, "--allow-pickle") from None
+    finally:
+        if opened is not None:
+            opened.close()
+    click.echo(f"{store}:\n" + "\n".join(f"  {line}" for line in str(report).splitlines()))
+    if not report.ok:
+        sys.exit(1)
 
 
 @main.command()

@@ -36,6 +36,8 @@ __all__ = [
     "WorkerError",
     "ClusterError",
     "BundleError",
+    "BatchpyImportError",
+    "BatchpyPickleRefusedError",
     "CodeChangedWarning",
     "UncomputedRunsWarning",
     "StoreOptionError",
@@ -513,6 +515,46 @@ class ClusterError(RunstoreError, RuntimeError):
 
 class BundleError(RunstoreError, ValueError):
     """A bundle cannot be written or opened as asked."""
+
+
+class BatchpyImportError(RunstoreError, ValueError):
+    """A batchpy ``_res/`` folder cannot be imported as asked (see :func:`runstore.import_batchpy`).
+
+    Attributes
+    ----------
+    folder : str
+        The folder.
+    """
+
+    def __init__(self, folder: str, message: str) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+
+class BatchpyPickleRefusedError(BatchpyImportError, PermissionError):
+    """batchpy results are pickles, and reading them was not allowed.
+
+    A batchpy result file is a pickle inside an ``.npy`` file, and reading a
+    pickle can run code; runstore reads them only when asked to
+    (``allow_pickle=True``, ``--allow-pickle``).
+
+    Attributes
+    ----------
+    folder : str
+        The folder.
+    count : int
+        How many result files it holds.
+    """
+
+    def __init__(self, folder: str, count: int, option: str = "allow_pickle=True") -> None:
+        BatchpyImportError.__init__(
+            self, folder,
+            f"{folder} holds {count} batchpy result files; each is a pickle inside an .npy "
+            "file, and reading a pickle can run code from the file. Nothing was read. If "
+            f"the files are yours (or you trust who wrote them), pass {option}: runstore "
+            "then reads them with an unpickler that builds only plain values and numpy "
+            "arrays, and never imports other code unless you name its modules")
+        self.count = count
 
 
 class CodeChangedWarning(UserWarning):

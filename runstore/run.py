@@ -146,12 +146,16 @@ def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
         document["private"] = [[k, encode(v, f"parameter {k!r}", arrays)]
                                for k, v in sorted(private.items())]
     if arrays:
-        document["arrays"] = {
-            digest: {"dtype": a.dtype.str, "shape": list(a.shape),
-                     "data": base64.b64encode(a.tobytes()).decode("ascii")}
-            for digest, a in arrays.items()}
+        document["arrays"] = array_documents(arrays)
     forms = {name: indexed(tree) for name, tree in encoded.items()}
     return rid, canonical_json(document), forms
+
+
+def array_documents(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """The ``arrays`` entry of a parameters document: array parameters by digest."""
+    return {digest: {"dtype": a.dtype.str, "shape": list(a.shape),
+                     "data": base64.b64encode(a.tobytes()).decode("ascii")}
+            for digest, a in arrays.items()}
 
 
 def _pack_memoized(cls: type[Run], merged: dict[str, Any], memo: Memo

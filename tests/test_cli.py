@@ -78,6 +78,9 @@ def test_the_command_line_page_runs_as_written(tmp_path):
     (tmp_path / "example.py").write_text(script)
     subprocess.run([sys.executable, "example.py"], cwd=tmp_path, check=True,
                    capture_output=True)
+    # what `runstore import-batchpy` reads: a _res/ folder batchpy wrote
+    shutil.copytree(ROOT / "tests" / "fixtures" / "batchpy" / "batchpy-1.3.0",
+                    tmp_path / "old" / "_res")
     documented = {shlex.split(command)[1] for command, _ in examples}
     from runstore.cli import main
 

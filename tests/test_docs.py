@@ -15,9 +15,9 @@ import runstore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PUBLIC_MODULES = ["batch", "run", "bundle", "worker", "cluster", "containers", "encoding", "identity",
-                  "interfaces", "errors", "performance", "performance.fft", "performance.threads",
-                  "performance.blas"]
+PUBLIC_MODULES = ["batch", "run", "bundle", "legacy", "worker", "cluster", "containers",
+                  "encoding", "identity", "interfaces", "errors", "performance",
+                  "performance.fft", "performance.threads", "performance.blas"]
 ZOPE_REEXPORTS = {"Interface", "Attribute", "implementer", "verifyClass", "verifyObject"}
 
 
