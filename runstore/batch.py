@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 from .compression import ArrayOptions
 from .errors import (
     ArrayFileError,
+    BatchpyImportError,
+    BatchpyPickleRefusedError,
     BatchNameError,
     OptionalDependencyError,
     QueryError,
@@ -572,24 +574,29 @@ class Batch:
         return ids
 
     def add_resultrun_folder(self, folder: str | os.PathLike[str] | None = None,
-                             trust: bool = False) -> ImportReport:
-        """Add the runs of this batch's name from every store and bundle in a folder.
+                             trust: bool = False, allow_pickle: bool = False) -> ImportReport:
+        """Add the runs of this batch's name from every store, bundle and batchpy file in a folder.
 
         batchpy's ``add_resultrun_folder``: ``folder`` defaults to this
         batch's ``_res`` folder. Every ``.db`` file there that is a runstore
         store or bundle holding a batch named like this one gives its runs
         (see :meth:`add_resultrun`; nothing they name is imported unless
-        ``trust``). Returns the counts summed over the files.
+        ``trust``). batchpy's result files of this batch
+        (``<name>_<id>.npy``) are imported too (see
+        :func:`runstore.import_batchpy`), only with ``allow_pickle=True``:
+        they are pickles. Returns the counts summed over the files; files
+        that could not be imported raise
+        :class:`~runstore.errors.BatchpyImportError` after the others were.
         """
         from .bundle import ImportReport, import_runs
         from .check import bundle_evidence
+        from .legacy import batchpy_result_files, import_batchpy
 
         where = self._folder if folder is None else Path(folder)
         if not where.is_dir():
             raise FileNotFoundError(
                 f"no folder {str(where)!r} to add result runs from; give the folder that "
-                "holds the .db stores or bundles (batchpy's .npy results are imported with "
-                "runstore import-batchpy)")
+                "holds the .db stores or bundles (or batchpy's <name>_<id>.npy results)")
         total = ImportReport()
         mine = None if self.store.path == ":memory:" else Path(self.store.path).resolve()
         for db in sorted(where.glob("*.db")):
@@ -608,6 +615,18 @@ class Batch:
             total.added += report.added
             total.completed += report.completed
             total.present += report.present
+        pickles = batchpy_result_files(where, self.name)
+        if pickles:
+            if not allow_pickle:
+                raise BatchpyPickleRefusedError(str(where), len(pickles))
+            imported = import_batchpy(where, self.store, allow_pickle=True,
+                                      batches=[self.name])
+            counts = imported.batches.get(self.name)
+            if counts is not None:
+                total.added += counts.imported
+                total.present += counts.present
+            if imported.failed:
+                raise BatchpyImportError(str(where), str(imported))
         return total
 
     # -- running ---------------------------------------------------------------------------

@@ -179,6 +179,12 @@ def import_batchpy(folder: str | os.PathLike[str], store: Store | str | os.PathL
     return report
 
 
+def batchpy_result_files(folder: Path, batch: str) -> list[Path]:
+    """batchpy's result files of one batch in a folder (``<batch>_<id>.npy``)."""
+    return [path for path in sorted(folder.glob("*.npy"))
+            if (match := _RESULT_FILE.match(path.name)) and match["batch"] == batch]
+
+
 def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, str]]], dict[str, Path],
                                   BatchpyReport]:
     """The result files by batch, the id lists by batch, and a report of foreign files."""

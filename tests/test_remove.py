@@ -206,7 +206,7 @@ def test_add_resultrun_folder_takes_this_batch_s_runs_from_stores_and_bundles(in
     assert all(r.done for r in mine.run)
     # The default folder is the batch's own _res, whose store is its own.
     assert mine.add_resultrun_folder().added == 0 and len(mine.run) == 3
-    with pytest.raises(FileNotFoundError, match="no folder 'nowhere'.*import-batchpy"):
+    with pytest.raises(FileNotFoundError, match="no folder .nowhere..*batchpy"):
         mine.add_resultrun_folder("nowhere")
 
 
@@ -217,3 +217,21 @@ def test_convert_run_to_newstyle_is_a_check_that_the_run_is_stored(in_tmp):
     batch.remove(run, delete_unheld=True)
     with pytest.raises(RunNotFound, match=run.id):
         runstore.convert_run_to_newstyle(run)
+
+
+def test_add_resultrun_folder_reads_batchpy_files_of_its_batch_only_when_allowed(in_tmp):
+    import shutil
+
+    from runstore.errors import BatchpyPickleRefusedError
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "batchpy" / "batchpy-1.3.0", "_res")
+    batch = Batch("example")  # its store is _res/example.db, beside batchpy's files
+    with pytest.raises(BatchpyPickleRefusedError, match="holds 5 batchpy result files"):
+        batch.add_resultrun_folder()
+    assert len(batch.run) == 0
+    report = batch.add_resultrun_folder(allow_pickle=True)
+    assert (report.added, report.present) == (5, 0)
+    saved = [str(i) for i in np.load("_res/example_ids.npy")]
+    assert list(batch.run.ids()) == saved  # batchpy's ids, in batchpy's order
+    assert all(run.done for run in batch.run) and "signal_sweep" not in batch.store.batch_names()
+    assert batch.add_resultrun_folder(allow_pickle=True).present == 5
