@@ -76,49 +76,91 @@ __all__ = [
     "__version__",
 ]
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from .batch import Batch
-from .bundle import import_bundle, open_bundle
-from .cluster import Cluster, get_cluster
-from .compression import ArrayOptions
-from .containers import Container, ContainerDict, ContainerList, Object
-from .encoding import ArrayRef, FunctionRef, ObjectRef
-from .errors import (
-    ArrayFileError,
-    BatchNameError,
-    BatchNotFound,
-    BatchpyImportError,
-    BatchpyPickleRefusedError,
-    BundleError,
-    ClusterError,
-    CodeChangedWarning,
-    UncomputedRunsWarning,
-    DecodingError,
-    EncodingError,
-    MissingFilterError,
-    NotAStoreError,
-    OptionalDependencyError,
-    ParameterError,
-    PoolError,
-    QueryError,
-    ReservedNameError,
-    RunError,
-    RunNotFound,
-    RunsFailedError,
-    RunstoreError,
-    SchemaOutdatedError,
-    SchemaTooNewError,
-    UnresolvedReferenceError,
-    WorkerError,
-)
-from .identity import SCHEME_VERSION, compute_id, type_name
-from .legacy import import_batchpy
-from .run import ResultRun, Run, convert_run_to_newstyle
-from .schema import RunState
-from .store import Store
+# Names are imported from their modules when first used, so that
+# ``import runstore`` (and ``runstore --help``) stays light: SQLAlchemy,
+# numpy, h5py and the rest load with the first Batch or Store.
+_MODULES = {
+    "Batch": "batch",
+    "import_bundle": "bundle", "open_bundle": "bundle",
+    "Cluster": "cluster", "get_cluster": "cluster",
+    "ArrayOptions": "compression",
+    "Container": "containers", "ContainerDict": "containers", "ContainerList": "containers",
+    "Object": "containers",
+    "ArrayRef": "encoding", "FunctionRef": "encoding", "ObjectRef": "encoding",
+    "SCHEME_VERSION": "identity", "compute_id": "identity", "type_name": "identity",
+    "import_batchpy": "legacy",
+    "ResultRun": "run", "Run": "run", "convert_run_to_newstyle": "run",
+    "RunState": "schema",
+    "Store": "store",
+}
+_MODULES.update((name, "errors") for name in __all__ if name not in _MODULES
+                and (name.endswith(("Error", "Warning", "NotFound"))))
 
-try:
-    __version__ = version("runstore")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("runstore")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .batch import Batch
+    from .bundle import import_bundle, open_bundle
+    from .cluster import Cluster, get_cluster
+    from .compression import ArrayOptions
+    from .containers import Container, ContainerDict, ContainerList, Object
+    from .encoding import ArrayRef, FunctionRef, ObjectRef
+    from .errors import (
+        ArrayFileError,
+        BatchNameError,
+        BatchNotFound,
+        BatchpyImportError,
+        BatchpyPickleRefusedError,
+        BundleError,
+        ClusterError,
+        CodeChangedWarning,
+        DecodingError,
+        EncodingError,
+        MissingFilterError,
+        NotAStoreError,
+        OptionalDependencyError,
+        ParameterError,
+        PoolError,
+        QueryError,
+        ReservedNameError,
+        RunError,
+        RunNotFound,
+        RunsFailedError,
+        RunstoreError,
+        SchemaOutdatedError,
+        SchemaTooNewError,
+        UncomputedRunsWarning,
+        UnresolvedReferenceError,
+        WorkerError,
+    )
+    from .identity import SCHEME_VERSION, compute_id, type_name
+    from .legacy import import_batchpy
+    from .run import ResultRun, Run, convert_run_to_newstyle
+    from .schema import RunState
+    from .store import Store
+
+    __version__: str
