@@ -122,8 +122,14 @@ def _two_handles_meet_check_and_import(session: subprocess.Popen[str], db: Path,
 
 def test_the_package_opens_no_db_file_outside_sqlite():
     """Closing a descriptor of the .db drops the locks: no open() of it anywhere."""
+    # Modules that open files of their own, never a store's: batchpy's .npy
+    # results (legacy) and FFTW wisdom files (performance.fft).
+    elsewhere = {"legacy.py", "fft.py"}
     offenders = []
     for module in (ROOT / "runstore").rglob("*.py"):
+        if module.name in elsewhere:
+            assert "sqlite" not in module.read_text().lower(), module
+            continue
         text = module.read_text()
         for needle in ("_SQLITE_HEADER", "open(db", "open(self.path", "open(path, \"rb\")",
                        "read_bytes()"):
