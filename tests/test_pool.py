@@ -6,6 +6,7 @@ import concurrent.futures
 from collections import Counter
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,6 +125,20 @@ if __name__ == "__main__":
 """
 
 
+def _until_some_done(db: Path, timeout: float = 120.0) -> None:
+    """Wait until the coordinator has committed results (however loaded the machine is)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                if conn.execute("SELECT COUNT(*) FROM runs WHERE state = 'done'").fetchone()[0]:
+                    return
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no result was committed to {db} within {timeout} s")
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_the_coordinator_keeps_results_and_leaves_no_processes(tmp_path):
     script = tmp_path / "coordinator.py"
@@ -131,7 +146,7 @@ def test_ctrl_c_in_the_coordinator_keeps_results_and_leaves_no_processes(tmp_pat
     with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout.readline() == "started\n"
-        time.sleep(2.0)
+        _until_some_done(tmp_path / "_res" / "interrupted.db")
         workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -167,7 +182,7 @@ def test_a_killed_coordinator_leaves_no_workers_and_a_restart_resumes(tmp_path):
     with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout.readline() == "started\n"
-        time.sleep(2.0)
+        _until_some_done(tmp_path / "_res" / "killed.db")
         workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.kill()
     assert len(workers) >= 2
