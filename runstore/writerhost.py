@@ -12,7 +12,7 @@ opened for writing (and again while it is written):
    says that no other host ever writes stores there.
 2. **No second host.** Folders can be shared in ways ``mountinfo`` does not
    show (or are allowed above), so each process that writes a store keeps a
-   *writer record*: a small JSON file ``<name>.writers/<host>~<pid>~<start>``
+   *writer record*: a small JSON file ``<store file>.writer-<host>~<pid>~<start>``
    beside the store that names its host and the time it *expires*. A process
    refuses to write while a record of another host has not expired
    (:class:`~runstore.errors.OtherHostWritingError`); records of its own host
@@ -57,7 +57,7 @@ from .filesystems import Mount, mount_of
 from .leases import clock, process_is_dead
 
 __all__ = ["ALLOW_ENV", "Record", "WriterClaim", "claim", "network_mount",
-           "reading_query", "records", "records_folder", "refuse_network_write", "unclaim"]
+           "reading_query", "record_prefix", "records", "refuse_network_write", "unclaim"]
 
 #: Set to 1 when no other host ever writes stores on the network filesystem used.
 ALLOW_ENV = "RUNSTORE_ALLOW_NETWORK_FS"
@@ -82,9 +82,9 @@ def refuse_network_write(db: Path) -> None:
         raise NetworkFilesystemError(str(db), mount.fstype, mount.point, mount.source)
 
 
-def records_folder(db: Path) -> Path:
-    """The folder of a store's writer records: ``<name>.writers`` beside it."""
-    return db.with_name(db.name.removesuffix(".db") + ".writers")
+def record_prefix(db: Path) -> str:
+    """How the names of a store's writer records begin (they sit beside it)."""
+    return db.name + ".writer-"
 
 
 @dataclass(frozen=True)
@@ -101,18 +101,19 @@ class Record:
         return self.host == host
 
 
-def records(folder: Path) -> list[Record]:
-    """The writer records in ``folder`` (none if it does not exist).
+def records(db: Path) -> list[Record]:
+    """The writer records of the store ``db``.
 
     Files being written (dot files) and files that are not records are skipped.
     """
     found = []
+    prefix = record_prefix(db)
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(db.parent))
     except (FileNotFoundError, NotADirectoryError):
         return []
     for entry in entries:
-        if entry.name.startswith("."):
+        if not entry.name.startswith(prefix):
             continue
         try:
             with open(entry.path, encoding="utf-8") as f:
@@ -146,7 +147,7 @@ class WriterClaim:
     """This process's writer record of one store, shared by its handles of the store."""
 
     def __init__(self, db: Path, ttl: float) -> None:
-        self.db, self.folder, self.ttl = db, records_folder(db), ttl
+        self.db, self.ttl = db, ttl
         self.users = 0
         self._lock = threading.Lock()
         self._renewed = -float("inf")  # time.monotonic() of the last renewal
@@ -169,12 +170,12 @@ class WriterClaim:
     def _renew(self) -> None:
         host = socket.gethostname()
         pid, started = _process()
-        own = self.folder / _name(host, pid, started)
+        own = self._own(host, pid, started)
         now = clock()
         self._write(own, {"host": host, "pid": pid, "started": started,
                           "expires": now + self.ttl, "store": str(self.db)})
         blocking = None
-        for record in records(self.folder):  # read after writing: see the module docstring
+        for record in records(self.db):  # read after writing: see the module docstring
             if record.path == own:
                 continue
             if record.mine(host):
@@ -191,33 +192,24 @@ class WriterClaim:
                                         blocking.expires, str(blocking.path), now)
         self._renewed, self._pid = time.monotonic(), pid
 
-    def _write(self, path: Path, data: dict[str, object]) -> None:
+    def _own(self, host: str, pid: int, started: float) -> Path:
+        return self.db.with_name(record_prefix(self.db) + _name(host, pid, started))
+
+    @staticmethod
+    def _write(path: Path, data: dict[str, object]) -> None:
         """Put a record in place whole: written beside it, then renamed."""
-        text = json.dumps(data, sort_keys=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        for attempt in range(3):  # the folder may be removed by a closing neighbour
-            try:
-                self.folder.mkdir(parents=False, exist_ok=True)
-                with open(temporary, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(temporary, path)
-                return
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, sort_keys=True))
+        os.replace(temporary, path)
 
     def release(self) -> None:
-        """Remove this process's record, and the folder if it is left empty."""
+        """Remove this process's record."""
         with self._lock:
             self._renewed = -float("inf")
             if self._pid != os.getpid():
                 return  # a forked child: the record is its parent's
-            pid, started = _process()
-            (self.folder / _name(socket.gethostname(), pid, started)).unlink(missing_ok=True)
-            try:
-                self.folder.rmdir()
-            except OSError:
-                pass  # others' records are in it, or it is gone
+            self._own(socket.gethostname(), *_process()).unlink(missing_ok=True)
 
 
 _claims: dict[str, WriterClaim] = {}
@@ -295,7 +287,7 @@ def reading_query(db: Path, writable: bool) -> str:
     if mount is None:
         return f"mode={'rw' if writable else 'ro'}"
     host, now = socket.gethostname(), clock()
-    live = [r for r in records(records_folder(db)) if r.expires >= now]
+    live = [r for r in records(db) if r.expires >= now]
     for record in live:
         if record.mine(host):  # through a local path: its -shm is not what we would map
             raise NetworkFilesystemError(
