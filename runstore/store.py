@@ -244,6 +244,12 @@ class Reserve:
 class Store:
     """A runstore store file, opened.
 
+    Only processes of the host where a store lives may write it (SQLite's
+    write-ahead log works on one host only): a store opened for writing is
+    refused on a network filesystem, or while a process of another host
+    writes it. Read-only opens are allowed anywhere while nobody writes the
+    store (see :mod:`runstore.writerhost`).
+
     Parameters
     ----------
     path
@@ -270,16 +276,6 @@ class Store:
         compute; a lease only matters to workers on other hosts, since a run
         claimed by a live process of the store's host is never taken from it.
         It is also how long this process's writer record lasts unless renewed.
-    _private
-        For runstore itself: the file is new and only this process will ever
-        open it (a bundle being written), so the one-writer-host checks are
-        skipped.
-
-    Only processes of the host where a store lives may write it (SQLite's
-    write-ahead log works on one host only): a store opened for writing is
-    refused on a network filesystem, or while a process of another host
-    writes it. Read-only opens are allowed anywhere while nobody writes the
-    store (see :mod:`runstore.writerhost`).
 
     Raises
     ------
@@ -318,6 +314,8 @@ class Store:
         else:
             db = Path(path)
             self.path = str(db)
+            # _private: runstore's own new file that no other process opens (a
+            # bundle being written), so the one-writer-host checks do not apply.
             if not readonly and not _private:
                 self._writer = self._become_writer(db)
             try:
