@@ -99,7 +99,7 @@ def _write_bundle(batch: Batch, selected: Sequence[Run], db: Path, h5: Path) -> 
                 raise
             except (OSError, KeyError) as exc:
                 raise ArrayFileError(str(h5), f"could not be packed ({exc})") from exc
-        target = Store(partial, arrays=db.parent)
+        target = Store(partial, arrays=db.parent, _private=True)  # nobody else opens it
         try:
             batch.store.copy_runs([row.key for row in rows], target, batch.name,
                                   h5.name if by_file else None)

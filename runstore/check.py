@@ -28,7 +28,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 import sqlalchemy as sa
@@ -191,13 +190,12 @@ def bundle_evidence(path: str) -> str | None:
         return None
     from .store import arrays_folder
 
-    from .storefile import reading_mode, survey_path
+    from .storefile import reading_uri, survey_path
 
     db = Path(path)
     survey_path(db, readonly=True)  # refuses, unchanged, what is not a runstore file
     try:
-        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode={reading_mode(db)}",
-                               uri=True)
+        conn = sqlite3.connect(reading_uri(db), uri=True)
     except sqlite3.Error:
         return None
     try:

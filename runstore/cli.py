@@ -325,16 +325,14 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
       runstore sql example.db "select A, val from example where A >= 3"
     """
     import sqlite3
-    from urllib.parse import quote
 
     from .guard import bound_queries, query_time_limit, read_only_authorizer
 
-    from .storefile import reading_mode, survey_path
+    from .storefile import reading_uri, survey_path
 
     db = Path(store)
     survey_path(db, readonly=True)  # a file that is not runstore's is refused unchanged
-    conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode={reading_mode(db)}",
-                           uri=True)
+    conn = sqlite3.connect(reading_uri(db), uri=True)
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")

@@ -25,6 +25,8 @@ __all__ = [
     "SchemaTooNewError",
     "SchemaOutdatedError",
     "ReadOnlyStoreError",
+    "NetworkFilesystemError",
+    "OtherHostWritingError",
     "BatchNameError",
     "ParameterError",
     "QueryError",
@@ -382,6 +384,78 @@ class ReadOnlyStoreError(StoreError, PermissionError):
             f"or opened with readonly=True). Import its runs into a store of "
             f"your own to add to them."
         )
+
+
+# What to do instead of writing a store from several hosts (for messages).
+_ONE_WRITER_HOST_ADVICE = (
+    "Only processes on the host whose disk holds a store may write it. Run the batch "
+    "(the coordinator) on that host, and compute on other hosts through ipyparallel "
+    "engines (batch(cluster=runstore.Cluster(...))) or Dask workers "
+    "(batch(executor=dask_client.get_executor())), whose results travel back to it; "
+    "see 'How to run a batch on several processes' (docs/howto/parallel.rst)")
+
+
+class NetworkFilesystemError(StoreError, PermissionError):
+    """A store on a filesystem that other hosts mount was opened for writing, or
+    cannot be read safely there now.
+
+    SQLite's write-ahead log works only between processes of one host
+    (https://sqlite.org/wal.html): written over NFS, Lustre, SMB, sshfs ...
+    a store can be corrupted or lose results.
+
+    Attributes
+    ----------
+    fstype : str
+        The filesystem type, as ``/proc/self/mountinfo`` names it.
+    mount_point : str
+        Where that filesystem is mounted.
+    """
+
+    def __init__(self, path: str, fstype: str, mount_point: str, source: str,
+                 reason: str | None = None) -> None:
+        self.fstype, self.mount_point = fstype, mount_point
+        where = f"a {fstype} network filesystem ({source}, mounted at {mount_point})"
+        if reason is None:
+            message = (
+                f"cannot open {path} for writing from this host: it is on {where}. "
+                f"SQLite's write-ahead log needs every process that writes the store on "
+                f"one host, on its local disk (https://sqlite.org/wal.html); written over "
+                f"a network filesystem the store can be corrupted or lose results. "
+                f"{_ONE_WRITER_HOST_ADVICE}. Reading it from here stays possible "
+                f"(readonly=True, runstore runs/status/show/sql/export). If no other "
+                f"host ever writes stores on this filesystem (say, a home folder that "
+                f"only this workstation mounts), set RUNSTORE_ALLOW_NETWORK_FS=1.")
+        else:
+            message = f"cannot read {path} safely from here: it is on {where}, and {reason}"
+        super().__init__(path, message)
+
+
+class OtherHostWritingError(StoreError, PermissionError):
+    """Another host is writing the store (or was, and its record has not expired).
+
+    Attributes
+    ----------
+    host : str
+        The host that writes the store.
+    expires : float
+        When its record expires unless renewed (seconds since the epoch).
+    record : str
+        The file that records it.
+    """
+
+    def __init__(self, path: str, host: str, pid: int, expires: float, record: str,
+                 now: float, action: str = "write") -> None:
+        import time
+
+        self.host, self.expires, self.record = host, expires, record
+        left = max(0.0, expires - now)
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+        super().__init__(
+            path, f"cannot {action} {path} from this host: host {host!r} (pid {pid}) "
+            f"is writing it; its record {record} holds until {at} ({left:.0f} s from "
+            f"now) unless {host} renews it. {_ONE_WRITER_HOST_ADVICE}. If {host} is no "
+            f"longer writing (its processes ended or the host is down), wait until then, "
+            f"or, once you are sure, delete {record}.")
 
 
 class BatchNameError(RunstoreError, ValueError):

@@ -61,7 +61,8 @@ from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
-from .storefile import Survey, survey, survey_path
+from .storefile import Survey, require_regular_files, survey, survey_path
+from .writerhost import WriterClaim, claim, reading_query, refuse_network_write, unclaim
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
 from .views import (
     batch_columns,
@@ -188,14 +189,20 @@ class Completion:
         return info
 
 
-def sqlite_url(db: str | os.PathLike[str], readonly: bool = False) -> sa.URL:
-    """The SQLAlchemy URL of a SQLite file, whatever characters its path holds."""
+def sqlite_url(db: str | os.PathLike[str], readonly: bool = False,
+               query: str | None = None) -> sa.URL:
+    """The SQLAlchemy URL of a SQLite file, whatever characters its path holds.
+
+    ``query`` is the URI query of a read-only open (default ``mode=ro``; see
+    :func:`runstore.writerhost.reading_query`).
+    """
     if not readonly:
         return sa.URL.create("sqlite", database=str(db))
     # A file: URI opens read-only; the path is quoted, since '?', '#' and '%'
     # mean something in a URI.
+    options = dict(part.split("=", 1) for part in (query or "mode=ro").split("&"))
     return sa.URL.create("sqlite", database=f"file:{quote(str(db))}",
-                         query={"mode": "ro", "uri": "true"})
+                         query={**options, "uri": "true"})
 
 
 def arrays_folder(db_path: Path) -> Path:
@@ -237,6 +244,12 @@ class Reserve:
 class Store:
     """A runstore store file, opened.
 
+    Only processes of the host where a store lives may write it (SQLite's
+    write-ahead log works on one host only): a store opened for writing is
+    refused on a network filesystem, or while a process of another host
+    writes it. Read-only opens are allowed anywhere while nobody writes the
+    store (see :mod:`runstore.writerhost`).
+
     Parameters
     ----------
     path
@@ -262,6 +275,7 @@ class Store:
         ``RUNSTORE_LEASE`` or 600). Drains extend their leases while they
         compute; a lease only matters to workers on other hosts, since a run
         claimed by a live process of the store's host is never taken from it.
+        It is also how long this process's writer record lasts unless renewed.
 
     Raises
     ------
@@ -271,12 +285,18 @@ class Store:
         application (it is left unchanged).
     StoreOptionError
         If ``synchronous`` is not one of the levels above.
+    NetworkFilesystemError
+        If opened for writing on a filesystem other hosts mount (NFS, Lustre,
+        GPFS, SMB, sshfs ...), or read-only there while it is being written.
+    OtherHostWritingError
+        If another host writes the store, or did and its record has not expired.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, readonly: bool = False,
                  allow_pickle: bool = False,
                  arrays: str | os.PathLike[str] | None = None,
-                 synchronous: str = "normal", lease: float | None = None) -> None:
+                 synchronous: str = "normal", lease: float | None = None,
+                 *, _private: bool = False) -> None:
         self.readonly = readonly
         self.allow_pickle = allow_pickle
         self.synchronous = _synchronous_level(synchronous)
@@ -286,6 +306,7 @@ class Store:
         self._claims_lock = threading.Lock()
         self._columns_seen: dict[tuple[int, str, str], frozenset[str]] = {}
         self._found = Survey(None, False)
+        self._writer: WriterClaim | None = None
         if path is None:
             self.path = ":memory:"
             self.engine = sa.create_engine("sqlite://", poolclass=StaticPool)
@@ -293,11 +314,17 @@ class Store:
         else:
             db = Path(path)
             self.path = str(db)
-            self._found = self._validate_file(db)
-            url = sqlite_url(db, readonly)
-            if not readonly:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url)
+            # _private: runstore's own new file that no other process opens (a
+            # bundle being written), so the one-writer-host checks do not apply.
+            if not readonly and not _private:
+                self._writer = self._become_writer(db)
+            try:
+                self._found = self._validate_file(db)
+                query = None if not readonly else reading_query(db, writable=False)
+            except BaseException:
+                self._unclaim()
+                raise
+            self.engine = sa.create_engine(sqlite_url(db, readonly, query))
             self.arrays = ArrayStore(arrays if arrays is not None else arrays_folder(db))
         # Claims held in this process are tracked per file, whatever object opened it.
         self._file = (f":memory:{id(self)}" if path is None
@@ -305,11 +332,28 @@ class Store:
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
         event.listen(self.engine, "connect", self._bound_queries)
-        self._check_schema()
-        if not readonly:
-            self.recover()
+        try:
+            self._check_schema()
+            if not readonly:
+                self.recover()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening ------------------------------------------------------------------
+
+    def _become_writer(self, db: Path) -> WriterClaim:
+        """Refuse a store on a network filesystem or written by another host; else
+        record this process as one of its writers (see :mod:`runstore.writerhost`)."""
+        refuse_network_write(db)
+        require_regular_files(db)  # before making its folder: a part may not be a folder
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return claim(db, self.lease)
+
+    def _unclaim(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            unclaim(writer)
 
     def _validate_file(self, db: Path) -> Survey:
         """What the file holds, found before any connection can change it.
@@ -359,6 +403,8 @@ class Store:
         """A write transaction that takes the write lock at once (BEGIN IMMEDIATE)."""
         if self.readonly:
             raise ReadOnlyStoreError(self.path, action)
+        if self._writer is not None:
+            self._writer.confirm()  # renewed after a quarter lease; refused if another host
         with self.engine.connect() as conn:
             conn.info["begin"] = "BEGIN IMMEDIATE"
             try:
@@ -831,10 +877,16 @@ class Store:
             return
         reserve = Reserve(self.arrays.directory / f".reserve-{os.getpid()}-{id(self):x}")
         try:
-            with Heartbeat(self.extend_leases, self.lease / 4):
+            with Heartbeat(self._beat, self.lease / 4):
                 yield reserve
         finally:
             reserve.free()
+
+    def _beat(self) -> None:
+        """What a drain's heartbeat does: renew the writer record, extend the leases."""
+        if self._writer is not None:
+            self._writer.confirm()
+        self.extend_leases()
 
     def give_back(self, computed: list[Completion], keys: Iterable[int], batch: int | None,
                   error: BaseException, reserve: Reserve,
@@ -1493,8 +1545,10 @@ class Store:
         return before, size()
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (and, for the last handle of this process
+        that writes the store, its writer record)."""
         self.engine.dispose()
+        self._unclaim()
 
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""

@@ -32,9 +32,10 @@ from urllib.parse import quote
 
 from .errors import NotAStoreError
 from .schema import APPLICATION_ID, RUNSTORE_TABLES, SCHEMA_REVISION
+from .writerhost import reading_query
 
 __all__ = ["Survey", "survey", "survey_path", "require_regular_files", "reading_mode",
-           "SIDE_SUFFIXES"]
+           "reading_uri", "SIDE_SUFFIXES"]
 
 #: The files SQLite keeps beside a database file.
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -171,8 +172,8 @@ def survey_path(db: Path, readonly: bool) -> Survey:
         if readonly:
             raise NotAStoreError(str(db), "it is an empty file")
         return Survey(None, False)
-    conn = sqlite3.connect(f"file:{quote(str(db))}?mode={reading_mode(db)}", uri=True,
-                           isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(reading_uri(db), uri=True, isolation_level=None,
+                           check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 60000")
         conn.execute("PRAGMA trusted_schema = OFF")
@@ -203,3 +204,15 @@ def reading_mode(db: Path) -> str:
             and os.access(db.parent, os.W_OK)):
         return "rw"
     return "ro"
+
+
+def reading_uri(db: Path) -> str:
+    """The SQLite URI with which a connection that only reads opens ``db``.
+
+    On a local disk, ``mode=`` is :func:`reading_mode`'s. On a filesystem
+    other hosts mount, the file is opened ``immutable`` (no locks, no
+    ``-wal``/``-shm`` made) when nobody writes it, and refused otherwise
+    (see :func:`runstore.writerhost.reading_query`).
+    """
+    query = reading_query(db, writable=reading_mode(db) == "rw")
+    return f"file:{quote(str(db.resolve()))}?{query}"

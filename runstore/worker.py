@@ -2,12 +2,15 @@
 
 ``runstore worker STORE`` (or :func:`work`) opens a store, finds the run
 classes of its pending runs by their module path, and computes runs until
-none it can compute is left. Any number of workers, on this host or others
-sharing the file system, can drain one store beside a coordinator: each claim
-is atomic, so no run is computed twice while its claim holds, and a run whose
-worker died returns to pending (at once on the same host, when its lease
-expires elsewhere). Starting a worker is the explicit step that allows
-importing the modules a store names; opening or querying a store never does.
+none it can compute is left. Any number of workers on the store's own host
+can drain one store beside a coordinator: each claim is atomic, so no run is
+computed twice, and a run whose worker died returns to pending at once. A
+worker is a writer like any other, so it refuses a store on a network
+filesystem or one that another host writes (:mod:`runstore.writerhost`):
+other hosts compute through ipyparallel engines or Dask workers, whose
+results travel back to the coordinator. Starting a worker is the explicit
+step that allows importing the modules a store names; opening or querying a
+store never does.
 """
 
 from __future__ import annotations
