@@ -121,9 +121,9 @@ class Cluster:
         self._cluster: Any = None  # an ipyparallel.Cluster, started or attached
         self._client: Any = None
         self._owned = True  # started here (stop() and `with` stop it), not attached
-        self._stalled_since: float | None = None  # since when it can compute nothing
-        self._answered = time.monotonic()  # when the controller last answered
-        self._asking: threading.Thread | None = None
+        self._engineless_since: float | None = None  # since when no engine is registered
+        self._asking: threading.Thread | None = None  # a question to the controller
+        self._asked = 0.0  # when it was asked
         _REGISTRY[(profile, cluster_id)] = self
 
     # -- life cycle ----------------------------------------------------------------
@@ -159,6 +159,19 @@ class Cluster:
                 f"output in the profile's log folder ({cluster.profile_dir})") from exc
         self._cluster, self._owned = cluster, True
         return self
+
+    def start_engines(self, n: int | None = None) -> None:
+        """Start ``n`` more engines (default: ``self.n``) with this cluster's engine launcher.
+
+        For a cluster attached through a client connection file, start
+        engines where its controller was started (``ipcluster engines``, a
+        batch job running ``ipengine --file=...``).
+        """
+        if self._cluster is None:
+            raise ClusterError(
+                f"cannot start engines for {self!r}: it was not started here nor attached "
+                f"through its cluster file; start them with ipengine where the controller runs")
+        self._cluster.start_engines_sync(n if n is not None else self.n)
 
     def wait(self, n_min: int | None = None, timeout: float = 60.0) -> Any:
         """Wait until at least ``n_min`` engines (default: all) are ready; return the client.
@@ -286,7 +299,6 @@ class Cluster:
                 f"the cluster of profile {self.profile!r} is not running: call "
                 f"start() first (or Cluster.attach() for one started elsewhere)")
         self._client = self._cluster.connect_client_sync()
-        self._answered = time.monotonic()
         return self._client
 
     def load_balanced_view(self) -> Any:
@@ -310,47 +322,48 @@ class Cluster:
         """Why the cluster can compute nothing, once that lasted :attr:`no_engines_timeout` s.
 
         That is: no engine is registered (all died, or their hosts are cut
-        off), or the controller stopped answering. None while it can compute
-        (and during the first :attr:`no_engines_timeout` seconds). A drain
-        asks this, to stop instead of waiting for engines that never come.
+        off), or the controller left a question unanswered (it died, or this
+        host lost its link to it). None while it can compute. A drain asks
+        this, to stop instead of waiting for engines that never come.
         """
         if not self.running:
             return None
-        now = time.monotonic()
-        reason = None
-        if not self.client.ids:
-            reason = f"no engine of the cluster of profile {self.profile!r} is registered"
-        elif now - self._ask_controller() > self.no_engines_timeout:
-            reason = (f"the controller of the cluster of profile {self.profile!r} did not "
-                      f"answer (it died, or this host lost its link to it)")
-        if reason is None:
-            self._stalled_since = None
-            return None
-        if self._stalled_since is None:
-            self._stalled_since = now
-        if now - self._stalled_since < self.no_engines_timeout:
-            return None
-        return (f"{reason} for {self.no_engines_timeout:g} s (Cluster.no_engines_timeout); "
-                f"start engines (cluster.start(), `ipcluster engines`, a new batch job) "
-                f"or a cluster")
+        now, limit = time.monotonic(), self.no_engines_timeout
+        if self.client.ids:
+            self._engineless_since = None
+        elif self._engineless_since is None:
+            self._engineless_since = now
+        if self._engineless_since is not None and now - self._engineless_since >= limit:
+            return (f"no engine of the cluster of profile {self.profile!r} has been "
+                    f"registered for {limit:g} s (Cluster.no_engines_timeout); start "
+                    f"engines (cluster.start_engines(), `ipcluster engines`, a batch job)")
+        asked = self._ask_controller(now)
+        if asked is not None and now - asked >= limit:
+            return (f"the controller of the cluster of profile {self.profile!r} has not "
+                    f"answered for {now - asked:.0f} s: it died, or this host lost its link "
+                    f"to it; start the cluster again and attach to it (Cluster.attach)")
+        return None
 
-    def _ask_controller(self) -> float:
-        """When the controller last answered; asks again in the background (one question at a time)."""
-        asking = self._asking
-        if asking is None or not asking.is_alive():
-            client = self.client
+    def _ask_controller(self, now: float) -> float | None:
+        """When the question the controller has not answered yet was asked (None: it answered).
 
-            def ask() -> None:
-                try:
-                    client.queue_status()
-                except Exception:  # noqa: BLE001 (no answer: the time answered stays old)
-                    return
-                self._answered = time.monotonic()
+        One question (``queue_status``) at a time, asked in the background.
+        """
+        if self._asking is not None and self._asking.is_alive():
+            return self._asked
+        client = self.client
 
-            self._asking = threading.Thread(target=ask, daemon=True,
-                                            name="runstore-controller-question")
-            self._asking.start()
-        return self._answered
+        def ask() -> None:
+            try:
+                client.queue_status()
+            except Exception:  # noqa: BLE001 (an error is an answer: it is there)
+                pass
+
+        self._asked = now
+        self._asking = threading.Thread(target=ask, daemon=True,
+                                        name="runstore-controller-question")
+        self._asking.start()
+        return None
 
     @staticmethod
     def is_lost(exc: BaseException) -> bool:
