@@ -1,15 +1,23 @@
-"""An ipyparallel cluster, started, used and stopped from Python.
+"""An ipyparallel cluster, started, attached to, used and stopped from Python.
 
 :class:`Cluster` has the semantics of the older ``mmfutils.parallel.Cluster``
 (a profile, a number of engines, ``start``, ``wait``, ``stop``, a context
-manager that yields a client), built on ipyparallel's own ``Cluster`` API: the
-controller and engines are launched by ipyparallel from this interpreter's
-environment, never by an ``ipcluster`` found on ``PATH``, and nothing probes a
-cluster that is not running. ``batch(cluster=...)`` drains a batch on its
-engines through ipyparallel's ``concurrent.futures`` executor; an engine that
-dies only requeues the runs it had.
+manager that yields a client), built on ipyparallel's own ``Cluster`` API:
+the controller and engines are launched by ipyparallel's launchers (local
+processes, SSH, MPI, SLURM, PBS ...) from this interpreter's environment,
+never by an ``ipcluster`` found on ``PATH``, and nothing probes a cluster
+that is not running. :meth:`Cluster.attach` uses a cluster started elsewhere,
+from its cluster file or its controller's client connection file.
 
-This is the only module of runstore that imports ipyparallel.
+``batch(cluster=...)`` drains a batch on the engines through ipyparallel's
+``concurrent.futures`` executor; this process (the coordinator) alone writes
+the store. An engine that dies, or whose host dies or is cut off (dropped by
+the controller's heartbeat), only requeues the runs it had; with no engine
+left (or no answer from the controller) for :attr:`Cluster.no_engines_timeout`
+seconds, the drain stops and says which runs are pending again.
+
+This is the only module of runstore that imports ipyparallel, and only when
+a cluster is made.
 """
 
 from __future__ import annotations
