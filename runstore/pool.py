@@ -20,6 +20,10 @@ killed) and every run in flight is lost with it: they return to PENDING and
 become suspects, and the pool is started again. Suspects then run alone, one
 task at a time, so that a death can be attributed: a run whose worker dies
 twice while it runs alone is recorded FAILED; the others complete normally.
+On an executor that goes on when one worker dies (an ipyparallel cluster,
+where an engine computes one task at a time and only its task is lost),
+suspects run one per task, side by side: a host that dies does not slow the
+rest of the batch down to one task at a time.
 An executor given by the caller cannot be restarted: its runs return to
 PENDING and the error says so.
 
@@ -166,6 +170,11 @@ class _Drain:
         self.owns_pool = executor is None
         self.restartable = restartable
         self.lost = lost or (lambda exc: False)
+        # An executor that goes on when a worker dies (an ipyparallel cluster,
+        # one task per engine at a time) loses only that worker's task: a
+        # suspect in a task of its own is blamed exactly, side by side with
+        # others. A broken pool loses every task: a suspect must run alone.
+        self.side_by_side = lost is not None
         self.executor: Executor = executor if executor is not None else process_pool(
             self.processes)
         self.workers = workers or (self.processes if executor is None
@@ -224,7 +233,8 @@ class _Drain:
     def _top_up(self) -> bool:
         """Claim and submit chunks until enough are in flight; False when none is left."""
         types = list(self.batch._classes)
-        while len(self.in_flight) < (1 if self.suspects else 2 * self.workers):
+        alone = self.suspects and not self.side_by_side
+        while len(self.in_flight) < (1 if alone else 2 * self.workers):
             share = -(-self.remaining // (2 * self.workers))  # an even share, rounded up
             size = 1 if self.suspects else max(1, min(self.chunk, share))
             rows = self.store.claim(self.batch._id, types, size, self.after,

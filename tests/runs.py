@@ -317,12 +317,12 @@ class Echo(runstore.Run):
 
 
 class HostCounting(runstore.Run):
-    """Sleeps, then logs ``x`` and the host name: where each computation happened."""
+    """Sleeps, then logs ``x``, the host name and pid: where each computation happened."""
 
     def run(self, x=0, log="", seconds=0.0):
         import socket
 
         time.sleep(seconds)
         with open(log, "a") as f:
-            f.write(f"{x} {socket.gethostname()}\n")
+            f.write(f"{x} {socket.gethostname()} {os.getpid()}\n")
         return {"x": x, "host": socket.gethostname()}
