@@ -268,17 +268,17 @@ class Cluster:
             source = ipyparallel.Cluster(profile=profile, cluster_id=cluster_id).cluster_file
         path = Path(source)
         kind = _connection_kind(path, profile, cluster_id)
+        if kind == "cluster":
+            found = _from_cluster_file(path)
+            profile, cluster_id = _profile_name(found.profile_dir), found.cluster_id
+            connect: Callable[[], Any] = lambda: found.connect_client_sync(timeout=timeout)
+        previous = _REGISTRY.get((profile, cluster_id))
         attached = cls(profile, n=n if n is not None else 1, cluster_id=cluster_id)
         attached._owned = False
+        if previous is not None and previous.running:  # get_cluster() keeps giving that one
+            _REGISTRY[(profile, cluster_id)] = previous
         if kind == "cluster":
-            found = ipyparallel.Cluster.from_file(str(path))
-            if found.controller is None:
-                raise ClusterError(
-                    f"the cluster file {str(path)!r} names a controller that is no longer "
-                    f"running; start the cluster again (and remove the stale file)")
             attached._cluster = found
-            attached.profile, attached.cluster_id = profile, found.cluster_id
-            connect: Callable[[], Any] = lambda: found.connect_client_sync(timeout=timeout)
         else:
             connect = lambda: ipyparallel.Client(str(path), timeout=timeout)
         try:
@@ -399,6 +399,23 @@ def get_cluster(profile: str = "default", cluster_id: str = "") -> Cluster:
     if found is not None:
         return found
     return Cluster.attach(profile=profile, cluster_id=cluster_id)
+
+
+def _from_cluster_file(path: Path) -> Any:
+    """The ``ipyparallel.Cluster`` a cluster file describes, if its controller runs."""
+    import ipyparallel
+
+    found = ipyparallel.Cluster.from_file(str(path))
+    if found.controller is None:
+        raise ClusterError(
+            f"the cluster file {str(path)!r} names a controller that is no longer "
+            f"running; start the cluster again (and remove the stale file)")
+    return found
+
+
+def _profile_name(profile_dir: str) -> str:
+    folder = Path(profile_dir).name
+    return folder[len("profile_"):] if folder.startswith("profile_") else folder
 
 
 def _connection_kind(path: Path, profile: str, cluster_id: str) -> str:

@@ -177,7 +177,8 @@ def test_a_new_coordinator_attaches_and_resumes_what_a_killed_one_left(tmp_path,
 
         # A new coordinator attaches (here: through the cluster file) and resumes.
         again = Cluster.attach(cluster._cluster.cluster_file)
-        assert not again._owned and len(again) == 2
+        assert not again._owned and len(again) == 2 and again.profile == "resumed"
+        assert get_cluster("resumed") is cluster  # still the one this process started
         batch = Batch("resumed", path=tmp_path)
         batch.add_factorial_runs(SlowCounting, {"x": list(range(12)), "log": str(log),
                                                 "seconds": 1.0})
@@ -216,7 +217,7 @@ def test_when_every_engine_is_gone_the_batch_stops_and_says_what_is_pending(tmp_
         log = tmp_path / "log"
         batch = Batch("gone")
         batch.add_factorial_runs(SlowCounting, {"x": list(range(10)), "log": str(log),
-                                                "seconds": 1.0})
+                                                "seconds": 0.5})
 
         def kill_all_soon():
             deadline = time.monotonic() + 60
