@@ -31,6 +31,7 @@ import psutil
 import pytest
 
 from runstore import Batch, Cluster
+from runstore.errors import PoolError
 
 from .runs import HostCounting
 
@@ -326,5 +327,29 @@ def test_a_host_cut_off_the_network_loses_only_its_runs_in_flight(hosts, tmp_pat
                  if "ipyparallel.engine" in " ".join(p.info["cmdline"] or [])
                  and str(PID) in _ip("netns", "identify", str(p.pid), check=False).stdout]
         assert alive  # hostB's engines still run, cut off: not what was noticed
+    finally:
+        cluster.close()
+
+
+def test_a_controller_that_dies_stops_the_batch_saying_what_is_pending(hosts, tmp_path):
+    cluster = _cluster(hosts)
+    cluster.no_engines_timeout = 3.0
+    try:
+        batch, log = _batch(tmp_path, "headless")
+        controller = hosts.processes[0]
+
+        def kill_controller() -> None:
+            os.killpg(controller.pid, signal.SIGKILL)
+
+        killer = _when_b_delivered(log, kill_controller)
+        with pytest.raises(PoolError, match=(
+                r"controller .* has not answered for \d+ s.*Cluster.attach.*pending again")):
+            batch(cluster=cluster, verbose=0)  # bounded, although engines look registered
+        killer.join(timeout=PATIENCE)
+        states = [r.state for r in batch.run]
+        assert "running" not in states and 1 <= states.count("pending") < 16
+        for run in batch.run:
+            if run.done:
+                assert run.result["x"] == run.parameters["x"]
     finally:
         cluster.close()
