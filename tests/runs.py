@@ -314,3 +314,15 @@ class Echo(runstore.Run):
 
     def run(self, i=0, x=None):
         return {"r": x}
+
+
+class HostCounting(runstore.Run):
+    """Sleeps, then logs ``x``, the host name and pid: where each computation happened."""
+
+    def run(self, x=0, log="", seconds=0.0):
+        import socket
+
+        time.sleep(seconds)
+        with open(log, "a") as f:
+            f.write(f"{x} {socket.gethostname()} {os.getpid()}\n")
+        return {"x": x, "host": socket.gethostname()}
