@@ -53,6 +53,16 @@ class Cluster:
         variables, or the CPU count.
     cluster_id
         Tells apart several clusters of one profile.
+    engines, controller
+        How ipyparallel launches the engines and the controller: ``"local"``
+        (processes of this host), ``"slurm"`` (a job submitted with
+        ``sbatch``), ``"mpi"``, ``"ssh"``, ... (ipyparallel's launcher names).
+    controller_ip
+        The address the controller listens on, which engines on other hosts
+        must reach.
+    options
+        Passed to ``ipyparallel.Cluster`` unchanged (for example ``config=``
+        with the launcher's settings).
 
     Examples
     --------
@@ -69,11 +79,17 @@ class Cluster:
     """
 
     def __init__(self, profile: str = "default", n: int | None = None,
-                 cluster_id: str = "", log_level: int = logging.WARNING) -> None:
+                 cluster_id: str = "", log_level: int = logging.WARNING, *,
+                 engines: str = "local", controller: str = "local",
+                 controller_ip: str | None = None, **options: Any) -> None:
         self.profile = profile
         self.n = n if n is not None else default_engines()
         self.cluster_id = cluster_id
         self.log_level = log_level
+        self.engines = engines
+        self.controller = controller
+        self.controller_ip = controller_ip
+        self.options = options
         self._cluster: Any = None
         self._client: Any = None
         _REGISTRY[(profile, cluster_id)] = self
@@ -85,9 +101,13 @@ class Cluster:
         import ipyparallel
 
         if self._cluster is None:
+            options = dict(self.options)
+            if self.controller_ip is not None:
+                options["controller_ip"] = self.controller_ip
             self._cluster = ipyparallel.Cluster(
                 n=self.n, profile=self.profile, cluster_id=self.cluster_id,
-                log_level=self.log_level)
+                log_level=self.log_level, engines=self.engines,
+                controller=self.controller, **options)
             self._cluster.start_cluster_sync()
         return self
 

@@ -1,0 +1,150 @@
+"""runstore.cluster on a real SLURM: engines submitted with sbatch, and the docs' recipe.
+
+The ``slurm`` fixture (tests/conftest.py) starts a single-node SLURM on this
+machine, installing it first where it is missing.
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from traitlets.config import Config
+
+from runstore import Batch, Cluster
+
+from .runs import Where, slurm_job_and_pid
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Seconds any one wait on SLURM may take (the node is idle; nothing else queues).
+BOUND = 120.0
+
+
+def squeue() -> dict[str, tuple[str, str]]:
+    """The jobs SLURM knows now: id -> (name, state)."""
+    listed = subprocess.run(["squeue", "-h", "-o", "%i|%j|%T"], capture_output=True,
+                            text=True, timeout=30, check=True).stdout
+    return {job: (name, state) for job, name, state in
+            (line.split("|") for line in listed.splitlines() if line.strip())}
+
+
+def wait_until_gone(job: str) -> None:
+    deadline = time.monotonic() + BOUND
+    while job in squeue():
+        if time.monotonic() > deadline:
+            pytest.fail(f"SLURM job {job} still in squeue {BOUND} s after the cluster "
+                        f"stopped: {squeue()[job]}")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_batch_drains_on_engines_slurm_runs(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # engines import tests.runs
+    monkeypatch.chdir(tmp_path)
+    assert not squeue()
+    log = tmp_path / "log"
+    options = {"config": Config({"SlurmEngineSetLauncher": {"timelimit": "10:00"}})}
+    cluster = Cluster(profile="runstore-slurm", n=2, engines="slurm",
+                      controller_ip="127.0.0.1", **options).start()
+    engine_pids: list[int] = []
+    jobs: dict[str, tuple[str, str]] = {}
+    try:
+        client = cluster.wait(timeout=BOUND)
+        jobs = squeue()
+        assert [(name.split("-")[0], state) for name, state in jobs.values()] == [
+            ("ipengine", "RUNNING")]  # one job for both engines, submitted by sbatch
+        (job,) = jobs
+        engines = client[:].apply_sync(slurm_job_and_pid)
+        assert {slurm_job for slurm_job, _ in engines} == {job}
+        engine_pids = [pid for _, pid in engines]
+
+        batch = Batch("slurm")
+        batch.add_factorial_runs(Where, {"x": list(range(12)), "log": str(log)})
+        batch(cluster=cluster, verbose=0)
+        runs = list(batch.run)
+        assert all(run.done for run in runs)
+        assert sorted(map(int, log.read_text().split())) == list(range(12))  # each once
+        assert [run.result["x"] for run in runs] == list(range(12))
+        # Computed in the SLURM job, on this (its only) node ...
+        assert {run.result["slurm_job"] for run in runs} == {job}
+        assert {run.result["host"] for run in runs} == {socket.gethostname()}
+        assert {run.result["pid"] for run in runs} <= set(engine_pids)
+        # ... and recorded by the coordinator, which claimed each run once.
+        assert {(run.provenance["host"], run.provenance["pid"], run.provenance["attempts"])
+                for run in runs} == {(socket.gethostname(), os.getpid(), 1)}
+    finally:
+        cluster.stop()
+    for job in jobs:
+        wait_until_gone(job)
+    assert not [pid for pid in engine_pids if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def slurm_recipe() -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The files (by caption) and ``$`` commands with their output, of the SLURM section."""
+    text = (ROOT / "docs" / "howto" / "parallel.rst").read_text()
+    section = re.search(r"^On a SLURM cluster\n-+\n(.*?)(?=^\S[^\n]*\n-+\n|\Z)", text,
+                        re.M | re.S)
+    assert section, "docs/howto/parallel.rst has a section 'On a SLURM cluster'"
+    body = section.group(1)
+    block = r"((?:    .*\n|\n)+)"
+    files = {name: textwrap.dedent(code) for name, code in re.findall(
+        r"\.\. code-block:: \w+\n    :caption: (\S+)\n\n" + block, body)}
+    commands: list[tuple[str, str]] = []
+    for console in re.findall(r"\.\. code-block:: console\n\n" + block, body):
+        for chunk in re.split(r"^\$ ", textwrap.dedent(console), flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            commands.append((command, output.strip("\n") + "\n"))
+    return files, commands
+
+
+@pytest.mark.slow
+def test_the_slurm_recipe_runs_as_written(slurm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    files, commands = slurm_recipe()
+    assert {"mymodels.py", "sweep.py"} <= set(files) and commands
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    assert not squeue()
+    for command, expected in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "python", f"a command of the SLURM recipe: {command}"
+        argv[0] = sys.executable  # the python whose runstore is tested
+        seen: set[tuple[str, str, str]] = set()  # job, name, state
+        with subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as process:
+            try:
+                deadline = time.monotonic() + 3 * BOUND
+                while process.poll() is None:  # the engine job, seen while it runs
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"$ {command} did not end within {3 * BOUND} s; "
+                                    f"SLURM's queue: {squeue()}")
+                    seen.update((job, *named) for job, named in squeue().items())
+                    time.sleep(0.5)
+                out, err = process.communicate()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+        assert process.returncode == 0, f"$ {command}\n{err}"
+        assert doctest.OutputChecker().check_output(expected, out, doctest.ELLIPSIS), (
+            f"$ {command}\nexpected:\n{expected}\ngot:\n{out}")
+        assert {(name, state) for _, name, state in seen} >= {("runstore-engines", "RUNNING")}, (
+            f"the engine job was seen running while $ {command} ran: {seen}")
+        for job in {job for job, _, _ in seen}:
+            wait_until_gone(job)
+    batch = Batch("damped")
+    assert len(batch.run) == 12 and all(run.done for run in batch.run)
+    assert {run.provenance["attempts"] for run in batch.run} == {1}
