@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,16 +71,19 @@ def slurm_conf() -> Iterator[Path]:
     # tmp_path is: the cluster's folder is a fresh one in the system's tmp.
     folder = Path(tempfile.mkdtemp(prefix="runstore-slurm-"))
     try:
+        # At most three apt-get commands of 300 s each, then a minute for the daemons.
         started = subprocess.run(
             ["bash", str(SLURM_SCRIPTS / "start-slurm.sh"), str(folder), str(os.getpid())],
-            capture_output=True, text=True, timeout=1500)
+            capture_output=True, text=True, timeout=1200,
+            env={**os.environ, "PYTHON": sys.executable})
         if started.returncode == 77:
-            reason = started.stderr.strip().splitlines()[-1]
+            reason = (started.stderr.strip().splitlines() or ["cannot start SLURM here"])[-1]
             print(reason)
             pytest.skip(reason)
         if started.returncode != 0:
             pytest.fail(f"tests/slurm/start-slurm.sh failed (status {started.returncode}); "
-                        f"what it said, with the last lines of the daemons' logs:\n{started.stderr}", pytrace=False)
+                        f"what it said, with the end of the daemons' logs:\n{started.stderr}",
+                        pytrace=False)
         yield folder / "slurm.conf"
     finally:
         subprocess.run(["bash", str(SLURM_SCRIPTS / "stop-slurm.sh"), str(folder)],

@@ -19,7 +19,8 @@ set -euo pipefail
 DIR=${1:?usage: start-slurm.sh DIR [OWNER_PID]}
 OWNER=${2:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
-INSTALL_SECONDS=${RUNSTORE_SLURM_INSTALL_SECONDS:-600}
+INSTALL_SECONDS=${RUNSTORE_SLURM_INSTALL_SECONDS:-300}  # each apt-get command
+PYTHON=${PYTHON:-python3}
 READY_SECONDS=${RUNSTORE_SLURM_READY_SECONDS:-60}
 
 cannot() { echo "cannot start SLURM here: $*" >&2; exit 77; }
@@ -36,9 +37,10 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 install_packages() {
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
         && command -v sbatch >/dev/null && command -v munged >/dev/null && return 0
-    [ "$(id -u)" = 0 ] || cannot "slurm-wlm and munge are not installed, and installing them needs root"
-    command -v apt-get >/dev/null || cannot "slurm-wlm and munge are not installed, and there is no apt-get to install them"
-    echo "installing slurm-wlm and munge with apt-get (at most ${INSTALL_SECONDS} s)" >&2
+    local missing="slurm-wlm and munge are not installed"
+    [ "$(id -u)" = 0 ] || cannot "$missing, and installing them needs root"
+    command -v apt-get >/dev/null || cannot "$missing, and there is no apt-get to install them"
+    echo "installing slurm-wlm and munge with apt-get (at most ${INSTALL_SECONDS} s a step)" >&2
     # Keep the packages' maintainer scripts from starting system daemons: this
     # script starts its own, on its own key, socket and ports.
     local policy=/usr/sbin/policy-rc.d made_policy=
@@ -70,7 +72,7 @@ install_packages() {
 free_port() {
     # A port nothing listens on now: slurmctld and slurmd of another cluster
     # (or of an earlier run) may hold the default 6817 and 6818.
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 write_config() {
@@ -141,7 +143,8 @@ wait_idle() {
         state=$(sinfo -h -N -o %t 2>/dev/null | head -n 1) || state=
         case $state in
             idle) return 0 ;;
-            down*|drain*|fail*) scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true ;;
+            down*|drain*|fail*)
+                scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true ;;
         esac
         alive "$DIR/run/slurmctld.pid" || fail "slurmctld exited"
         alive "$DIR/run/slurmd.pid" || fail "slurmd exited"
@@ -171,7 +174,8 @@ fi
 "$HERE/stop-slurm.sh" --keep "$DIR" >/dev/null 2>&1 || true
 mkdir -p "$DIR"/{munge,socket,state,spool,run,log}
 
-[ -f "$DIR/slurm.conf" ] || write_config
+[ "$(id -u)" = 0 ] || cannot "this test cluster runs its daemons as root (SlurmUser=root); run as root"
+write_config  # afresh: the ports of an earlier start may be taken now
 start_munge
 slurmctld -c -i || fail "slurmctld did not start"
 slurmd || fail "slurmd did not start"
