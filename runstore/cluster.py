@@ -14,8 +14,10 @@ This is the only module of runstore that imports ipyparallel.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,14 @@ def default_engines() -> int:
 
 
 class Cluster:
-    """A local ipyparallel cluster: a controller and ``n`` engines.
+    """An ipyparallel cluster: a controller and ``n`` engines, here or on other hosts.
+
+    The controller and the engines are started by ipyparallel's launchers:
+    ``engines="local"`` (processes of this host, the default), ``"mpi"``,
+    ``"ssh"``, ``"slurm"``, ``"pbs"``, ``"sge"``, ``"lsf"``, ``"htcondor"``
+    ... (any name of an ``ipyparallel.engine_launchers`` entry point, or a
+    launcher class); ``controller=`` likewise. Only this process (the
+    coordinator) writes the store: engines compute and send results back.
 
     Parameters
     ----------
@@ -53,16 +62,25 @@ class Cluster:
         variables, or the CPU count.
     cluster_id
         Tells apart several clusters of one profile.
-    engines, controller
-        How ipyparallel launches the engines and the controller: ``"local"``
-        (processes of this host), ``"slurm"`` (a job submitted with
-        ``sbatch``), ``"mpi"``, ``"ssh"``, ... (ipyparallel's launcher names).
+    log_level
+        The level of ipyparallel's log messages in this process.
+    engines
+        How engines are launched: an ipyparallel engine launcher's name or class.
+    controller
+        How the controller is launched: a controller launcher's name or class.
     controller_ip
-        The address the controller listens on, which engines on other hosts
-        must reach.
-    options
-        Passed to ``ipyparallel.Cluster`` unchanged (for example ``config=``
-        with the launcher's settings).
+        The address the controller listens on; engines on other hosts need
+        one they can reach (``"0.0.0.0"`` for every interface, then
+        ``controller_location=`` names the host engines connect to).
+    **options
+        Passed to ``ipyparallel.Cluster`` unchanged: ``controller_location``,
+        ``controller_args`` (e.g. ``["--HeartMonitor.period=1000"]``),
+        ``engine_timeout``, ``delay``, ``shutdown_atexit``, and ``config``: a
+        traitlets ``Config`` (or a mapping of the same shape) with the
+        launchers' options, e.g. ``{"SlurmEngineSetLauncher": {"account":
+        "proj", "queue": "short", "timelimit": "1:00:00", "options":
+        "#SBATCH --mem=4G"}}``. A ``config`` replaces the profile's
+        ``ipcluster_config.py``.
 
     Examples
     --------
@@ -76,39 +94,65 @@ class Cluster:
         cluster.wait()
         batch(cluster=cluster)
         cluster.stop()
+
+        cluster = runstore.Cluster(n=64, engines="slurm", controller_ip="0.0.0.0",
+                                   config={"SlurmEngineSetLauncher": {"account": "proj"}})
     """
+
+    #: Seconds a drain goes on with no engine registered (or no answer from
+    #: the controller) before it stops; its runs in flight are then pending.
+    no_engines_timeout: float = 60.0
 
     def __init__(self, profile: str = "default", n: int | None = None,
                  cluster_id: str = "", log_level: int = logging.WARNING, *,
-                 engines: str = "local", controller: str = "local",
+                 engines: str | type = "local", controller: str | type = "local",
                  controller_ip: str | None = None, **options: Any) -> None:
         self.profile = profile
         self.n = n if n is not None else default_engines()
         self.cluster_id = cluster_id
         self.log_level = log_level
-        self.engines = engines
-        self.controller = controller
+        self.engines = _launcher(engines, "engine")
+        self.controller = _launcher(controller, "controller")
         self.controller_ip = controller_ip
-        self.options = options
-        self._cluster: Any = None
+        self.options = _options(options)
+        self._cluster: Any = None  # an ipyparallel.Cluster, started or attached
         self._client: Any = None
+        self._owned = True  # started here (stop() and `with` stop it), not attached
+        self._engineless_since: float | None = None
         _REGISTRY[(profile, cluster_id)] = self
 
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> Cluster:
-        """Start the controller and the engines (without waiting for the engines)."""
-        import ipyparallel
+        """Start the controller and the engines (without waiting for the engines).
 
-        if self._cluster is None:
-            options = dict(self.options)
-            if self.controller_ip is not None:
-                options["controller_ip"] = self.controller_ip
-            self._cluster = ipyparallel.Cluster(
+        With a batch system the engines are submitted as a job and come up
+        when it runs: :meth:`wait` waits for them.
+        """
+        import ipyparallel
+        from traitlets import TraitError
+
+        if self._cluster is not None or self._client is not None:
+            return self
+        address = {} if self.controller_ip is None else {"controller_ip": self.controller_ip}
+        try:
+            cluster = ipyparallel.Cluster(
                 n=self.n, profile=self.profile, cluster_id=self.cluster_id,
-                log_level=self.log_level, engines=self.engines,
-                controller=self.controller, **options)
-            self._cluster.start_cluster_sync()
+                log_level=self.log_level, engines=self.engines, controller=self.controller,
+                **address, **self.options)
+        except (TraitError, TypeError, ValueError) as exc:
+            raise ClusterError(f"ipyparallel refused the options of {self!r}: {exc}. "
+                               f"Correct them (see ipyparallel.Cluster)") from exc
+        try:
+            cluster.start_cluster_sync()
+        except Exception as exc:
+            _quietly(cluster.stop_cluster_sync)  # what did start, the controller
+            raise ClusterError(
+                f"the cluster of profile {self.profile!r} could not start (controller "
+                f"{_name(self.controller)!r}, engines {_name(self.engines)!r}): "
+                f"{type(exc).__name__}: {exc}. Check the launcher's options and its "
+                f"output in the profile's log folder ({cluster.profile_dir})") from exc
+        self._cluster, self._owned = cluster, True
         return self
 
     def wait(self, n_min: int | None = None, timeout: float = 60.0) -> Any:
@@ -190,7 +234,9 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = f"{len(self)} engines" if self.running else "not running"
-        return f"Cluster(profile={self.profile!r}, n={self.n}, {state})"
+        launchers = "" if (self.engines, self.controller) == ("local", "local") else (
+            f", engines={_name(self.engines)!r}, controller={_name(self.controller)!r}")
+        return f"Cluster(profile={self.profile!r}, n={self.n}{launchers}, {state})"
 
 
 def get_cluster(profile: str = "default", cluster_id: str = "") -> Cluster:
@@ -213,3 +259,56 @@ def get_cluster(profile: str = "default", cluster_id: str = "") -> Cluster:
     cluster = Cluster(profile, n=attached.n or default_engines(), cluster_id=cluster_id)
     cluster._cluster = attached
     return cluster
+
+
+#: Names ``Cluster`` passes to ``ipyparallel.Cluster`` itself: not in ``**options``.
+_NAMED = {"n": "n", "profile": "profile", "cluster_id": "cluster_id",
+          "log_level": "log_level", "engine_launcher_class": "engines",
+          "controller_launcher_class": "controller"}
+
+
+def _launcher(name: str | type, kind: str) -> str | type:
+    """A launcher name or class, checked against ipyparallel's entry points."""
+    if not isinstance(name, str):
+        return name
+    if "." in name or ":" in name:  # an import path: ipyparallel imports it
+        return name
+    from importlib.metadata import entry_points
+
+    known = sorted({ep.name.lower() for ep in entry_points(group=f"ipyparallel.{kind}_launchers")})
+    if name.lower() not in known:
+        raise ClusterError(f"no {kind} launcher {name!r} in ipyparallel; choose one of "
+                           f"{', '.join(known)}, or give a launcher class")
+    return name
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """``**options`` checked against ``ipyparallel.Cluster``'s settings; a config mapping as Config."""
+    import ipyparallel
+    from traitlets.config import Config
+
+    for name in options:
+        if name in _NAMED:
+            raise ClusterError(f"give {name!r} as runstore.Cluster's {_NAMED[name]}= "
+                               f"parameter, not among the ipyparallel options")
+    unknown = sorted(set(options) - set(ipyparallel.Cluster.class_trait_names()))
+    if unknown:
+        raise ClusterError(
+            f"ipyparallel.Cluster has no option {', '.join(map(repr, unknown))}; launcher "
+            f"options go in config={{'SlurmEngineSetLauncher': {{...}}}} (the launcher's "
+            f"class name, then its settings)")
+    config = options.get("config")
+    if isinstance(config, Mapping) and not isinstance(config, Config):
+        options = {**options, "config": Config(copy.deepcopy(dict(config)))}
+    return options
+
+
+def _name(launcher: str | type) -> str:
+    return launcher if isinstance(launcher, str) else launcher.__name__
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:  # noqa: BLE001 (cleaning up after the error being raised)
+        pass

@@ -87,3 +87,37 @@ def test_a_batch_drains_on_a_real_cluster_and_survives_a_killed_engine(tmp_path,
     assert not [pid for pid in engine_pids if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not cluster.running
+
+
+def test_launchers_and_ipyparallel_options_pass_through(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    cluster = Cluster(n=2, engines="slurm", controller_ip="127.0.0.1", engine_timeout=5,
+                      controller_location="coordinator", controller_args=["--debug"],
+                      config={"SlurmEngineSetLauncher": {"account": "proj",
+                                                          "timelimit": "0:10:00"}})
+    assert (cluster.engines, cluster.controller, cluster.controller_ip) == (
+        "slurm", "local", "127.0.0.1")
+    assert cluster.options["engine_timeout"] == 5
+    assert cluster.options["config"].SlurmEngineSetLauncher.account == "proj"
+    assert "engines='slurm'" in repr(cluster) and not cluster.running
+    with pytest.raises(ClusterError, match="no engine launcher 'slrum'.*slurm"):
+        Cluster(engines="slrum")
+    with pytest.raises(ClusterError, match="no controller launcher 'nowhere'"):
+        Cluster(controller="nowhere")
+    with pytest.raises(ClusterError, match="no option 'acount'.*config="):
+        Cluster(engines="slurm", acount="proj")
+    with pytest.raises(ClusterError, match="'engine_launcher_class' as .* engines="):
+        Cluster(engine_launcher_class="mpi")
+
+
+def test_a_cluster_that_cannot_launch_says_why_and_leaves_nothing_running(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mpiexec here
+    cluster = Cluster(profile="nompi", n=1, engines="mpi", engine_timeout=5)
+    with pytest.raises(ClusterError, match="could not start .*engines 'mpi'"):
+        cluster.start()
+    assert not cluster.running
+    time.sleep(0.5)
+    assert [p for p in psutil.Process().children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE] == []  # its controller was stopped
