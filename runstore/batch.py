@@ -696,7 +696,7 @@ class Batch:
             if cluster is not None:
                 failed = drain(self, cluster.executor(), None, bar, restartable=False,
                                workers=max(1, len(cluster)), lost=cluster.is_lost,
-                               pending=pending)
+                               pending=pending, stalled=cluster.stalled)
             elif processes is not None or executor is not None:
                 if processes is not None and processes < 1:
                     raise ValueError(f"processes must be at least 1, got {processes}")

@@ -15,8 +15,11 @@ This is the only module of runstore that imports ipyparallel.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from pathlib import Path
@@ -118,7 +121,9 @@ class Cluster:
         self._cluster: Any = None  # an ipyparallel.Cluster, started or attached
         self._client: Any = None
         self._owned = True  # started here (stop() and `with` stop it), not attached
-        self._engineless_since: float | None = None
+        self._stalled_since: float | None = None  # since when it can compute nothing
+        self._answered = time.monotonic()  # when the controller last answered
+        self._asking: threading.Thread | None = None
         _REGISTRY[(profile, cluster_id)] = self
 
     # -- life cycle ----------------------------------------------------------------
@@ -170,41 +175,118 @@ class Cluster:
                 f"only {len(client.ids)} of {wanted} engines of profile {self.profile!r} "
                 f"registered within {timeout} s; wait longer (wait(timeout=...)), or ask "
                 f"for fewer (wait(n_min=...))") from exc
-        client[:].execute("import runstore.pool", block=True)
+        try:
+            client[:].execute("import runstore.pool", block=False).get(timeout=timeout)
+        except Exception as exc:
+            raise ClusterError(
+                f"the engines of profile {self.profile!r} registered but could not import "
+                f"runstore within {timeout} s ({type(exc).__name__}: {exc}); install it in "
+                f"the engines' environment (or set their PYTHONPATH)") from exc
         return client
 
     def stop(self) -> None:
-        """Stop the engines and the controller, and close the client."""
+        """Stop the engines and the controller, and close the client.
+
+        This stops an attached cluster too (one attached through a client
+        connection file is asked to shut down); :meth:`close` leaves it running.
+        """
+        if self._cluster is None and self._client is not None:  # attached by client file
+            _quietly(lambda: self._client.shutdown(hub=True, block=False))
+        self.close()
+        if self._cluster is not None:
+            self._cluster.stop_cluster_sync()
+            self._cluster = None
+
+    def close(self) -> None:
+        """Disconnect from the cluster, and leave it running (for another coordinator)."""
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self._cluster is not None:
-            self._cluster.stop_cluster_sync()
+        if not self._owned:
             self._cluster = None
 
     @property
     def running(self) -> bool:
         """Whether this object started (or attached to) a cluster not yet stopped."""
-        return self._cluster is not None
+        return self._cluster is not None or self._client is not None
 
     def __enter__(self) -> Any:
         self.start()
         return self.wait()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        """Stop a cluster this object started; only disconnect from an attached one."""
+        if self._owned:
+            self.stop()
+        else:
+            self.close()
+
+    @classmethod
+    def attach(cls, source: str | os.PathLike[str] | None = None, *,
+               profile: str = "default", cluster_id: str = "", n: int | None = None,
+               timeout: float = 10.0) -> Cluster:
+        """Attach to a running cluster started elsewhere, from its connection file.
+
+        ``source`` is either ipyparallel's *cluster file* (the
+        ``security/cluster-<id>.json`` that ``ipcluster start`` or
+        :meth:`start` writes in the profile; without ``source``, the one of
+        ``profile`` and ``cluster_id``), or the controller's *client
+        connection file* ``ipcontroller-client.json`` (of a controller started
+        by ``ipcontroller``, or by a batch job): enough to compute, not to
+        start engines. ``n`` is how many engines :meth:`wait` waits for (by
+        default those registered now, or the cluster file's count).
+
+        The cluster goes on running when this process ends or calls
+        :meth:`close` (``with`` closes it too); :meth:`stop` stops it.
+        Connecting fails with :class:`~runstore.errors.ClusterError` within
+        ``timeout`` seconds if the controller does not answer.
+        """
+        import ipyparallel
+
+        if source is None:
+            source = ipyparallel.Cluster(profile=profile, cluster_id=cluster_id).cluster_file
+        path = Path(source)
+        kind = _connection_kind(path, profile, cluster_id)
+        attached = cls(profile, n=n if n is not None else 1, cluster_id=cluster_id)
+        attached._owned = False
+        if kind == "cluster":
+            found = ipyparallel.Cluster.from_file(str(path))
+            if found.controller is None:
+                raise ClusterError(
+                    f"the cluster file {str(path)!r} names a controller that is no longer "
+                    f"running; start the cluster again (and remove the stale file)")
+            attached._cluster = found
+            attached.profile, attached.cluster_id = profile, found.cluster_id
+            connect: Callable[[], Any] = lambda: found.connect_client_sync(timeout=timeout)
+        else:
+            connect = lambda: ipyparallel.Client(str(path), timeout=timeout)
+        try:
+            attached._client = connect()
+        except (TimeoutError, OSError) as exc:
+            attached._cluster = None
+            raise ClusterError(
+                f"the controller named in {str(path)!r} did not answer within {timeout} s "
+                f"({type(exc).__name__}: {exc}); it is not running, or not reachable from "
+                f"this host (start the cluster again, or attach with a longer "
+                f"timeout=)") from exc
+        if n is None:
+            attached.n = max(len(attached._client.ids),
+                             (found.n or 0) if kind == "cluster" else 0, 1)
+        return attached
 
     # -- using it --------------------------------------------------------------------
 
     @property
     def client(self) -> Any:
         """An ``ipyparallel.Client`` connected to the cluster."""
+        if self._client is not None:
+            return self._client
         if self._cluster is None:
             raise ClusterError(
                 f"the cluster of profile {self.profile!r} is not running: call "
-                f"start() first (or use get_cluster() for one started elsewhere)")
-        if self._client is None:
-            self._client = self._cluster.connect_client_sync()
+                f"start() first (or Cluster.attach() for one started elsewhere)")
+        self._client = self._cluster.connect_client_sync()
+        self._answered = time.monotonic()
         return self._client
 
     def load_balanced_view(self) -> Any:
@@ -222,7 +304,53 @@ class Cluster:
 
     def __len__(self) -> int:
         """The number of engines registered now (0 if not running)."""
-        return len(self.client.ids) if self._cluster is not None else 0
+        return len(self.client.ids) if self.running else 0
+
+    def stalled(self) -> str | None:
+        """Why the cluster can compute nothing, once that lasted :attr:`no_engines_timeout` s.
+
+        That is: no engine is registered (all died, or their hosts are cut
+        off), or the controller stopped answering. None while it can compute
+        (and during the first :attr:`no_engines_timeout` seconds). A drain
+        asks this, to stop instead of waiting for engines that never come.
+        """
+        if not self.running:
+            return None
+        now = time.monotonic()
+        reason = None
+        if not self.client.ids:
+            reason = f"no engine of the cluster of profile {self.profile!r} is registered"
+        elif now - self._ask_controller() > self.no_engines_timeout:
+            reason = (f"the controller of the cluster of profile {self.profile!r} did not "
+                      f"answer (it died, or this host lost its link to it)")
+        if reason is None:
+            self._stalled_since = None
+            return None
+        if self._stalled_since is None:
+            self._stalled_since = now
+        if now - self._stalled_since < self.no_engines_timeout:
+            return None
+        return (f"{reason} for {self.no_engines_timeout:g} s (Cluster.no_engines_timeout); "
+                f"start engines (cluster.start(), `ipcluster engines`, a new batch job) "
+                f"or a cluster")
+
+    def _ask_controller(self) -> float:
+        """When the controller last answered; asks again in the background (one question at a time)."""
+        asking = self._asking
+        if asking is None or not asking.is_alive():
+            client = self.client
+
+            def ask() -> None:
+                try:
+                    client.queue_status()
+                except Exception:  # noqa: BLE001 (no answer: the time answered stays old)
+                    return
+                self._answered = time.monotonic()
+
+            self._asking = threading.Thread(target=ask, daemon=True,
+                                            name="runstore-controller-question")
+            self._asking.start()
+        return self._answered
 
     @staticmethod
     def is_lost(exc: BaseException) -> bool:
@@ -243,22 +371,35 @@ def get_cluster(profile: str = "default", cluster_id: str = "") -> Cluster:
     """The cluster of a profile: one made in this process, or one started elsewhere.
 
     A cluster started elsewhere is found through the cluster file ipyparallel
-    writes in the profile's folder; without one, this fails at once.
+    writes in the profile's folder (see :meth:`Cluster.attach`); without one,
+    this fails at once.
     """
     found = _REGISTRY.get((profile, cluster_id))
     if found is not None:
         return found
-    import ipyparallel
+    return Cluster.attach(profile=profile, cluster_id=cluster_id)
 
+
+def _connection_kind(path: Path, profile: str, cluster_id: str) -> str:
+    """``"cluster"`` for an ipyparallel cluster file, ``"client"`` for a client connection file."""
     try:
-        attached = ipyparallel.Cluster.from_file(profile=profile, cluster_id=cluster_id)
+        with path.open("rb") as f:
+            text = f.read(1 << 20)
+        found = json.loads(text)
     except FileNotFoundError:
         raise ClusterError(
-            f"no cluster of profile {profile!r} (id {cluster_id!r}) is running: start one "
-            f"with runstore.Cluster(profile={profile!r}).start()") from None
-    cluster = Cluster(profile, n=attached.n or default_engines(), cluster_id=cluster_id)
-    cluster._cluster = attached
-    return cluster
+            f"no cluster of profile {profile!r} (id {cluster_id!r}) is running: there is no "
+            f"connection file {str(path)!r}; start one with "
+            f"runstore.Cluster(profile={profile!r}).start() or `ipcluster start`") from None
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"cannot read the connection file {str(path)!r}: {exc}") from exc
+    if isinstance(found, dict) and "cluster" in found:
+        return "cluster"
+    if isinstance(found, dict) and "registration" in found and "key" in found:
+        return "client"
+    raise ClusterError(
+        f"{str(path)!r} is neither an ipyparallel cluster file (security/cluster-<id>.json) "
+        f"nor a client connection file (security/ipcontroller-client.json)")
 
 
 #: Names ``Cluster`` passes to ``ipyparallel.Cluster`` itself: not in ``**options``.

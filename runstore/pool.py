@@ -30,6 +30,7 @@ through its ``concurrent.futures`` executor.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -117,11 +118,16 @@ def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool,
                   wisdom: Sequence[bytes] = ()) -> list[Completion]:
     """Compute a chunk of runs in a worker and return their encoded outcomes.
 
+    Each outcome names this host and process as the run's provenance.
+
     ``wisdom`` is the store's FFTW wisdom, taken on a worker's first chunk;
     wisdom the worker gains travels back on the first completion.
     """
     take_wisdom(wisdom)
     completions = [compute(cls, row, allow_pickle) for row in rows]
+    host, pid = socket.gethostname(), os.getpid()
+    for completion in completions:  # the provenance names who computed, not who claimed
+        completion.host, completion.pid = host, pid
     gained = new_wisdom()
     if gained and completions:
         completions[0].wisdom = gained
@@ -130,17 +136,21 @@ def compute_chunk(cls: type[Run], rows: Sequence[RunRow], allow_pickle: bool,
 
 def drain(batch: Batch, executor: Executor | None, processes: int | None,
           bar: Any, restartable: bool, workers: int | None = None,
-          lost: Callable[[BaseException], bool] | None = None, pending: int = 0
-          ) -> list[str]:
+          lost: Callable[[BaseException], bool] | None = None, pending: int = 0,
+          stalled: Callable[[], str | None] | None = None) -> list[str]:
     """Compute the batch's pending runs on an executor; return the failed ids.
 
     With ``executor=None``, a pool of ``processes`` local processes is made
     (and remade if a worker dies). ``lost(exc)`` tells whether a task's
     exception means its worker died (the executor going on with the others,
     as an ipyparallel cluster does when an engine dies): its runs are
-    requeued, not failed.
+    requeued, not failed. ``stalled()`` tells why the executor can compute
+    nothing now (no worker left, for long enough), or None: then the drain
+    stops with a :class:`~runstore.errors.PoolError` naming the runs that are
+    pending again, instead of waiting for workers that may never come.
     """
-    return _Drain(batch, executor, processes, bar, restartable, workers, lost, pending).run()
+    return _Drain(batch, executor, processes, bar, restartable, workers, lost, pending,
+                  stalled).run()
 
 
 class _Drain:
@@ -148,8 +158,10 @@ class _Drain:
 
     def __init__(self, batch: Batch, executor: Executor | None, processes: int | None,
                  bar: Any, restartable: bool, workers: int | None,
-                 lost: Callable[[BaseException], bool] | None, pending: int) -> None:
+                 lost: Callable[[BaseException], bool] | None, pending: int,
+                 stalled: Callable[[], str | None] | None = None) -> None:
         self.batch, self.store, self.bar = batch, batch.store, bar
+        self.stalled = stalled or (lambda: None)
         self.processes = processes or 1
         self.owns_pool = executor is None
         self.restartable = restartable
@@ -330,6 +342,21 @@ class _Drain:
             # Seen by its pid, whether or not the pool noticed: a worker killed
             # while it sends a result leaves the pool waiting for the rest forever.
             self._worker_died([])
+        if self.in_flight:
+            self._check_stalled()
+
+    def _check_stalled(self) -> None:
+        """Stop if the executor can compute nothing (its runs return to pending)."""
+        reason = self.stalled()
+        if reason is None:
+            return
+        held = sorted(set(self.claimed.values()))
+        shown = ", ".join(rid[:12] for rid in held[:10]) + (" ..." if len(held) > 10 else "")
+        raise PoolError(
+            f"{reason}. Nothing is lost: the results recorded so far are kept, the "
+            f"{len(held)} runs of batch {self.batch.name!r} in flight ({shown}) are pending "
+            f"again, and so are the {self.remaining} not yet started. Call the batch again "
+            f"once workers are running")
 
 
 def _failed(row: RunRow, batch: Batch, exc: BaseException) -> Completion:

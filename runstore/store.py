@@ -175,6 +175,10 @@ class Completion:
     run_type: str | None = None
     parameters: str | None = None
     checksums: dict[str, int] | None = None
+    #: The host and process that computed the run, when not the claimer (a
+    #: pool worker, an ipyparallel engine): recorded as its provenance.
+    host: str | None = None
+    pid: int | None = None
 
     def array_info(self) -> RunInfo:
         """What the side file records about the run beside its arrays."""
@@ -924,12 +928,13 @@ class Store:
                     "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
                     "finished_at = ?, runtime = ?, code_fingerprint = ?, "
                     "runstore_version = ?, python_version = ?, owner = NULL, "
-                    "lease_expires = NULL, result_origin = NULL "
+                    "lease_expires = NULL, result_origin = NULL, "
+                    "host = COALESCE(?, host), pid = COALESCE(?, pid) "
                     "WHERE key = ? AND state IN ('running', 'pending')",
                     [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
                       c.error_type, c.error_message, c.traceback, c.started_at,
                       c.finished_at, c.runtime, c.code_fingerprint, *versions,
-                      c.run_key) for c in taken])
+                      c.host, c.pid, c.run_key) for c in taken])
                 self._record_scalars(conn, taken, batch)
         except Exception as exc:
             if filename is not None and not _environmental(exc):
