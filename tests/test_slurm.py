@@ -76,13 +76,13 @@ def test_a_batch_drains_on_engines_slurm_runs(slurm, tmp_path, monkeypatch):
         assert all(run.done for run in runs)
         assert sorted(map(int, log.read_text().split())) == list(range(12))  # each once
         assert [run.result["x"] for run in runs] == list(range(12))
-        # Computed in the SLURM job, on this (its only) node ...
+        # Computed in the SLURM job, on this (its only) node, by its engines ...
         assert {run.result["slurm_job"] for run in runs} == {job}
         assert {run.result["host"] for run in runs} == {socket.gethostname()}
         assert {run.result["pid"] for run in runs} <= set(engine_pids)
-        # ... and recorded by the coordinator, which claimed each run once.
-        assert {(run.provenance["host"], run.provenance["pid"], run.provenance["attempts"])
-                for run in runs} == {(socket.gethostname(), os.getpid(), 1)}
+        # ... which the provenance names; each run was claimed once.
+        assert [(run.provenance["host"], run.provenance["pid"], run.provenance["attempts"])
+                for run in runs] == [(run.result["host"], run.result["pid"], 1) for run in runs]
     finally:
         cluster.stop()
     for job in jobs:
@@ -91,8 +91,8 @@ def test_a_batch_drains_on_engines_slurm_runs(slurm, tmp_path, monkeypatch):
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
 
 
-def slurm_recipe() -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """The files (by caption) and ``$`` commands with their output, of the SLURM section."""
+def slurm_recipe() -> tuple[dict[str, str], list[list[tuple[str, str]]]]:
+    """The SLURM section's files (by caption) and console blocks (commands with their output)."""
     text = (ROOT / "docs" / "howto" / "parallel.rst").read_text()
     section = re.search(r"^On a SLURM cluster\n-+\n(.*?)(?=^\S[^\n]*\n-+\n|\Z)", text,
                         re.M | re.S)
@@ -101,50 +101,70 @@ def slurm_recipe() -> tuple[dict[str, str], list[tuple[str, str]]]:
     block = r"((?:    .*\n|\n)+)"
     files = {name: textwrap.dedent(code) for name, code in re.findall(
         r"\.\. code-block:: \w+\n    :caption: (\S+)\n\n" + block, body)}
-    commands: list[tuple[str, str]] = []
+    consoles = []
     for console in re.findall(r"\.\. code-block:: console\n\n" + block, body):
+        commands = []
         for chunk in re.split(r"^\$ ", textwrap.dedent(console), flags=re.M)[1:]:
             command, _, output = chunk.partition("\n")
             commands.append((command, output.strip("\n") + "\n"))
-    return files, commands
+        consoles.append(commands)
+    return files, consoles
+
+
+def run_watching_slurm(command: str, folder: Path, env: dict[str, str],
+                       seen: set[tuple[str, str, str]]) -> str:
+    """Run a documented command in ``folder``; add the jobs seen meanwhile to ``seen``."""
+    argv = shlex.split(command)
+    assert argv[0] in ("python", "sbatch"), f"a command of the SLURM recipe: {command}"
+    with subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            deadline = time.monotonic() + 3 * BOUND
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"$ {command} did not end within {3 * BOUND} s; "
+                                f"SLURM's queue: {squeue()}")
+                seen.update((job, *named) for job, named in squeue().items())
+                time.sleep(0.5)
+            out, err = process.communicate()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, f"$ {command}\n{err}"
+    return out
 
 
 @pytest.mark.slow
 def test_the_slurm_recipe_runs_as_written(slurm, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    files, commands = slurm_recipe()
-    assert {"mymodels.py", "sweep.py"} <= set(files) and commands
-    for name, code in files.items():
-        (tmp_path / name).write_text(code)
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    assert not squeue()
-    for command, expected in commands:
-        argv = shlex.split(command)
-        assert argv[0] == "python", f"a command of the SLURM recipe: {command}"
-        argv[0] = sys.executable  # the python whose runstore is tested
+    files, consoles = slurm_recipe()
+    assert {"mymodels.py", "sweep.py", "cluster.sbatch", "attach.py"} <= set(files)
+    assert len(consoles) == 2, "a console block for each way"
+    job_names = set(re.findall(r"--job-name=(\S+)", "".join(files.values())))
+    # "python" is the python whose runstore is tested, in the jobs too.
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "python").symlink_to(sys.executable)
+    checker = doctest.OutputChecker()
+    for number, commands in enumerate(consoles):
+        folder = tmp_path / f"way-{number}"  # each way in a fresh folder
+        folder.mkdir()
+        for name, code in files.items():
+            (folder / name).write_text(code)
+        env = {**os.environ, "IPYTHONDIR": str(folder / "ipython"),
+               "PATH": os.pathsep.join([str(bin_folder), os.environ["PATH"]]),
+               "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+        assert not squeue()
         seen: set[tuple[str, str, str]] = set()  # job, name, state
-        with subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) as process:
-            try:
-                deadline = time.monotonic() + 3 * BOUND
-                while process.poll() is None:  # the engine job, seen while it runs
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"$ {command} did not end within {3 * BOUND} s; "
-                                    f"SLURM's queue: {squeue()}")
-                    seen.update((job, *named) for job, named in squeue().items())
-                    time.sleep(0.5)
-                out, err = process.communicate()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-        assert process.returncode == 0, f"$ {command}\n{err}"
-        assert doctest.OutputChecker().check_output(expected, out, doctest.ELLIPSIS), (
-            f"$ {command}\nexpected:\n{expected}\ngot:\n{out}")
-        assert {(name, state) for _, name, state in seen} >= {("runstore-engines", "RUNNING")}, (
-            f"the engine job was seen running while $ {command} ran: {seen}")
+        for command, expected in commands:
+            out = run_watching_slurm(command, folder, env, seen)
+            assert checker.check_output(expected, out, doctest.ELLIPSIS), (
+                f"$ {command}\nexpected:\n{expected}\ngot:\n{out}")
+        running = {name for _, name, state in seen if state == "RUNNING"}
+        assert running and running <= job_names, (
+            f"a job the recipe names ({job_names}) ran while {commands} ran: {seen}")
         for job in {job for job, _, _ in seen}:
             wait_until_gone(job)
-    batch = Batch("damped")
-    assert len(batch.run) == 12 and all(run.done for run in batch.run)
-    assert {run.provenance["attempts"] for run in batch.run} == {1}
+        monkeypatch.chdir(folder)
+        batch = Batch("damped")
+        assert len(batch.run) == 12 and all(run.done for run in batch.run)
+        assert {run.provenance["attempts"] for run in batch.run} == {1}
