@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -22,8 +23,9 @@ import pytest
 from traitlets.config import Config
 
 from runstore import Batch, Cluster
+from runstore.errors import PoolError
 
-from .runs import Where, slurm_job_and_pid
+from .runs import SlowCounting, Where, slurm_job_and_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds any one wait on SLURM may take (the node is idle; nothing else queues).
@@ -89,6 +91,52 @@ def test_a_batch_drains_on_engines_slurm_runs(slurm, tmp_path, monkeypatch):
         wait_until_gone(job)
     assert not [pid for pid in engine_pids if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_when_the_engine_job_ends_the_batch_stops_and_its_runs_are_pending(
+        slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "log"
+    # Engines that stop answering are noticed after 10 heartbeats of 1 s.
+    cluster = Cluster(profile="runstore-slurm-end", n=2, engines="slurm",
+                      controller_ip="127.0.0.1",
+                      controller_args=["--HeartMonitor.period=1000"]).start()
+    cluster.no_engines_timeout = 5.0
+    jobs: dict[str, tuple[str, str]] = {}
+    try:
+        cluster.wait(timeout=BOUND)
+        jobs = squeue()
+        (job,) = jobs
+        batch = Batch("ended")
+        batch.add_factorial_runs(SlowCounting, {"x": list(range(8)), "log": str(log),
+                                                "seconds": 0.5})
+
+        def cancel_once_a_run_is_done():  # as the job's time limit would
+            deadline = time.monotonic() + BOUND
+            while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            subprocess.run(["scancel", job], check=True, timeout=30)
+
+        canceller = threading.Thread(target=cancel_once_a_run_is_done)
+        canceller.start()
+        with pytest.raises(PoolError, match=r"no engine .* is registered.*pending again"):
+            batch(cluster=cluster, verbose=0)
+        canceller.join()
+        wait_until_gone(job)
+        done = [run for run in batch.run if run.done]
+        assert 0 < len(done) < 8
+        assert {run.result["x"] for run in done} <= set(map(int, log.read_text().split()))
+        assert batch.store.in_flight() == []  # nothing left RUNNING: the rest is pending
+        batch(verbose=0)  # here, serially
+        assert all(run.done for run in batch.run)
+        assert set(map(int, log.read_text().split())) == set(range(8))
+    finally:
+        cluster.stop()
+    for job in jobs:
+        wait_until_gone(job)
 
 
 def slurm_recipe() -> tuple[dict[str, str], list[list[tuple[str, str]]]]:
