@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,47 @@ def tmpfs(tmp_path):
     finally:
         for folder in mounted:
             subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+SLURM_SCRIPTS = Path(__file__).resolve().parent / "slurm"
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> Iterator[Path]:
+    """A real single-node SLURM for this test run; its ``slurm.conf``.
+
+    tests/slurm/start-slurm.sh installs slurm-wlm and munge where they are
+    missing (apt-get, as root) and starts munged, slurmctld and slurmd in a
+    folder of their own; stop-slurm.sh cancels the jobs, stops the daemons and
+    removes the folder afterwards, however the tests ended (a watchdog does it
+    if this process is killed). Where SLURM cannot work (not root, no apt-get,
+    the package archive unreachable) the tests are skipped with the reason.
+    """
+    # munged refuses a socket inside a folder closed to others, as pytest's
+    # tmp_path is: the cluster's folder is a fresh one in the system's tmp.
+    folder = Path(tempfile.mkdtemp(prefix="runstore-slurm-"))
+    try:
+        # At most three apt-get commands of 300 s each, then a minute for the daemons.
+        started = subprocess.run(
+            ["bash", str(SLURM_SCRIPTS / "start-slurm.sh"), str(folder), str(os.getpid())],
+            capture_output=True, text=True, timeout=1200,
+            env={**os.environ, "PYTHON": sys.executable})
+        if started.returncode == 77:
+            reason = (started.stderr.strip().splitlines() or ["cannot start SLURM here"])[-1]
+            print(reason)
+            pytest.skip(reason)
+        if started.returncode != 0:
+            pytest.fail(f"tests/slurm/start-slurm.sh failed (status {started.returncode}); "
+                        f"what it said, with the end of the daemons' logs:\n{started.stderr}",
+                        pytrace=False)
+        yield folder / "slurm.conf"
+    finally:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "stop-slurm.sh"), str(folder)],
+                       capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def slurm(slurm_conf, monkeypatch) -> Path:
+    """The SLURM of :func:`slurm_conf`, found by ``sbatch``, ``squeue``... of this test."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
+    return slurm_conf

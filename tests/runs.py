@@ -326,3 +326,20 @@ class HostCounting(runstore.Run):
         with open(log, "a") as f:
             f.write(f"{x} {socket.gethostname()} {os.getpid()}\n")
         return {"x": x, "host": socket.gethostname()}
+
+
+class Where(runstore.Run):
+    """Appends x to a log file and says where it computed: host, pid, SLURM job."""
+
+    def run(self, x=0, log=""):
+        import socket
+
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return {"x": x, "host": socket.gethostname(), "pid": os.getpid(),
+                "slurm_job": os.environ.get("SLURM_JOB_ID", "")}
+
+
+def slurm_job_and_pid() -> tuple[str, int]:
+    """Where an engine runs: its SLURM job ('' outside one) and its process id."""
+    return os.environ.get("SLURM_JOB_ID", ""), os.getpid()
