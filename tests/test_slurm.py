@@ -122,7 +122,7 @@ def test_when_the_engine_job_ends_the_batch_stops_and_its_runs_are_pending(
 
         canceller = threading.Thread(target=cancel_once_a_run_is_done)
         canceller.start()
-        with pytest.raises(PoolError, match=r"no engine .* is registered.*pending again"):
+        with pytest.raises(PoolError, match=r"no engine .* has been registered for .*pending again"):
             batch(cluster=cluster, verbose=0)
         canceller.join()
         wait_until_gone(job)
