@@ -6,9 +6,12 @@ run class and the runs' own parameter documents (never the batch); the worker
 computes the runs and encodes their results (so what comes back is JSON text
 and numpy arrays); the coordinator commits outcomes in batches as they
 arrive, writing arrays to new side files first. Chunks are sized from the
-measured run times so that each is about a tenth of a second of work, but
-never more than an even share of what is left (so that no worker idles at the
-end), and twice as many chunks as workers are kept in flight. Leases of claimed runs
+measured run times so that each is about a tenth of a second of work, or
+longer with many workers, so that the coordinator sends at most about
+``MAX_CHUNK_RATE`` chunks a second (claiming, sending and collecting a chunk
+costs it milliseconds); but never more than an even share of what is left (so
+that no worker idles at the end), and twice as many chunks as workers are kept
+in flight. Leases of claimed runs
 are extended while they wait or compute.
 
 A heartbeat thread keeps the leases alive while runs compute. A worker that
@@ -59,6 +62,11 @@ __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 
 #: Seconds of work a chunk should hold, once run times are known.
 CHUNK_SECONDS = 0.1
+#: Chunks a second the coordinator should send in all: with many workers,
+#: chunks are made longer than CHUNK_SECONDS. It spends a few milliseconds on
+#: each (2-6 ms on a busy 2-core machine with ipyparallel or Dask), so that
+#: 100 chunks a second leave it time for the results.
+MAX_CHUNK_RATE = 100.0
 #: A run whose worker died this many times while it ran alone is recorded FAILED.
 MAX_DEATHS = 2
 #: Seconds between looks at the futures, the buffer and the workers' pids.
@@ -276,7 +284,8 @@ class _Drain:
         runtimes = [c.runtime for c in completions if c.runtime is not None]
         if runtimes:
             mean = max(sum(runtimes) / len(runtimes), 1e-6)
-            self.chunk = max(1, min(1000, int(CHUNK_SECONDS / mean)))
+            seconds = max(CHUNK_SECONDS, self.workers / MAX_CHUNK_RATE)
+            self.chunk = max(1, min(1000, round(seconds / mean)))
 
     def _keep_wisdom(self, gained: list[tuple[bytes, ...]]) -> None:
         """Merge FFTW wisdom from workers with the store's, and keep it there."""
