@@ -63,10 +63,11 @@ __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 #: Seconds of work a chunk should hold, once run times are known.
 CHUNK_SECONDS = 0.1
 #: Chunks a second the coordinator should send in all: with many workers,
-#: chunks are made longer than CHUNK_SECONDS. It spends a few milliseconds on
-#: each (2-6 ms on a busy 2-core machine with ipyparallel or Dask), so that
-#: 100 chunks a second leave it time for the results.
-MAX_CHUNK_RATE = 100.0
+#: chunks are made longer than CHUNK_SECONDS. Each costs the coordinator
+#: milliseconds (claiming it, and 2-6 ms to send it through ipyparallel on a
+#: busy 2-core machine), and Dask's executor more (one scheduler round trip
+#: to send it, more to fetch its result): see benchmarks/bench_cluster.py.
+MAX_CHUNK_RATE = 50.0
 #: A run whose worker died this many times while it ran alone is recorded FAILED.
 MAX_DEATHS = 2
 #: Seconds between looks at the futures, the buffer and the workers' pids.
