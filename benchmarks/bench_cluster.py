@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV",
                         help="also time the coordinator of runstore/pool.py at this git "
                              "revision (before a change), in the same run")
+    parser.add_argument("--results", metavar="NAME",
+                        help="write results/NAME.txt (default bench_cluster)")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the coordinator for one more runstore try")
     args = parser.parse_args()
@@ -219,7 +221,7 @@ def main() -> None:
                         if baseline else ""))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    report.write("bench_cluster_quick" if args.quick else "bench_cluster")
+    report.write(args.results or ("bench_cluster_quick" if args.quick else "bench_cluster"))
 
 
 if __name__ == "__main__":
