@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 import runstore
@@ -46,3 +48,14 @@ def burn_steps(n: int, steps: int) -> int:
     for i in range(steps):
         total += (i ^ n) & 7
     return total
+
+
+def nap(i: int, seconds: float) -> int:
+    """Sleep: work that takes time but no CPU."""
+    time.sleep(seconds)
+    return i
+
+
+class Nap(runstore.Run):
+    def run(self, i=0, seconds=0.05, tag=""):
+        return {"i": nap(i, seconds)}

@@ -6,9 +6,12 @@ run class and the runs' own parameter documents (never the batch); the worker
 computes the runs and encodes their results (so what comes back is JSON text
 and numpy arrays); the coordinator commits outcomes in batches as they
 arrive, writing arrays to new side files first. Chunks are sized from the
-measured run times so that each is about a tenth of a second of work, but
-never more than an even share of what is left (so that no worker idles at the
-end), and twice as many chunks as workers are kept in flight. Leases of claimed runs
+measured run times so that each is about a tenth of a second of work, or
+longer with many workers, so that the coordinator sends at most about
+``MAX_CHUNK_RATE`` chunks a second (claiming, sending and collecting a chunk
+costs it milliseconds); but never more than an even share of what is left (so
+that no worker idles at the end), and twice as many chunks as workers are kept
+in flight. Leases of claimed runs
 are extended while they wait or compute.
 
 A heartbeat thread keeps the leases alive while runs compute. A worker that
@@ -26,6 +29,13 @@ suspects run one per task, side by side: a host that dies does not slow the
 rest of the batch down to one task at a time.
 An executor given by the caller cannot be restarted: its runs return to
 PENDING and the error says so.
+
+A Dask client's executor (``client.get_executor()``) is recognised by its
+attributes, without importing Dask: twice as many chunks as its workers'
+threads are kept in flight, and each chunk is a new task (never one Dask
+takes for a task it already has). Dask computes elsewhere the tasks of a
+worker that dies; when it gives up on a task (``KilledWorker``) its runs are
+requeued to run alone, and one that Dask gives up on alone is recorded FAILED.
 
 This module knows nothing of ipyparallel; an ipyparallel cluster is reached
 through its ``concurrent.futures`` executor.
@@ -57,6 +67,12 @@ __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 
 #: Seconds of work a chunk should hold, once run times are known.
 CHUNK_SECONDS = 0.1
+#: Chunks a second the coordinator should send in all: with many workers,
+#: chunks are made longer than CHUNK_SECONDS. Each costs the coordinator
+#: milliseconds (claiming it, and 2-6 ms to send it through ipyparallel on a
+#: busy 2-core machine), and Dask's executor more (one scheduler round trip
+#: to send it, more to fetch its result): see benchmarks/bench_cluster.py.
+MAX_CHUNK_RATE = 50.0
 #: A run whose worker died this many times while it ran alone is recorded FAILED.
 MAX_DEATHS = 2
 #: Seconds between looks at the futures, the buffer and the workers' pids.
@@ -251,7 +267,8 @@ class _Drain:
                 cls = self.batch._classes[rtype]
                 try:
                     future = self.executor.submit(compute_chunk, cls, group,
-                                                  self.store.allow_pickle, self.wisdom)
+                                                  self.store.allow_pickle, self.wisdom,
+                                                  **_submit_options(self.executor))
                 except BrokenProcessPool:  # it broke before we noticed
                     self._worker_died(group)
                     return True
@@ -268,6 +285,13 @@ class _Drain:
             if self.lost(exc):  # its worker died; the executor goes on
                 self._requeue(rows)
                 return
+            if _dask_gave_up(exc):  # workers died while it ran: Dask gave up on the task
+                if not (len(rows) == 1 and rows[0].id in self.suspects):
+                    self._requeue(rows)  # they run again, each alone
+                    return
+                exc = PoolError(  # it ran alone, so it (or its host) is to blame
+                    f"Dask gave up on it, running alone ({exc}); it is not retried. "
+                    f"batch(retry_failed=True) runs it again")
             # the chunk or its results could not travel
             completions = [_failed(row, self.batch, exc) for row in rows]
         self._keep_wisdom([c.wisdom for c in completions if c.wisdom])
@@ -283,7 +307,8 @@ class _Drain:
         runtimes = [c.runtime for c in completions if c.runtime is not None]
         if runtimes:
             mean = max(sum(runtimes) / len(runtimes), 1e-6)
-            self.chunk = max(1, min(1000, int(CHUNK_SECONDS / mean)))
+            seconds = max(CHUNK_SECONDS, self.workers / MAX_CHUNK_RATE)
+            self.chunk = max(1, min(1000, round(seconds / mean)))
 
     def _keep_wisdom(self, gained: list[tuple[bytes, ...]]) -> None:
         """Merge FFTW wisdom from workers with the store's, and keep it there."""
@@ -419,5 +444,39 @@ def _abandon(executor: Executor) -> None:
 
 def _worker_count(executor: Executor) -> int:
     count = getattr(executor, "_max_workers", None)
-    return int(count) if isinstance(count, int) and count > 0 else (os.cpu_count() or 1)
+    if isinstance(count, int) and count > 0:
+        return count
+    threads = _dask_threads(executor)
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
+# A Dask client's executor (``client.get_executor()``) is recognised by its
+# attributes, without importing Dask: its client counts the workers' threads;
+# it runs a task again on another worker when one dies, and gives up with
+# ``KilledWorker`` after ``allowed_failures`` deaths.
+
+def _dask_client(executor: Executor) -> Any:
+    client = getattr(executor, "_client", None)
+    return client if callable(getattr(client, "nthreads", None)) else None
+
+
+def _dask_threads(executor: Executor) -> int:
+    """The threads of all workers of a Dask executor's cluster (0 if it is not one)."""
+    client = _dask_client(executor)
+    try:
+        return sum(client.nthreads().values()) if client is not None else 0
+    except Exception:  # not a Dask client after all, or its scheduler is gone
+        return 0
+
+
+def _submit_options(executor: Executor) -> dict[str, Any]:
+    # Dask names a task by hashing its arguments (pure=True): runs requeued and
+    # sent again would get the old task's name, and its outcome (KilledWorker).
+    return {"pure": False} if _dask_client(executor) is not None else {}
+
+
+def _dask_gave_up(exc: BaseException) -> bool:
+    """Whether Dask gave up on a task because its workers died (``KilledWorker``)."""
+    return type(exc).__name__ == "KilledWorker" and type(exc).__module__.startswith(
+        "distributed")
 
