@@ -22,15 +22,16 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import sqlalchemy as sa
 
 from .encoding import Indexed, Tree, encode, indexed, short_repr
-from .errors import QueryError
+from .errors import QueryError, RunstoreError
 
 __all__ = ["OPERATORS", "RESULT_PREFIX", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
 
@@ -294,6 +295,17 @@ class _MaybeOperator(Condition):
     suffix: str = ""
 
 
+#: What queries read through: a SQLAlchemy connection, or the sqlite3
+#: connection under one (which spares SQLAlchemy's work per statement).
+Connection = Union[sa.Connection, sqlite3.Connection]
+
+
+def _fetch(conn: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute(sql, tuple(args)).fetchall()
+    return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(args))]
+
+
 _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
 #: Row counts up to which conditions are counted, in turn, to find the most selective.
 _PROBES = (64, 1024, 8192)
@@ -306,7 +318,34 @@ class Query:
         self.conditions = [self._parse(key, value) for key, value in conditions.items()]
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
-    def order(self, conn: sa.Connection) -> None:
+    def rows(self, conn: Connection, batch: int) -> list[tuple[Any, ...]]:
+        """The matching runs' rows in batch order, as :meth:`sql` selects them.
+
+        Names are checked only when nothing matches (a condition on a name
+        no run has matches nothing): a query that finds runs costs no
+        statement beyond the probes of :meth:`order` and itself.
+        """
+        self._resolve_nested(conn)
+        try:
+            matches = self.order(conn)
+            sql, args = self.sql(batch)
+        except RunstoreError:  # a value that cannot be compared
+            self.check_names(conn)  # an unknown name is the error to report first
+            raise
+        found = _fetch(conn, sql, args) if matches else []
+        if not found:
+            self.check_names(conn)
+        return found
+
+    def _resolve_nested(self, conn: Connection) -> None:
+        """Name valid text; a result's ``a__b`` is its key ``a.b`` if no key ``a__b`` is stored."""
+        for i, condition in enumerate(self.conditions):
+            if not _is_text(condition.name):
+                self.check_names(conn)  # raises, saying why
+            if condition.source == "result" and "__" in condition.name:
+                self.conditions[i] = self._resolve(conn, condition) or condition
+
+    def order(self, conn: Connection) -> bool:
         """Put the most selective condition first, whatever order they were written in.
 
         Each condition's matching rows are counted through the index, up to
@@ -315,10 +354,11 @@ class Query:
         driven by the condition with the fewest rows; the others are checked
         per run, the most selective first. Ties keep the operator order
         (equality first) and then the names, so every order of writing the
-        conditions gives one plan.
+        conditions gives one plan. Returns False when a condition matches
+        no row (then no run matches).
         """
         if len(self.conditions) < 2:
-            return
+            return True
         probes = [(c, *c.predicate("p")) for c in self.conditions]
         counts: tuple[int, ...] = ()
         for limit in _PROBES:
@@ -327,12 +367,12 @@ class Query:
                 parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
                              f"p.{c.column} = ? AND {where} LIMIT ?))")
                 args += [c.name, *values, limit]
-            counts = tuple(conn.exec_driver_sql("SELECT " + ", ".join(parts),
-                                                tuple(args)).one())
+            (counts,) = _fetch(conn, "SELECT " + ", ".join(parts), args)
             if min(counts) < limit:
                 break
         rank = {id(c): n for c, n in zip(self.conditions, counts)}
         self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
+        return min(counts) > 0
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
@@ -348,7 +388,7 @@ class Query:
             return _MaybeOperator(key, "eq", value, source, base=name, suffix=op)
         return Condition(key, "eq", value, source)
 
-    def check_names(self, conn: sa.Connection) -> None:
+    def check_names(self, conn: Connection) -> None:
         """Raise :class:`QueryError` for names no stored run has (resolving nested result keys)."""
         for i, condition in enumerate(self.conditions):
             if not _is_text(condition.name):
@@ -360,12 +400,12 @@ class Query:
                 self.conditions[i] = found
                 continue
             if condition.source == "result":
-                known = [r[0] for r in conn.exec_driver_sql(
-                    "SELECT DISTINCT name FROM batch_columns WHERE source = 'result' "
-                    "ORDER BY name")]
+                known = [r[0] for r in _fetch(
+                    conn, "SELECT DISTINCT name FROM batch_columns WHERE source = 'result' "
+                    "ORDER BY name", [])]
             else:
-                known = [r[0] for r in conn.exec_driver_sql(
-                    "SELECT DISTINCT name FROM parameters ORDER BY name")]
+                known = [r[0] for r in _fetch(
+                    conn, "SELECT DISTINCT name FROM parameters ORDER BY name", [])]
             if isinstance(condition, _MaybeOperator) and self._resolve(
                     conn, replace(condition, name=condition.base)) is not None:
                 raise QueryError(
@@ -385,15 +425,14 @@ class Query:
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
     @staticmethod
-    def _resolve(conn: sa.Connection, condition: Condition) -> Condition | None:
+    def _resolve(conn: Connection, condition: Condition) -> Condition | None:
         """The condition if its name is stored; a result's ``a__b`` may be its key ``a.b``."""
         names = [condition.name]
         if condition.source == "result" and "__" in condition.name:
             names.append(condition.name.replace("__", "."))
         for name in names:
-            if conn.exec_driver_sql(
-                    f"SELECT 1 FROM {condition.table} WHERE {condition.column} = ? LIMIT 1",
-                    (name,)).scalar():
+            if _fetch(conn, f"SELECT 1 FROM {condition.table} WHERE {condition.column} = ? "
+                      "LIMIT 1", [name]):
                 return replace(condition, name=name) if name != condition.name else condition
         return None
 
