@@ -10,7 +10,10 @@ The targets of the query part of the performance issue, at 1,000,000 runs:
   parameter, ``ANALYZE``d, queried with plain sqlite3 in this process. Both
   return the matching runs' rows in batch order. runstore is measured at
   ``Store.query`` (rows) and at ``get_runs_with`` (which also makes Run
-  objects), each against the same wide-table query.
+  objects), each against the same wide-table query in its best plan: the
+  one SQLite chooses or one column's index forced with INDEXED BY, whichever
+  is faster (without stat4, SQLite guesses how much a range matches, and
+  sometimes scans the table in position order instead).
 
 Level structures: one store of factorial runs ``{'val': A*B + C}`` for each,
 built with ``add_factorial_runs`` (timed apart). Conditions on a scalar result
@@ -31,16 +34,21 @@ Run it:
     BENCH_DIR=/tmp python benchmarks/bench_query.py [--runs 1000000] [--keep DIR]
 
 ``--keep DIR`` builds the stores in DIR once and reuses them on later runs.
+``--before REV`` also times ``Store.query`` as it was at git revision REV
+(its ``runstore/query.py`` and the body of ``Store.query`` then), in the same
+run: the "was ms" column.
 It prints a table and writes it to benchmarks/results/bench_query.txt.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +64,7 @@ from report import Report  # noqa: E402
 
 import runstore  # noqa: E402
 from runstore.query import Query  # noqa: E402
+from runstore.store import RunRow  # noqa: E402
 
 #: name -> levels of A, B, C (their product is the number of runs at 1,000,000).
 STRUCTURES = {
@@ -144,14 +153,20 @@ def build_wide(batch: runstore.Batch, path: Path, with_val: bool) -> sqlite3.Con
     return conn
 
 
-def wide_sql(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+def wide_columns(conditions: dict[str, Any]) -> list[str]:
+    return [key.removeprefix("result__").partition("__")[0] for key in conditions]
+
+
+def wide_sql(conditions: dict[str, Any], index: str | None = None) -> tuple[str, list[Any]]:
+    """The wide table's query; with ``index``, through that column's index (INDEXED BY)."""
     where, args = [], []
     for key, value in conditions.items():
         key = key.removeprefix("result__")
         name, _, op = key.partition("__")
         where.append(f"{name} {_SQL_OP[op or 'eq']} ?")
         args.append(value)
-    return ("SELECT position, id, run_type, parameters, state FROM wide WHERE "
+    hint = f" INDEXED BY wide_{index}" if index else ""
+    return (f"SELECT position, id, run_type, parameters, state FROM wide{hint} WHERE "
             + " AND ".join(where) + " ORDER BY position", args)
 
 
@@ -188,21 +203,42 @@ def forced(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
 
     def run() -> Any:
         with store._reading() as conn:  # noqa: SLF001
-            return conn.exec_driver_sql(sql, tuple(args)).all()
+            return conn.connection.driver_connection.execute(sql, args).fetchall()
     return run
 
 
 def probes(store: runstore.Store, conditions: dict[str, Any]) -> Callable[[], Any]:
+    """What Query.order costs: counting each condition's rows."""
     def run() -> Any:
         with store._reading() as conn:  # noqa: SLF001
-            query = Query(conditions)
-            query.check_names(conn)
-            query.order(conn)
+            Query(conditions).order(conn.connection.driver_connection)
     return run
 
 
-def measure(batch: runstore.Batch, wide: sqlite3.Connection,
-            conditions: dict[str, Any]) -> dict[str, Any]:
+def query_before(rev: str) -> Callable[[runstore.Store, int, dict[str, Any]], list[RunRow]]:
+    """``Store.query`` as it was at ``rev`` (when it read query.py through SQLAlchemy)."""
+    text = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{rev}:runstore/query.py"],
+                          check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="runstore-bench-")) / "query_before.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("runstore._query_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    def query(store: runstore.Store, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
+        old = module.Query(conditions)
+        with store._reading() as conn:  # noqa: SLF001
+            old.check_names(conn)
+            old.order(conn)
+            sql, args = old.sql(batch)
+            return [RunRow(*row) for row in conn.exec_driver_sql(sql, tuple(args))]
+    return query
+
+
+def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[str, Any],
+            before: Callable[..., list[RunRow]] | None = None) -> dict[str, Any]:
     store, batch_id = batch.store, batch._id  # noqa: SLF001
     keys = list(conditions)
     perms = {" ".join(p): (lambda p=p: store.query(batch_id, {k: conditions[k] for k in p}))
@@ -217,43 +253,59 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection,
         **{f"perm {name}": fn for name, fn in perms.items()},
         "get_runs_with": lambda: batch.get_runs_with(**conditions),
         "wide": lambda: wide.execute(sql, args).fetchall(),
+        **{f"wide {column}": (lambda q=wide_sql(conditions, column): wide.execute(*q).fetchall())
+           for column in wide_columns(conditions)},
         "plan": forced(store, batch_id, conditions, None),
         **{f"driver {label}": forced(store, batch_id, conditions, label) for label in labels},
-        "names+probes": probes(store, conditions),
+        "probes": probes(store, conditions),
     }
+    if before is not None:
+        if [r.id for r in before(store, batch_id, conditions)] != [r.id for r in rows]:
+            raise RuntimeError(f"{conditions}: the query before disagrees")
+        variants.update({f"was {name}": (lambda p=p: before(store, batch_id,
+                                                            {k: conditions[k] for k in p}))
+                         for name, p in zip(perms, itertools.permutations(keys))})
     t = best_times(variants)
     perm_times = [t[f"perm {name}"] for name in perms]
     drivers = {label: t[f"driver {label}"] for label in labels}
     return {"hits": len(rows), "perms": perm_times, "query": min(perm_times),
-            "get_runs_with": t["get_runs_with"], "wide": t["wide"], "plan": t["plan"],
+            "get_runs_with": t["get_runs_with"], "planner": t["wide"],
+            "wide": min(t[k] for k in t if k.startswith("wide")), "plan": t["plan"],
             "best_driver": min(drivers, key=drivers.__getitem__),
-            "driver_time": min(drivers.values()), "probes": t["names+probes"]}
+            "driver_time": min(drivers.values()), "probes": t["probes"],
+            "was": min((t[k] for k in t if k.startswith("was ")), default=None)}
 
 
 # -- the table ---------------------------------------------------------------------
 
-HEADER = ("  {:<36} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>8} {:>10}".format(
+HEADER = ("  {:<36} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} {:>8}".format(
     "conditions", "hits", "perms", "query ms", "/wide", "grw/w", "plan/best", "probes",
-    "wide ms"))
+    "wide ms", "planner", "was ms"))
 
 
 def row(conditions: dict[str, Any], m: dict[str, Any]) -> str:
     text = ", ".join(f"{k}={v}" for k, v in conditions.items())
     mark = "*" if m["hits"] <= 100 else " "
-    return "  {:<36} {:>6,}{} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>9.2f} {:>7.0f}% {:>10.3f}".format(
+    was = f"{m['was'] * 1e3:8.2f}" if m["was"] is not None else ""
+    return ("  {:<36} {:>6,}{} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>9.2f} {:>6.0f}% {:>8.3f} "
+            "{:>8.3f} {:>8}").format(
         text, m["hits"], mark, max(m["perms"]) / m["query"], m["query"] * 1e3,
         m["query"] / m["wide"], m["get_runs_with"] / m["wide"], m["plan"] / m["driver_time"],
-        100 * m["probes"] / m["query"], m["wide"] * 1e3)
+        100 * m["probes"] / m["query"], m["wide"] * 1e3, m["planner"] * 1e3, was)
 
 
 LEGEND = """\
   perms      slowest order of writing the conditions / fastest (target <= 1.5)
   query ms   Store.query, the fastest order (rows in batch order)
-  /wide      Store.query / the same lookup on the wide table (target <= 3 where hits
-             are marked *, <= 100)
-  grw/w      get_runs_with (Run objects) / the wide table
+  /wide      Store.query / the same lookup on the wide table, its best plan (target
+             <= 3 where hits are marked *, <= 100)
+  grw/w      get_runs_with (Run objects) / the wide table's best plan
   plan/best  SQL of the chosen plan / SQL driven by the best condition (forced)
-  probes     checking the names and counting (Query.order), as a share of query ms"""
+  probes     counting each condition's rows (Query.order), as a share of query ms
+  wide ms    the wide table's best plan: SQLite's choice, or one column's index
+             forced (INDEXED BY)
+  planner    the wide table, the plan SQLite chooses (ANALYZEd, without stat4)
+  was ms     Store.query at --before REV, the fastest order"""
 
 
 def main() -> None:
@@ -261,9 +313,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="build the stores here once and reuse them")
     parser.add_argument("--no-results", action="store_true", help="skip computing the runs")
+    parser.add_argument("--before", metavar="REV", help="also time Store.query as at REV")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="runstore-bench-",
                                               dir=os.environ.get("BENCH_DIR")))
+    before = query_before(args.before) if args.before else None
     report = Report(f"get_runs_with at {args.runs:,} runs")
     say = report.say
     try:
@@ -282,7 +336,7 @@ def main() -> None:
             wide = build_wide(batch, folder / "wide.db", with_val=results)
             say(HEADER)
             for conditions in QUERIES[title] + (RESULT_QUERIES if results else []):
-                say(row(conditions, measure(batch, wide, conditions)))
+                say(row(conditions, measure(batch, wide, conditions, before)))
             wide.close()
             batch.store.close()
             say()

@@ -237,6 +237,10 @@ def _numeric_order(a: str, op: str, value: int | float) -> tuple[str, list[Any]]
     That float decides, except for such ints whose float equals the bound:
     those are compared exactly by their decimal text.
     """
+    if -_INT64 < value < _INT64:
+        # Ints beyond 64 bits hold floats of magnitude 2**63 or more, on the
+        # same side of this bound as the ints: num decides, from the index alone.
+        return f"{a}.num {_ORDER[op]} ?", [value]
     bound: int | float = value
     if isinstance(value, int) and not -_INT64 <= value < _INT64:
         # No float or 64-bit int lies strictly between an int and its
@@ -307,8 +311,8 @@ def _fetch(conn: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, .
 
 
 _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
-#: Row counts up to which conditions are counted, in turn, to find the most selective.
-_PROBES = (64, 1024, 8192)
+#: The first bound of the counts that find the most selective condition (then doubled).
+_FIRST_PROBE = 64
 
 
 class Query:
@@ -349,27 +353,31 @@ class Query:
         """Put the most selective condition first, whatever order they were written in.
 
         Each condition's matching rows are counted through the index, up to
-        a bound: 64, then 1,024, then 8,192 while every count reaches it. So
-        the probes cost little next to the query they plan, and the query is
-        driven by the condition with the fewest rows; the others are checked
-        per run, the most selective first. Ties keep the operator order
-        (equality first) and then the names, so every order of writing the
-        conditions gives one plan. Returns False when a condition matches
-        no row (then no run matches).
+        a bound: 64 rows, then twice as many, while every count reaches it.
+        So the query is driven by the condition with the fewest rows however
+        many that is, and the others are checked per run, the most selective
+        first; counting an index range costs far less a row than the query
+        does, and each condition is counted to at most about 4 times the
+        rows of the driving one. Ties keep the operator order (equality
+        first) and then the names, so every order of writing the conditions
+        gives one plan. Returns False when a condition matches no row (then
+        no run matches).
         """
         if len(self.conditions) < 2:
             return True
         probes = [(c, *c.predicate("p")) for c in self.conditions]
-        counts: tuple[int, ...] = ()
-        for limit in _PROBES:
-            parts, args = [], []
-            for c, where, values in probes:
-                parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
-                             f"p.{c.column} = ? AND {where} LIMIT ?))")
-                args += [c.name, *values, limit]
-            (counts,) = _fetch(conn, "SELECT " + ", ".join(parts), args)
+        parts, args = [], []
+        for c, where, values in probes:
+            parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
+                         f"p.{c.column} = ? AND {where} LIMIT ?))")
+            args.append([c.name, *values])
+        sql = "SELECT " + ", ".join(parts)
+        limit = _FIRST_PROBE
+        while True:
+            (counts,) = _fetch(conn, sql, [x for values in args for x in (*values, limit)])
             if min(counts) < limit:
                 break
+            limit *= 2
         rank = {id(c): n for c, n in zip(self.conditions, counts)}
         self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
         return min(counts) > 0

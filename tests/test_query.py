@@ -193,7 +193,7 @@ def test_the_most_selective_condition_drives_whatever_order_they_are_written_in(
 
 def test_when_every_condition_is_broad_the_plan_still_ignores_the_written_order(in_tmp):
     batch = Batch("broad")
-    # A=1 and B=1 each match 10,000 runs, more than the probes count.
+    # A=1 and B=1 each match 10,000 runs: the probes count them all, and they tie.
     batch.add_factorial_runs(Sweep, {"A": [0, 1], "B": [0, 1], "C": list(range(5000))})
     with batch.store._reading() as conn:
         a, b = Query({"B": 1, "A": 1}), Query({"A": 1, "B": 1})
