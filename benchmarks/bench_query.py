@@ -172,7 +172,7 @@ def wide_sql(conditions: dict[str, Any], index: str | None = None) -> tuple[str,
 
 # -- timing ------------------------------------------------------------------------
 
-def best_times(variants: dict[str, Callable[[], Any]], budget: float = 1.0) -> dict[str, float]:
+def best_times(variants: dict[str, Callable[[], Any]], budget: float = 2.0) -> dict[str, float]:
     """The best time of each variant, the variants interleaved."""
     first = {}
     for name, fn in variants.items():
@@ -180,7 +180,7 @@ def best_times(variants: dict[str, Callable[[], Any]], budget: float = 1.0) -> d
         t0 = time.process_time()
         fn()
         first[name] = time.process_time() - t0
-    reps = max(5, min(60, int(budget / max(sum(first.values()), 1e-6))))
+    reps = max(8, min(60, int(budget / max(sum(first.values()), 1e-6))))
     best = dict(first)
     for _ in range(reps):
         for name, fn in variants.items():
@@ -237,6 +237,18 @@ def query_before(rev: str) -> Callable[[runstore.Store, int, dict[str, Any]], li
     return query
 
 
+def plans(store: runstore.Store, batch_id: int, orders: list[dict[str, Any]]) -> int:
+    """How many different SQL statements (with arguments) the orders of writing give."""
+    found = set()
+    with store._reading() as conn:  # noqa: SLF001
+        for conditions in orders:
+            query = Query(conditions)
+            query.order(conn.connection.driver_connection)
+            sql, args = query.sql(batch_id)
+            found.add((sql, repr(args)))
+    return len(found)
+
+
 def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[str, Any],
             before: Callable[..., list[RunRow]] | None = None) -> dict[str, Any]:
     store, batch_id = batch.store, batch._id  # noqa: SLF001
@@ -267,8 +279,9 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
                          for name, p in zip(perms, itertools.permutations(keys))})
     t = best_times(variants)
     perm_times = [t[f"perm {name}"] for name in perms]
+    orders = [{k: conditions[k] for k in p} for p in itertools.permutations(keys)]
     drivers = {label: t[f"driver {label}"] for label in labels}
-    return {"hits": len(rows), "perms": perm_times, "query": min(perm_times),
+    return {"hits": len(rows), "perms": perm_times, "plans": plans(store, batch_id, orders), "query": min(perm_times),
             "get_runs_with": t["get_runs_with"], "planner": t["wide"],
             "wide": min(t[k] for k in t if k.startswith("wide")), "plan": t["plan"],
             "best_driver": min(drivers, key=drivers.__getitem__),
@@ -278,8 +291,8 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
 
 # -- the table ---------------------------------------------------------------------
 
-HEADER = ("  {:<36} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} {:>8}".format(
-    "conditions", "hits", "perms", "query ms", "/wide", "grw/w", "plan/best", "probes",
+HEADER = ("  {:<36} {:>7} {:>5} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} {:>8}".format(
+    "conditions", "hits", "plans", "perms", "query ms", "/wide", "grw/w", "plan/best", "probes",
     "wide ms", "planner", "was ms"))
 
 
@@ -287,21 +300,22 @@ def row(conditions: dict[str, Any], m: dict[str, Any]) -> str:
     text = ", ".join(f"{k}={v}" for k, v in conditions.items())
     mark = "*" if m["hits"] <= 100 else " "
     was = f"{m['was'] * 1e3:8.2f}" if m["was"] is not None else ""
-    return ("  {:<36} {:>6,}{} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>9.2f} {:>6.0f}% {:>8.3f} "
+    return ("  {:<36} {:>6,}{} {:>5} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>9.2f} {:>6.0f}% {:>8.3f} "
             "{:>8.3f} {:>8}").format(
-        text, m["hits"], mark, max(m["perms"]) / m["query"], m["query"] * 1e3,
+        text, m["hits"], mark, m["plans"], max(m["perms"]) / m["query"], m["query"] * 1e3,
         m["query"] / m["wide"], m["get_runs_with"] / m["wide"], m["plan"] / m["driver_time"],
         100 * m["probes"] / m["query"], m["wide"] * 1e3, m["planner"] * 1e3, was)
 
 
 LEGEND = """\
+  plans      how many different SQL statements the orders of writing run (1: one plan)
   perms      slowest order of writing the conditions / fastest (target <= 1.5)
   query ms   Store.query, the fastest order (rows in batch order)
   /wide      Store.query / the same lookup on the wide table, its best plan (target
              <= 3 where hits are marked *, <= 100)
   grw/w      get_runs_with (Run objects) / the wide table's best plan
   plan/best  SQL of the chosen plan / SQL driven by the best condition (forced)
-  probes     counting each condition's rows (Query.order), as a share of query ms
+  probes     a read transaction and Query.order's counts, as a share of query ms
   wide ms    the wide table's best plan: SQLite's choice, or one column's index
              forced (INDEXED BY)
   planner    the wide table, the plan SQLite chooses (ANALYZEd, without stat4)

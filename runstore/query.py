@@ -374,7 +374,8 @@ class Query:
         sql = "SELECT " + ", ".join(parts)
         limit = _FIRST_PROBE
         while True:
-            (counts,) = _fetch(conn, sql, [x for values in args for x in (*values, limit)])
+            (found,) = _fetch(conn, sql, [x for values in args for x in (*values, limit)])
+            counts: list[int] = [int(n) for n in found]
             if min(counts) < limit:
                 break
             limit *= 2

@@ -702,7 +702,7 @@ class Store:
         with self._reading() as conn:
             # Through the sqlite3 connection itself (in the same transaction):
             # SQLAlchemy's work per statement would cost more than the probes.
-            raw = conn.connection.driver_connection
+            raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
             try:
                 return [RunRow(*row) for row in query.rows(raw, batch)]
             except sqlite3.Error as exc:  # as SQLAlchemy would raise it
