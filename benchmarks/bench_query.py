@@ -281,7 +281,8 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
     perm_times = [t[f"perm {name}"] for name in perms]
     orders = [{k: conditions[k] for k in p} for p in itertools.permutations(keys)]
     drivers = {label: t[f"driver {label}"] for label in labels}
-    return {"hits": len(rows), "perms": perm_times, "plans": plans(store, batch_id, orders), "query": min(perm_times),
+    return {"hits": len(rows), "plans": plans(store, batch_id, orders),
+            "perms": perm_times, "query": min(perm_times),
             "get_runs_with": t["get_runs_with"], "planner": t["wide"],
             "wide": min(t[k] for k in t if k.startswith("wide")), "plan": t["plan"],
             "best_driver": min(drivers, key=drivers.__getitem__),
