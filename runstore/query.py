@@ -315,6 +315,44 @@ _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
 _FIRST_PROBE = 64
 
 
+class _Probe:
+    """Counts one condition's rows through its index, a larger bound each round.
+
+    An equality on a number or a canonical value reads its index's rows in
+    run order, so each round goes on after the last run counted instead of
+    counting again from the start.
+    """
+
+    def __init__(self, condition: Condition, where: str, values: list[Any]) -> None:
+        self.condition, self.where, self.values = condition, where, values
+        self.resumes = condition.source == "parameter" and where in (
+            "p.num = ?", "(p.canonical = ? AND p.num IS NULL)")
+        self.counted, self.last = 0, -1
+
+    def sql(self) -> str:
+        c = self.condition
+        rows = f"FROM {c.table} p WHERE p.{c.column} = ? AND {self.where}"
+        if self.resumes:  # the count and the last run counted, in one value
+            return (f"(SELECT COUNT(*) || ' ' || IFNULL(MAX(k), -1) FROM (SELECT p.run_key AS k "
+                    f"{rows} AND p.run_key > ? ORDER BY p.run_key LIMIT ?))")
+        return f"(SELECT COUNT(*) FROM (SELECT 1 {rows} LIMIT ?))"
+
+    def args(self, limit: int) -> list[Any]:
+        if self.resumes:
+            return [self.condition.name, *self.values, self.last, limit - self.counted]
+        return [self.condition.name, *self.values, limit]
+
+    def count(self, found: Any) -> int:
+        """The rows counted so far, from what the round returned."""
+        if not self.resumes:
+            self.counted = int(found)
+            return self.counted
+        more, last = str(found).split()
+        self.counted += int(more)
+        self.last = max(self.last, int(last))
+        return self.counted
+
+
 class Query:
     """Conditions parsed from keyword arguments."""
 
@@ -358,24 +396,21 @@ class Query:
         many that is, and the others are checked per run, the most selective
         first; counting an index range costs far less a row than the query
         does, and each condition is counted to at most about 4 times the
-        rows of the driving one. Ties keep the operator order (equality
+        rows of the driving one (2 times for equalities, whose counts go on
+        where the previous round stopped). Ties keep the operator order (equality
         first) and then the names, so every order of writing the conditions
         gives one plan. Returns False when a condition matches no row (then
         no run matches).
         """
         if len(self.conditions) < 2:
             return True
-        probes = [(c, *c.predicate("p")) for c in self.conditions]
-        parts, args = [], []
-        for c, where, values in probes:
-            parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
-                         f"p.{c.column} = ? AND {where} LIMIT ?))")
-            args.append([c.name, *values])
-        sql = "SELECT " + ", ".join(parts)
+        probes = [_Probe(c, *c.predicate("p")) for c in self.conditions]
+        sql = "SELECT " + ", ".join(probe.sql() for probe in probes)
         limit = _FIRST_PROBE
         while True:
-            (found,) = _fetch(conn, sql, [x for values in args for x in (*values, limit)])
-            counts: list[int] = [int(n) for n in found]
+            args = [arg for probe in probes for arg in probe.args(limit)]
+            (found,) = _fetch(conn, sql, args)
+            counts = [probe.count(value) for probe, value in zip(probes, found)]
             if min(counts) < limit:
                 break
             limit *= 2
