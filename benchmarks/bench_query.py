@@ -219,13 +219,14 @@ def query_before(rev: str) -> Callable[[runstore.Store, int, dict[str, Any]], li
     """``Store.query`` as it was at ``rev`` (when it read query.py through SQLAlchemy)."""
     text = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{rev}:runstore/query.py"],
                           check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="runstore-bench-")) / "query_before.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("runstore._query_before", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="runstore-bench-") as folder:
+        path = Path(folder) / "query_before.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location("runstore._query_before", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
 
     def query(store: runstore.Store, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
         old = module.Query(conditions)
