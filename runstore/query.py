@@ -22,15 +22,16 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import sqlalchemy as sa
 
 from .encoding import Indexed, Tree, encode, indexed, short_repr
-from .errors import QueryError
+from .errors import QueryError, RunstoreError
 
 __all__ = ["OPERATORS", "RESULT_PREFIX", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
 
@@ -236,6 +237,10 @@ def _numeric_order(a: str, op: str, value: int | float) -> tuple[str, list[Any]]
     That float decides, except for such ints whose float equals the bound:
     those are compared exactly by their decimal text.
     """
+    if -_INT64 < value < _INT64:
+        # Ints beyond 64 bits hold floats of magnitude 2**63 or more, on the
+        # same side of this bound as the ints: num decides, from the index alone.
+        return f"{a}.num {_ORDER[op]} ?", [value]
     bound: int | float = value
     if isinstance(value, int) and not -_INT64 <= value < _INT64:
         # No float or 64-bit int lies strictly between an int and its
@@ -294,9 +299,58 @@ class _MaybeOperator(Condition):
     suffix: str = ""
 
 
+#: What queries read through: a SQLAlchemy connection, or the sqlite3
+#: connection under one (which spares SQLAlchemy's work per statement).
+Connection = Union[sa.Connection, sqlite3.Connection]
+
+
+def _fetch(conn: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute(sql, tuple(args)).fetchall()
+    return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(args))]
+
+
 _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
-#: Row counts up to which conditions are counted, in turn, to find the most selective.
-_PROBES = (64, 1024, 8192)
+#: The first bound of the counts that find the most selective condition (then doubled).
+_FIRST_PROBE = 64
+
+
+class _Probe:
+    """Counts one condition's rows through its index, a larger bound each round.
+
+    An equality on a number or a canonical value reads its index's rows in
+    run order, so each round goes on after the last run counted instead of
+    counting again from the start.
+    """
+
+    def __init__(self, condition: Condition, where: str, values: list[Any]) -> None:
+        self.condition, self.where, self.values = condition, where, values
+        self.resumes = condition.source == "parameter" and where in (
+            "p.num = ?", "(p.canonical = ? AND p.num IS NULL)")
+        self.counted, self.last = 0, -1
+
+    def sql(self) -> str:
+        c = self.condition
+        rows = f"FROM {c.table} p WHERE p.{c.column} = ? AND {self.where}"
+        if self.resumes:  # the count and the last run counted, in one value
+            return (f"(SELECT COUNT(*) || ' ' || IFNULL(MAX(k), -1) FROM (SELECT p.run_key AS k "
+                    f"{rows} AND p.run_key > ? ORDER BY p.run_key LIMIT ?))")
+        return f"(SELECT COUNT(*) FROM (SELECT 1 {rows} LIMIT ?))"
+
+    def args(self, limit: int) -> list[Any]:
+        if self.resumes:
+            return [self.condition.name, *self.values, self.last, limit - self.counted]
+        return [self.condition.name, *self.values, limit]
+
+    def count(self, found: Any) -> int:
+        """The rows counted so far, from what the round returned."""
+        if not self.resumes:
+            self.counted = int(found)
+            return self.counted
+        more, last = str(found).split()
+        self.counted += int(more)
+        self.last = max(self.last, int(last))
+        return self.counted
 
 
 class Query:
@@ -306,33 +360,63 @@ class Query:
         self.conditions = [self._parse(key, value) for key, value in conditions.items()]
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
-    def order(self, conn: sa.Connection) -> None:
+    def rows(self, conn: Connection, batch: int) -> list[tuple[Any, ...]]:
+        """The matching runs' rows in batch order, as :meth:`sql` selects them.
+
+        Names are checked only when nothing matches (a condition on a name
+        no run has matches nothing): a query that finds runs costs no
+        statement beyond the probes of :meth:`order` and itself.
+        """
+        self._resolve_nested(conn)
+        try:
+            matches = self.order(conn)
+            sql, args = self.sql(batch)
+        except RunstoreError:  # a value that cannot be compared
+            self.check_names(conn)  # an unknown name is the error to report first
+            raise
+        found = _fetch(conn, sql, args) if matches else []
+        if not found:
+            self.check_names(conn)
+        return found
+
+    def _resolve_nested(self, conn: Connection) -> None:
+        """Name valid text; a result's ``a__b`` is its key ``a.b`` if no key ``a__b`` is stored."""
+        for i, condition in enumerate(self.conditions):
+            if not _is_text(condition.name):
+                self.check_names(conn)  # raises, saying why
+            if condition.source == "result" and "__" in condition.name:
+                self.conditions[i] = self._resolve(conn, condition) or condition
+
+    def order(self, conn: Connection) -> bool:
         """Put the most selective condition first, whatever order they were written in.
 
         Each condition's matching rows are counted through the index, up to
-        a bound: 64, then 1,024, then 8,192 while every count reaches it. So
-        the probes cost little next to the query they plan, and the query is
-        driven by the condition with the fewest rows; the others are checked
-        per run, the most selective first. Ties keep the operator order
-        (equality first) and then the names, so every order of writing the
-        conditions gives one plan.
+        a bound: 64 rows, then twice as many, while every count reaches it.
+        So the query is driven by the condition with the fewest rows however
+        many that is, and the others are checked per run, the most selective
+        first; counting an index range costs far less a row than the query
+        does, and each condition is counted to at most about 4 times the
+        rows of the driving one (2 times for equalities, whose counts go on
+        where the previous round stopped). Ties keep the operator order (equality
+        first) and then the names, so every order of writing the conditions
+        gives one plan. Returns False when a condition matches no row (then
+        no run matches).
         """
         if len(self.conditions) < 2:
-            return
-        probes = [(c, *c.predicate("p")) for c in self.conditions]
-        counts: tuple[int, ...] = ()
-        for limit in _PROBES:
-            parts, args = [], []
-            for c, where, values in probes:
-                parts.append(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE "
-                             f"p.{c.column} = ? AND {where} LIMIT ?))")
-                args += [c.name, *values, limit]
-            counts = tuple(conn.exec_driver_sql("SELECT " + ", ".join(parts),
-                                                tuple(args)).one())
+            return True
+        probes = [_Probe(c, *c.predicate("p")) for c in self.conditions]
+        sql = "SELECT " + ", ".join(probe.sql() for probe in probes)
+        limit = _FIRST_PROBE
+        while True:
+            args = [arg for probe in probes for arg in probe.args(limit)]
+            (found,) = _fetch(conn, sql, args)
+            counts = [probe.count(value) for probe, value in zip(probes, found)]
             if min(counts) < limit:
                 break
+            limit *= 2
         rank = {id(c): n for c, n in zip(self.conditions, counts)}
         self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
+        return min(counts) > 0
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
@@ -348,7 +432,7 @@ class Query:
             return _MaybeOperator(key, "eq", value, source, base=name, suffix=op)
         return Condition(key, "eq", value, source)
 
-    def check_names(self, conn: sa.Connection) -> None:
+    def check_names(self, conn: Connection) -> None:
         """Raise :class:`QueryError` for names no stored run has (resolving nested result keys)."""
         for i, condition in enumerate(self.conditions):
             if not _is_text(condition.name):
@@ -360,12 +444,12 @@ class Query:
                 self.conditions[i] = found
                 continue
             if condition.source == "result":
-                known = [r[0] for r in conn.exec_driver_sql(
-                    "SELECT DISTINCT name FROM batch_columns WHERE source = 'result' "
-                    "ORDER BY name")]
+                known = [r[0] for r in _fetch(
+                    conn, "SELECT DISTINCT name FROM batch_columns WHERE source = 'result' "
+                    "ORDER BY name", [])]
             else:
-                known = [r[0] for r in conn.exec_driver_sql(
-                    "SELECT DISTINCT name FROM parameters ORDER BY name")]
+                known = [r[0] for r in _fetch(
+                    conn, "SELECT DISTINCT name FROM parameters ORDER BY name", [])]
             if isinstance(condition, _MaybeOperator) and self._resolve(
                     conn, replace(condition, name=condition.base)) is not None:
                 raise QueryError(
@@ -385,15 +469,14 @@ class Query:
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
     @staticmethod
-    def _resolve(conn: sa.Connection, condition: Condition) -> Condition | None:
+    def _resolve(conn: Connection, condition: Condition) -> Condition | None:
         """The condition if its name is stored; a result's ``a__b`` may be its key ``a.b``."""
         names = [condition.name]
         if condition.source == "result" and "__" in condition.name:
             names.append(condition.name.replace("__", "."))
         for name in names:
-            if conn.exec_driver_sql(
-                    f"SELECT 1 FROM {condition.table} WHERE {condition.column} = ? LIMIT 1",
-                    (name,)).scalar():
+            if _fetch(conn, f"SELECT 1 FROM {condition.table} WHERE {condition.column} = ? "
+                      "LIMIT 1", [name]):
                 return replace(condition, name=name) if name != condition.name else condition
         return None
 

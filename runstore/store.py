@@ -750,10 +750,13 @@ class Store:
         """The runs of a batch whose parameters match, in batch order."""
         query = Query(conditions)
         with self._reading() as conn:
-            query.check_names(conn)
-            query.order(conn)
-            sql, args = query.sql(batch)
-            return [RunRow(*row) for row in conn.exec_driver_sql(sql, tuple(args))]
+            # Through the sqlite3 connection itself (in the same transaction):
+            # SQLAlchemy's work per statement would cost more than the probes.
+            raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+            try:
+                return [RunRow(*row) for row in query.rows(raw, batch)]
+            except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+                raise sa.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
 
     def states(self, run_ids: Iterable[str]) -> dict[str, str]:
         """Map run ids to their states (ids not in the store are left out)."""
