@@ -188,6 +188,10 @@ import json, numpy as np, psutil
 from runstore.performance import fft, threads
 from threadpoolctl import threadpool_info
 process = psutil.Process()
+# FFTW_ESTIMATE plans from FFTW's cost model alone, so the 2-thread plan is
+# threaded on any machine; a measured plan may find one thread faster on a
+# busy machine and start none.
+fft.set_planner_effort("FFTW_ESTIMATE")
 a = np.ones(2**16, dtype=complex)
 counts = [process.num_threads()]
 fft.get_fft(a, threads=1, backend="fftw")(a)
@@ -195,6 +199,7 @@ counts.append(process.num_threads())
 fft.get_fft(a, threads=2, backend="fftw")(a)
 counts.append(process.num_threads())
 threads.set_num_threads(1)
+fft.set_planner_effort("FFTW_MEASURE")
 default = fft.get_fft(np.ones(64, dtype=complex), backend="fftw").threads
 limits = sorted({p["num_threads"] for p in threadpool_info()})
 print(json.dumps({"counts": counts, "default": default, "limits": limits,
