@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -124,9 +124,12 @@ def owner_token() -> str:
     return f"{socket.gethostname()}:{proc.pid}:{proc.create_time():.3f}"
 
 
-@dataclass(frozen=True)
-class RunRow:
-    """A run as the store holds it, without its result."""
+class RunRow(NamedTuple):
+    """A run as the store holds it, without its result.
+
+    A named tuple: batches make one per run they list or claim, often
+    hundreds of thousands at a time.
+    """
 
     position: int
     id: str
