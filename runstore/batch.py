@@ -713,6 +713,12 @@ class Batch:
             self.store.recover()  # this process's stranded runs, dead owners' runs
         self._prepare(retry_failed, recompute_changed)
         pending = self.store.state_counts(self._id, self._only).get(RunState.PENDING.value, 0)
+        if cluster is None and processes is not None and processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
+        if pending == 0:  # a fully cached batch: no drain, no heartbeat, no pool
+            self._nothing_pending(serial=cluster is None and processes is None
+                                  and executor is None)
+            return
         types = list(self._classes)
         with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
                   unit="run") as bar:
@@ -721,8 +727,6 @@ class Batch:
                                workers=max(1, len(cluster)), lost=cluster.is_lost,
                                pending=pending, stalled=cluster.stalled)
             elif processes is not None or executor is not None:
-                if processes is not None and processes < 1:
-                    raise ValueError(f"processes must be at least 1, got {processes}")
                 failed = drain(self, executor, processes, bar, restartable=True,
                                pending=pending)
             else:
@@ -734,6 +738,15 @@ class Batch:
                     self.store.save_fftw_wisdom(gained)
         self._warn_unknown_types()
         self._raise_failures(failed)
+
+    def _nothing_pending(self, serial: bool) -> None:
+        """What a call does when none of its runs is pending, without draining."""
+        if serial:  # FFTW wisdom planned in this process since it last shared some
+            gained = new_wisdom()
+            if gained:
+                self.store.save_fftw_wisdom(gained)
+        if self._only is not None:  # runs outside the selection may be pending
+            self._warn_unknown_types()
 
     def _warn_unknown_types(self) -> None:
         unknown = [t for t in self.store.pending_run_types(self._id) if t not in self._classes]
