@@ -51,7 +51,7 @@ from .labelled import to_dataset
 from .lazy import LazyArray, ResultArrays
 from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
-from .run import Memo, ResultRun, Run, code_fingerprint, compute, pack, unpack
+from .run import Packer, ResultRun, Run, code_fingerprint, compute, unpack
 from .schema import RunState
 from .store import Completion, Removal, RunRow, Store
 from .views import check_view_name, display
@@ -261,9 +261,9 @@ class Batch:
         """Register runs (each id once); return their distinct ids in order."""
         rtype = self._register_class(runclass)
         packed: dict[str, tuple[str, str, str, Any]] = {}
-        memo: Memo = {}
+        pack = Packer(runclass, {})
         for params in combos:
-            rid, document, forms = pack(runclass, params, memo)
+            rid, document, forms = pack(params)
             packed.setdefault(rid, (rid, rtype, document, forms))
         self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
         # The store leaves out, inside its write transaction, the runs the

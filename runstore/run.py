@@ -45,7 +45,7 @@ from .encoding import (
 )
 from .errors import (DecodingError, ParameterError, RunError, RunNotFound, RunstoreError,
                      UntrustedCodeError)
-from .identity import encode_parameters, run_id, run_id_of_pairs, type_name
+from .identity import RunIds, encode_parameters, run_id, run_id_of_pairs, type_name
 from .interfaces import IRun, implementer
 from .lazy import LazyArray, ResultArrays
 from .results import encode_result
@@ -99,7 +99,8 @@ def code_fingerprint(cls: type[Run]) -> str:
 
 
 #: Encodings of parameter values met in one add call: (name, id(value)) ->
-#: (value, canonical JSON, indexed form, whether it holds arrays).
+#: (value, canonical JSON of the pair ``[name, value]``, indexed form, whether
+#: it holds arrays).
 Memo = dict[tuple[str, int], tuple[Any, str, Indexed, bool]]
 
 
@@ -111,17 +112,77 @@ def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
     parameter value is encoded once, and a run's canonical text is assembled
     from the texts of its values: the same text, so the same id.
     """
-    for name in given:
-        check_name(name, f"the parameter name {short_repr(name)}")
-    defaults, var_kw = signature_defaults(cls)
-    unknown = [name for name in given if name not in defaults and not var_kw]
-    if unknown:
-        raise ParameterError(type_name(cls), unknown, list(defaults))
-    merged = {**defaults, **given}
-    if memo is not None and cls.generate_id is Run.generate_id:
-        fast = _pack_memoized(cls, merged, memo)
-        if fast is not None:
-            return fast
+    return Packer(cls, memo)(given)
+
+
+class Packer:
+    """:func:`pack` for many runs of one class, the work per class done once.
+
+    The class's run type, signature and id function are looked up once, each
+    parameter name is checked once, and the hashed text's beginning, which
+    names the run type, is hashed once (:class:`~runstore.identity.RunIds`).
+    """
+
+    def __init__(self, cls: type[Run], memo: Memo | None = None) -> None:
+        self.cls = cls
+        self.defaults, self.var_kw = signature_defaults(cls)
+        self.memo = memo if cls.generate_id is Run.generate_id else None
+        self.run_id = RunIds(type_name(cls))
+        #: The parameter names checked already (and known to the class).
+        self.names: set[str] = set()
+        #: The sorted names of a run given no names beyond the defaults.
+        self.order = sorted(self.defaults)
+
+    def __call__(self, given: Mapping[str, Any]) -> tuple[str, str, dict[str, Indexed]]:
+        names = self.names
+        for name in given:
+            if type(name) is not str or name not in names:
+                self._check(given)
+                break
+        merged = {**self.defaults, **given}
+        if self.memo is not None:
+            order = self.order if len(merged) == len(self.order) else sorted(merged)
+            fast = self._memoized(self.memo, merged, order)
+            if fast is not None:
+                return fast
+        return _pack_general(self.cls, merged)
+
+    def _check(self, given: Mapping[str, Any]) -> None:
+        """Check the names of a run (the first time they are met)."""
+        for name in given:
+            check_name(name, f"the parameter name {short_repr(name)}")
+        unknown = [name for name in given if name not in self.defaults and not self.var_kw]
+        if unknown:
+            raise ParameterError(type_name(self.cls), unknown, list(self.defaults))
+        self.names.update(given)
+
+    def _memoized(self, memo: Memo, merged: dict[str, Any], order: list[str]
+                  ) -> tuple[str, str, dict[str, Indexed]] | None:
+        """The common case of :func:`pack`, or None when it does not apply."""
+        parts: list[str] = []
+        forms: dict[str, Indexed] = {}
+        for name in order:
+            value = merged[name]
+            known = memo.get((name, id(value)))
+            if known is None:
+                if name.startswith("_"):
+                    return None  # private parameters go into the document: the general path
+                arrays: dict[str, np.ndarray] = {}
+                tree = encode(value, f"parameter {name!r}", arrays)
+                known = memo[(name, id(value))] = (
+                    value, f"[{canonical_json(name)},{canonical_json(tree)}]", indexed(tree),
+                    bool(arrays))
+            if known[3]:
+                return None  # array contents go into the document: the general path
+            parts.append(known[1])
+            forms[name] = known[2]
+        pairs = "[" + ",".join(parts) + "]"
+        return self.run_id(pairs), f'{{"values":{pairs}}}', forms
+
+
+def _pack_general(cls: type[Run], merged: dict[str, Any]
+                  ) -> tuple[str, str, dict[str, Indexed]]:
+    """:func:`pack` of any run: private and array parameters, custom ids."""
     public = {k: v for k, v in merged.items() if not k.startswith("_")}
     private = {k: v for k, v in merged.items() if k.startswith("_")}
     arrays: dict[str, np.ndarray] = {}
@@ -156,29 +217,6 @@ def array_documents(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any
     return {digest: {"dtype": a.dtype.str, "shape": list(a.shape),
                      "data": base64.b64encode(a.tobytes()).decode("ascii")}
             for digest, a in arrays.items()}
-
-
-def _pack_memoized(cls: type[Run], merged: dict[str, Any], memo: Memo
-                   ) -> tuple[str, str, dict[str, Indexed]] | None:
-    """The common case of :func:`pack`, or None when it does not apply."""
-    parts: list[str] = []
-    forms: dict[str, Indexed] = {}
-    for name in sorted(merged):
-        if name.startswith("_"):
-            return None  # private parameters go into the document: the general path
-        value = merged[name]
-        known = memo.get((name, id(value)))
-        if known is None:
-            arrays: dict[str, np.ndarray] = {}
-            tree = encode(value, f"parameter {name!r}", arrays)
-            known = memo[(name, id(value))] = (value, canonical_json(tree), indexed(tree),
-                                              bool(arrays))
-        if known[3]:
-            return None  # array contents go into the document: the general path
-        parts.append(f"[{canonical_json(name)},{known[1]}]")
-        forms[name] = known[2]
-    pairs = "[" + ",".join(parts) + "]"
-    return run_id_of_pairs(type_name(cls), pairs), f'{{"values":{pairs}}}', forms
 
 
 def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, Any]]:
