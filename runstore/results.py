@@ -26,6 +26,7 @@ refused.
 from __future__ import annotations
 
 import base64
+import math
 import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,15 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     (:func:`~runstore.encoding.check_name`), every value must encode, and no
     two keys may give the same query row (``'a.b'`` and ``'a'['b']``).
     """
+    if type(result) is dict:
+        flat = _flat_result(result)
+        if flat is not None:
+            return flat
+    return _encode_any(result, allow_pickle)
+
+
+def _encode_any(result: Any, allow_pickle: bool) -> EncodedResult:
+    """:func:`encode_result` of any result."""
     arrays = NamedArrays()
     if isinstance(result, (dict, containers.ContainerDict, containers.Container)):
         items = dict(result.items()) if isinstance(result, dict) else result.__getstate__()
@@ -96,6 +106,47 @@ def encode_result(result: Any, allow_pickle: bool = False) -> EncodedResult:
     else:
         checksums = {}
     return EncodedResult(tree, canonical_json(tree), scalars, arrays, checksums)
+
+
+def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
+    """:func:`encode_result` of a dict of plain scalars, or None for any other dict.
+
+    The common result (``{"val": 3.5, "ok": True}``) has nothing to check
+    beyond its keys and its values' types: its keys are ASCII strings without
+    NUL characters, and its values ``None``, booleans, 64-bit ints, finite
+    floats or ASCII strings, which encode as themselves (``-0.0`` as ``0.0``)
+    and give one query row each under their keys. The same tree, text and
+    rows as the general path.
+    """
+    pairs: list[list[Any]] = []
+    for key, value in result.items():
+        if type(key) is not str or not key.isascii() or "\x00" in key:
+            return None
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return None
+            value += 0.0  # as encode() does: -0.0 is 0.0
+        elif kind is int:
+            if not -_INT64 <= value < _INT64:
+                return None
+        elif kind is str:
+            if not value.isascii():
+                return None
+        elif value is not None and kind is not bool:
+            return None
+        pairs.append([key, value])
+    scalars = {key: indexed(value) for key, value in pairs}
+    pairs.sort(key=_first_json)  # as encode() sorts a dict's items
+    tree: Tree = ["dict", pairs]
+    return EncodedResult(tree, canonical_json(tree), scalars, NamedArrays(), {})
+
+
+def _first_json(pair: list[Any]) -> str:
+    return canonical_json(pair[0])
+
+
+_INT64 = 2**63
 
 
 def _check_key(key: Any) -> None:

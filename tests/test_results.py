@@ -123,3 +123,40 @@ def test_every_array_gets_a_distinct_name_that_is_not_a_group_of_another(result)
     for name in names:
         assert all(part not in ("", ".", "..") and "\x00" not in part
                    for part in name.split("/"))
+
+
+class _Mapping(dict):
+    """A dict subclass: encoded by the general path, never the flat one."""
+
+
+def _same_encoding(result: dict) -> None:
+    try:
+        general = encode_result(_Mapping(result))
+    except runstore.errors.EncodingError as exc:
+        with pytest.raises(type(exc)) as raised:
+            encode_result(result)
+        assert str(raised.value) == str(exc)
+        return
+    fast = encode_result(result)
+    assert fast.json == general.json
+    assert repr(fast.tree) == repr(general.tree)
+    assert repr(list(fast.scalars.items())) == repr(list(general.scalars.items()))
+    assert (fast.arrays, fast.checksums) == (general.arrays, general.checksums)
+
+
+@pytest.mark.parametrize("result", [
+    {}, {"val": 3}, {"b": 1.5, "a": -0.0, "c": True, "d": None, "e": "x"},
+    {"": 1, "a b": 2, 'q"': 3, "z\\": 4, "~": 5, "A": 6},  # keys whose JSON sorts otherwise
+    {"big": 2**63, "small": -2**63, "edge": 2**63 - 1}, {"nan": float("nan")},
+    {"inf": float("-inf")}, {"é": 1}, {"s": "é"}, {"n": {"x": 1}}, {1: 2}, {"a\x00": 1},
+    {"l": [1, 2]}, {"arr": np.ones(2)}, {"f": np.float64(2.5)}])
+def test_flat_results_encode_as_the_general_path_does(result):
+    _same_encoding(result)
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5))
+
+
+@given(st.dictionaries(st.text(max_size=4), _SCALARS, max_size=6))
+def test_any_dict_of_scalars_encodes_as_the_general_path_does(result):
+    _same_encoding(result)
