@@ -8,6 +8,7 @@ pending ones in this process and commits their results in batches of rows;
 
 from __future__ import annotations
 
+import gc
 import html
 import itertools
 import json
@@ -17,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -262,13 +264,14 @@ class Batch:
         rtype = self._register_class(runclass)
         packed: dict[str, tuple[str, str, str, Any]] = {}
         pack = Packer(runclass, {})
-        for params in combos:
-            rid, document, forms = pack(params)
-            packed.setdefault(rid, (rid, rtype, document, forms))
-        self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
-        # The store leaves out, inside its write transaction, the runs the
-        # batch holds already (another process may be adding them too).
-        self.store.add_runs(self._id, list(packed.values()))
+        with _collector_paused():
+            for params in combos:
+                rid, document, forms = pack(params)
+                packed.setdefault(rid, (rid, rtype, document, forms))
+            self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
+            # The store leaves out, inside its write transaction, the runs the
+            # batch holds already (another process may be adding them too).
+            self.store.add_runs(self._id, list(packed.values()))
         return list(packed)
 
     def add_resultrun(self, ids: str | Iterable[str],
@@ -902,6 +905,25 @@ class Batch:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (if it runs) while runs are added.
+
+    Adding runs makes several objects per run and frees few of them, so the
+    collections their allocations set off find nothing to collect, and each
+    walks all the objects made so far: re-adding 100,000 stored runs took
+    about a sixth longer with them. Nothing made here refers to itself; what
+    is left is freed when its last reference goes, as always.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _legend_order(value: Any) -> tuple[Any, ...]:
