@@ -118,7 +118,7 @@ def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
     and give one query row each under their keys. The same tree, text and
     rows as the general path.
     """
-    pairs: list[list[Any]] = []
+    values: dict[str, Any] = {}
     for key, value in result.items():
         if type(key) is not str or not key.isascii() or "\x00" in key:
             return None
@@ -135,15 +135,14 @@ def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
                 return None
         elif value is not None and kind is not bool:
             return None
-        pairs.append([key, value])
-    scalars = {key: indexed(value) for key, value in pairs}
-    pairs.sort(key=_first_json)  # as encode() sorts a dict's items
-    tree: Tree = ["dict", pairs]
-    return EncodedResult(tree, canonical_json(tree), scalars, NamedArrays(), {})
-
-
-def _first_json(pair: list[Any]) -> str:
-    return canonical_json(pair[0])
+        values[key] = value
+    scalars = {key: indexed(value) for key, value in values.items()}
+    # As encode() does, the items sorted by their keys' JSON; and the tree's
+    # JSON as canonical_json writes it, from the values' JSON in their rows.
+    ordered = sorted([(canonical_json(key), key) for key in values])
+    tree: Tree = ["dict", [[key, values[key]] for _, key in ordered]]
+    text = ",".join([f"[{key_json},{scalars[key].canonical}]" for key_json, key in ordered])
+    return EncodedResult(tree, f'["dict",[{text}]]', scalars, NamedArrays(), {})
 
 
 _INT64 = 2**63

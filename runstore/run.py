@@ -296,6 +296,8 @@ def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, 
 
 def document_origin(document: str) -> str | None:
     """The file a parameters document was imported from, if it is not trusted."""
+    if '"origin"' not in document:  # the canonical text of such a document has this key
+        return None
     try:
         origin = json.loads(document).get("origin")
     except (ValueError, AttributeError):
