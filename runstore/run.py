@@ -289,9 +289,15 @@ def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, 
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DecodingError("parameters", f"a malformed parameters document ({exc!r})"
                             ) from exc
-    public = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[0]}
+    # Plain values are their own trees: no decoding, nor its error path's text.
+    public = {k: v if v is None or type(v) in _PLAIN_TREES
+              else decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[0]}
     private = {k: decode(v, arrays, import_code, f"parameter {k!r}") for k, v in pairs[1]}
     return public, private
+
+
+#: The types of JSON values that decode as themselves (floats are checked).
+_PLAIN_TREES = (bool, int, str)
 
 
 def document_origin(document: str) -> str | None:

@@ -859,7 +859,8 @@ class Store:
         # Held before the claim commits, so that no recover() of this process
         # sees these runs as stranded.
         self._hold([key for key, *_ in claimed])
-        rows = [RunRow(positions[key], rid, rtype, params, RunState.RUNNING.value, key)
+        running = RunState.RUNNING.value  # looked up once: an enum member's value is a descriptor
+        rows = [RunRow(positions[key], rid, rtype, params, running, key)
                 for key, rid, rtype, params in claimed]
         return sorted(rows, key=lambda r: r.position)
 
