@@ -223,3 +223,22 @@ def test_check_command_prints_the_report_and_fails_on_problems(tmp_path):
     fixed = subprocess.run([sys.executable, "-m", "runstore", "check", "--fix", path],
                            capture_output=True, text=True)
     assert fixed.returncode == 0 and "pending again" in fixed.stdout
+
+
+@pytest.mark.parametrize("again", [range(10), [3], [4, 20, 30]])
+def test_runs_added_again_are_found_by_a_scan_or_by_lookups_alike(tmp_path, again):
+    """Many ids (most of the store, or of the batch) are found by one scan, few
+    by lookups: either way a run is stored once and held by a batch once."""
+    store = Store(tmp_path / "s.db")
+    first = Batch("first", store=store)
+    first.add_factorial_runs(Sweep, {"A": list(range(10))})
+    ids = list(first.run.ids())
+    first.add_factorial_runs(Sweep, {"A": list(again)})
+    second = Batch("second", store=store)
+    second.add_factorial_runs(Sweep, {"A": list(again)})
+    expected = ids + [rid for rid in second.run.ids() if rid not in ids]
+    assert list(first.run.ids()) == expected
+    assert len(set(second.run.ids())) == len(second.run) == len(again)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == len(expected)
+    store.close()
