@@ -135,6 +135,10 @@ def output(path: str, binary: bool = False) -> Iterator[IO[Any]]:
         yield f
 
 
+def _named(path: str) -> str:
+    return "standard output" if path == "-" else path
+
+
 def tell(message: str, to_stdout: bool = True) -> None:
     """Say what was done: on stdout, or on stderr when stdout carries the data."""
     click.echo(message, err=not to_stdout)
@@ -310,7 +314,7 @@ def export(store: str | None, batch_name: str | None, csv_path: str | None,
             writer = csv.writer(f)
             writer.writerow(table.columns)
             writer.writerows([csv_cell(v) for v in row] for row in table.rows)
-        tell(f"wrote {len(table.rows)} runs of batch {batch_name!r} to {csv_path}",
+        tell(f"wrote {len(table.rows)} runs of batch {batch_name!r} to {_named(csv_path)}",
              "-" not in (csv_path, parquet_path))
     if parquet_path:
         frame = batch.to_dataframe()
@@ -327,7 +331,7 @@ def export(store: str | None, batch_name: str | None, csv_path: str | None,
             raise OptionalDependencyError("pyarrow", "dataframe", "--parquet") from exc
         with output(parquet_path, binary=True) as f:
             f.write(data.getvalue())
-        tell(f"wrote {len(frame)} runs of batch {batch_name!r} to {parquet_path}",
+        tell(f"wrote {len(frame)} runs of batch {batch_name!r} to {_named(parquet_path)}",
              "-" not in (csv_path, parquet_path))
     opened.close()
 
@@ -813,7 +817,7 @@ def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | N
     ax = batch.plot(x, y, hue=hue)
     with output(out, binary=True) as f:
         ax.figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-    tell(f"wrote {out} ({len(ax.get_lines())} lines)", out != "-")
+    tell(f"wrote {_named(out)} ({len(ax.get_lines())} lines)", out != "-")
     opened.close()
 
 
@@ -877,6 +881,46 @@ def check(store: str | None, fix: bool, dry_run: bool, bundle: bool) -> None:
         _close_checked(opened, evidence is not None and fix and not dry_run)
     if not report.ok:
         sys.exit(1)
+
+
+@main.command(epilog=STORE_HELP)
+@store_argument
+@click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
+def schema(store: str | None, batch_name: str | None) -> None:
+    """Show each batch's parameters (types, levels, counts) and result keys (types, shapes).
+
+    Levels are a parameter's distinct values, each with the number of runs
+    that has it; only the first and last are shown when there are many.
+    Nothing is imported and no array is read.
+    """
+    from .overview import batch_overview, levels_text
+
+    found = target(store)
+    opened = open_store(found.path)
+    try:
+        names = opened.batch_names()
+        wanted = batch_name or found.batch
+        if wanted is not None:
+            choose_batch(opened, wanted)  # an unknown name is told
+            names = [wanted]
+        for i, name in enumerate(names):
+            view = batch_overview(opened, choose_batch(opened, name)._id, name)
+            total = sum(view.states.values())
+            states = ", ".join(f"{n} {state}" for state, n in sorted(view.states.items()))
+            click.echo(("\n" if i else "") + f"batch {name}: {total} runs"
+                       + (f" ({states})" if states else ""))
+            rows = [("parameter " + k.name, "/".join(sorted(k.types)),
+                     levels_text(k.levels, k.order)) for k in view.parameters]
+            rows += [("result " + k.name, "/".join(sorted(k.types)),
+                      (f"shape {levels_text(k.shapes)}, " if k.shapes else "")
+                      + f"{k.runs} runs") for k in view.results]
+            if not rows:
+                click.echo("  (no parameters and no results)")
+            width = [max(len(r[j]) for r in rows) for j in range(2)] if rows else [0, 0]
+            for key, kind, rest in rows:
+                click.echo(f"  {key:<{width[0]}}  {kind:<{width[1]}}  {rest}".rstrip())
+    finally:
+        opened.close()
 
 
 @main.command(epilog=STORE_HELP)

@@ -77,7 +77,7 @@ def batch_overview(store: Store, batch_id: int, name: str) -> Overview:
         key = Key(column)
         for row in table.rows:
             value = row[i]
-            text = display(value)
+            text = "None" if value is None else display(value)
             key.types[_type_name(value)] += 1
             key.levels[text] += 1
             key.order.setdefault(text, _sort_key(value, text))
