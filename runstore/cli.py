@@ -218,7 +218,7 @@ def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = F
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-@click.group(cls=Commands, epilog=STORE_HELP + " Exit codes: see the command line page of "
+@click.group(name="runstore", cls=Commands, epilog=STORE_HELP + " Exit codes: see the command line page of "
              "runstore's documentation.")
 @click.version_option(package_name="runstore")
 def main() -> None:
@@ -395,7 +395,7 @@ def store_and_filters(store: str | None, filters: tuple[str, ...]
 
 @main.command(epilog=STORE_HELP)
 @click.argument("store", metavar="[STORE]")
-@click.argument("run", required=False)
+@click.argument("run", required=False, metavar="RUN")
 def show(store: str, run: str | None) -> None:
     """Show one run: state, parameters, results, provenance and error.
 
