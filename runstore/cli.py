@@ -401,13 +401,19 @@ def show(store: str, run: str | None) -> None:
 
     RUN is the run's id, or enough of its first digits to tell it apart.
     """
+    import os
+
     import numpy as np
 
     from .batch import Batch
 
+    named: str | None = store
     if run is None:  # one argument: the run, in the store found here
-        store, run = None, store
-    opened = open_store(target(store).path)
+        if os.path.lexists(store):
+            raise click.UsageError(f"which run of {store}? give RUN after it (its id, or "
+                                   "the first digits of it; `runstore runs` lists them)")
+        named, run = None, store
+    opened = open_store(target(named).path)
     rid = opened.find_run(run)
     held = opened.batches_of(rid)
     found = Batch(held[0][0], store=opened).run[held[0][1]]
@@ -910,7 +916,9 @@ def schema(store: str | None, batch_name: str | None) -> None:
             click.echo(("\n" if i else "") + f"batch {name}: {total} runs"
                        + (f" ({states})" if states else ""))
             rows = [("parameter " + k.name, "/".join(sorted(k.types)),
-                     levels_text(k.levels, k.order)) for k in view.parameters]
+                     levels_text(k.levels, k.order)
+                     + (f", in {k.runs} of {total} runs" if k.runs < total else ""))
+                    for k in view.parameters]
             rows += [("result " + k.name, "/".join(sorted(k.types)),
                       (f"shape {levels_text(k.shapes)}, " if k.shapes else "")
                       + f"{k.runs} runs") for k in view.results]

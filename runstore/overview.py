@@ -54,6 +54,20 @@ def _type_name(value: Any) -> str:
     return {"NoneType": "None", "FunctionRef": "function", "ClassRef": "class"}.get(name, name)
 
 
+def _canonical_type(canonical: str) -> str:
+    """The type of a value from its canonical JSON: a tag (``list``, ``callable`` ...) or
+    the JSON value's Python type."""
+    import json
+
+    try:
+        tree = json.loads(canonical)
+    except ValueError:
+        return "?"
+    if isinstance(tree, list) and tree and isinstance(tree[0], str):
+        return tree[0]
+    return _type_name(tree)
+
+
 def _sort_key(value: Any, text: str) -> tuple[int, Any, str]:
     if isinstance(value, bool) or value is None:
         return (0, int(bool(value)), text)
@@ -68,17 +82,24 @@ def batch_overview(store: Store, batch_id: int, name: str) -> Overview:
     from .views import display
 
     table = batch_table(store, batch_id)
-    sources = {label: source for label, source, _, _ in store.view_columns(batch_id)}
+    names = {label: name for label, source, name, _ in store.view_columns(batch_id)
+             if source == "parameter"}
     at_state = table.columns.index("state")
+    at_position = table.columns.index("position")
     parameters: list[Key] = []
     for i, column in enumerate(table.columns):
-        if sources.get(column) != "parameter":
+        if column not in names:
             continue
         key = Key(column)
+        # The type from the stored canonical form (a function is stored as one,
+        # and shown by its name); runs without the parameter are left out.
+        cells = store.canonical_cells(batch_id, "parameter", names[column])
         for row in table.rows:
+            if row[at_position] not in cells:
+                continue
             value = row[i]
             text = "None" if value is None else display(value)
-            key.types[_type_name(value)] += 1
+            key.types[_canonical_type(cells[row[at_position]])] += 1
             key.levels[text] += 1
             key.order.setdefault(text, _sort_key(value, text))
         parameters.append(key)
