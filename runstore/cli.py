@@ -218,8 +218,10 @@ def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = F
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-@click.group(name="runstore", cls=Commands, epilog=STORE_HELP + " Exit codes: see the command line page of "
-             "runstore's documentation.")
+@click.group(name="runstore", cls=Commands, epilog=STORE_HELP + " A failure is one line on "
+             "standard error, 'runstore: error: ...', with the exit status " + ", ".join(
+                 f"{code.value} {code.name.lower().replace('_', ' ')}" for code in ExitCode
+                 if code) + ".")
 @click.version_option(package_name="runstore")
 def main() -> None:
     """Run batches of calculations once, and keep their results."""
