@@ -12,12 +12,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from .errors import RunstoreError
-from .exitcodes import PREFIX, ExitCode, classify, one_line
+from .exitcodes import Commands, ExitCode, Failure, os_error
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -39,78 +39,6 @@ STORE_HELP = ("STORE is a store's .db file (or a bundle's); a folder, for the on
 store_argument = click.argument("store", required=False, metavar="[STORE]")
 
 
-class Failure(click.ClickException):
-    """A failure the command line reports in one line, with its exit code."""
-
-    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = int(code)
-
-
-def fail(message: str, code: ExitCode = ExitCode.FAILED) -> NoReturn:
-    """Print ``runstore: error: message`` on stderr and exit with ``code``."""
-    click.echo(PREFIX + one_line(message), err=True)
-    sys.exit(int(code))
-
-
-class Commands(click.Group):
-    """runstore's command group: every failure ends as one line on stderr and an exit code."""
-
-    def main(self, args: Any = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
-        try:
-            found = super().main(args, prog_name or "runstore", complete_var,
-                                 standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "runstore"
-            fail(f"{exc.format_message()} (see '{where} --help')", ExitCode.USAGE)
-        except (click.exceptions.Abort, KeyboardInterrupt):
-            fail("interrupted", ExitCode.INTERRUPTED)
-        except click.ClickException as exc:
-            fail(exc.format_message(), ExitCode(exc.exit_code) if exc.exit_code in
-                 ExitCode.__members__.values() else ExitCode.FAILED)
-        except Exception as exc:  # noqa: BLE001 - every failure ends as one line
-            fail(*_reported(exc))
-        sys.exit(found if isinstance(found, int) else 0)
-
-
-def _reported(exc: Exception) -> tuple[str, ExitCode]:
-    """What to say about an exception that ended a command, and the exit code."""
-    import os
-
-    code = classify(exc)
-    if code is ExitCode.INTERNAL or os.environ.get("RUNSTORE_TRACEBACK"):
-        import traceback
-
-        if os.environ.get("RUNSTORE_TRACEBACK"):
-            traceback.print_exc()
-        if code is ExitCode.INTERNAL:
-            return (f"internal error: {type(exc).__name__}: {exc}. This is a bug in "
-                    "runstore: please report it with the command you ran "
-                    "(RUNSTORE_TRACEBACK=1 prints the traceback)", code)
-    if isinstance(exc, OSError) and not isinstance(exc, RunstoreError):
-        return _os_error(exc), code
-    if isinstance(exc, ImportError) and not isinstance(exc, RunstoreError):
-        return (f"cannot import {exc.name or 'a module'}: {exc}. Check the name, and that "
-                "it can be imported from here (its folder on PYTHONPATH)", code)
-    return str(exc), code
-
-
-def _os_error(exc: OSError, doing: str = "use") -> str:
-    """An OSError in words: which file, what is wrong, what to do."""
-    import os
-
-    name = exc.filename if exc.filename is not None else "a file"
-    reason = exc.strerror or str(exc)
-    if isinstance(exc, FileNotFoundError) and exc.filename is not None:
-        folder = os.path.dirname(str(exc.filename))
-        if folder and not os.path.isdir(folder):
-            return (f"cannot {doing} {name}: the folder {folder} does not exist; create it "
-                    "first, or give another path")
-    return f"cannot {doing} {name}: {reason}; check the path and its permissions"
-
-
 def target(store: str | None, must_exist: bool = True) -> Target:
     """The store a STORE argument means (see :mod:`runstore.discovery`)."""
     from .discovery import resolve
@@ -130,7 +58,7 @@ def output(path: str, binary: bool = False) -> Iterator[IO[Any]]:
     try:
         f = open(path, "wb" if binary else "w", newline=None if binary else "")
     except OSError as exc:
-        raise Failure(_os_error(exc, "write"), ExitCode.OS_ERROR) from None
+        raise Failure(os_error(exc, "write"), ExitCode.OS_ERROR) from None
     with f:
         yield f
 
@@ -901,7 +829,7 @@ def schema(store: str | None, batch_name: str | None) -> None:
     that has it; only the first and last are shown when there are many.
     Nothing is imported and no array is read.
     """
-    from .overview import batch_overview, levels_text
+    from .overview import batch_overview, overview_lines
 
     found = target(store)
     opened = open_store(found.path)
@@ -913,22 +841,7 @@ def schema(store: str | None, batch_name: str | None) -> None:
             names = [wanted]
         for i, name in enumerate(names):
             view = batch_overview(opened, choose_batch(opened, name)._id, name)
-            total = sum(view.states.values())
-            states = ", ".join(f"{n} {state}" for state, n in sorted(view.states.items()))
-            click.echo(("\n" if i else "") + f"batch {name}: {total} runs"
-                       + (f" ({states})" if states else ""))
-            rows = [("parameter " + k.name, "/".join(sorted(k.types)),
-                     levels_text(k.levels, k.order)
-                     + (f", in {k.runs} of {total} runs" if k.runs < total else ""))
-                    for k in view.parameters]
-            rows += [("result " + k.name, "/".join(sorted(k.types)),
-                      (f"shape {levels_text(k.shapes)}, " if k.shapes else "")
-                      + f"{k.runs} runs") for k in view.results]
-            if not rows:
-                click.echo("  (no parameters and no results)")
-            width = [max(len(r[j]) for r in rows) for j in range(2)] if rows else [0, 0]
-            for key, kind, rest in rows:
-                click.echo(f"  {key:<{width[0]}}  {kind:<{width[1]}}  {rest}".rstrip())
+            click.echo(("\n" if i else "") + "\n".join(overview_lines(view)))
     finally:
         opened.close()
 

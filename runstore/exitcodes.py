@@ -3,18 +3,26 @@
 Every failure of ``runstore`` ends the same way: one line on standard error,
 ``runstore: error: <what was wrong and what to do>``, and an exit code that
 says which kind of failure it was (:class:`ExitCode`, listed in
-``docs/cli.rst``). :func:`classify` maps an exception to that code;
-:func:`one_line` folds its message into one line.
+``docs/cli.rst``). :class:`Commands`, the command group's class, catches
+what ends a command: click's usage errors, :class:`Failure` (raised by the
+commands), runstore's errors and any other exception; :func:`classify` maps
+an exception to its code, and :func:`one_line` folds a message into one line.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+import sys
+from typing import Any, NoReturn
+
+import click
 
 from . import errors
+from .errors import RunstoreError
 
-__all__ = ["ExitCode", "PREFIX", "classify", "one_line"]
+__all__ = ["ExitCode", "PREFIX", "Commands", "Failure", "fail", "classify", "one_line",
+           "os_error"]
 
 #: How every error line of the command line starts.
 PREFIX = "runstore: error: "
@@ -95,3 +103,75 @@ def classify(exc: BaseException) -> ExitCode:
 def one_line(message: str) -> str:
     """``message`` on one line: line breaks and the indentation after them become a space."""
     return re.sub(r"\s*\n\s*", " ", message.strip())
+
+
+class Failure(click.ClickException):
+    """A failure the command line reports in one line, with its exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+
+def fail(message: str, code: ExitCode = ExitCode.FAILED) -> NoReturn:
+    """Print ``runstore: error: message`` on stderr and exit with ``code``."""
+    click.echo(PREFIX + one_line(message), err=True)
+    sys.exit(int(code))
+
+
+class Commands(click.Group):
+    """runstore's command group: every failure ends as one line on stderr and an exit code."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            found = super().main(args, prog_name or "runstore", complete_var,
+                                 standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "runstore"
+            fail(f"{exc.format_message()} (see '{where} --help')", ExitCode.USAGE)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            fail("interrupted", ExitCode.INTERRUPTED)
+        except click.ClickException as exc:
+            fail(exc.format_message(), ExitCode(exc.exit_code) if exc.exit_code in
+                 ExitCode.__members__.values() else ExitCode.FAILED)
+        except Exception as exc:  # noqa: BLE001 - every failure ends as one line
+            fail(*_reported(exc))
+        sys.exit(found if isinstance(found, int) else 0)
+
+
+def _reported(exc: Exception) -> tuple[str, ExitCode]:
+    """What to say about an exception that ended a command, and the exit code."""
+    import os
+
+    code = classify(exc)
+    if code is ExitCode.INTERNAL or os.environ.get("RUNSTORE_TRACEBACK"):
+        import traceback
+
+        if os.environ.get("RUNSTORE_TRACEBACK"):
+            traceback.print_exc()
+        if code is ExitCode.INTERNAL:
+            return (f"internal error: {type(exc).__name__}: {exc}. This is a bug in "
+                    "runstore: please report it with the command you ran "
+                    "(RUNSTORE_TRACEBACK=1 prints the traceback)", code)
+    if isinstance(exc, OSError) and not isinstance(exc, RunstoreError):
+        return os_error(exc), code
+    if isinstance(exc, ImportError) and not isinstance(exc, RunstoreError):
+        return (f"cannot import {exc.name or 'a module'}: {exc}. Check the name, and that "
+                "it can be imported from here (its folder on PYTHONPATH)", code)
+    return str(exc), code
+
+
+def os_error(exc: OSError, doing: str = "use") -> str:
+    """An OSError in words: which file, what is wrong, what to do."""
+    import os
+
+    name = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.filename is not None:
+        folder = os.path.dirname(str(exc.filename))
+        if folder and not os.path.isdir(folder):
+            return (f"cannot {doing} {name}: the folder {folder} does not exist; create it "
+                    "first, or give another path")
+    return f"cannot {doing} {name}: {reason}; check the path and its permissions"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["Key", "Overview", "batch_overview", "levels_text"]
+__all__ = ["Key", "Overview", "batch_overview", "overview_lines", "levels_text"]
 
 #: Levels shown in full up to this many; beyond, the first and last few.
 SHOWN_LEVELS = 6
@@ -177,3 +177,22 @@ def levels_text(counts: Counter[str], order: dict[str, Any] | None = None) -> st
     what = f"{runs} run" + ("s" if runs != 1 else "") + (" each" if len(values) > 1 else "")
     many = f"{len(values)} levels, " if len(values) > SHOWN_LEVELS else ""
     return f"{text} ({many}{what})"
+
+
+def overview_lines(view: Overview) -> list[str]:
+    """The lines ``runstore schema`` prints for a batch."""
+    total = sum(view.states.values())
+    states = ", ".join(f"{n} {state}" for state, n in sorted(view.states.items()))
+    lines = [f"batch {view.batch}: {total} runs" + (f" ({states})" if states else "")]
+    rows = [("parameter " + k.name, "/".join(sorted(k.types)),
+             levels_text(k.levels, k.order)
+             + (f", in {k.runs} of {total} runs" if k.runs < total else ""))
+            for k in view.parameters]
+    rows += [("result " + k.name, "/".join(sorted(k.types)),
+              (f"shape {levels_text(k.shapes)}, " if k.shapes else "") + f"{k.runs} runs")
+             for k in view.results]
+    if not rows:
+        return lines + ["  (no parameters and no results)"]
+    width = [max(len(row[j]) for row in rows) for j in range(2)]
+    return lines + [f"  {key:<{width[0]}}  {kind:<{width[1]}}  {rest}".rstrip()
+                    for key, kind, rest in rows]
