@@ -231,3 +231,18 @@ def test_every_exit_code_is_documented():
     page = (ROOT / "docs" / "cli.rst").read_text()
     for code in ExitCode:
         assert f"``{code.value}``" in page and code.name in page, code
+
+
+def test_a_store_written_before_the_mark_is_found_by_its_tables(tmp_path, monkeypatch):
+    import shutil
+
+    from runstore.discovery import stores_in
+
+    shutil.copytree(ROOT / "tests" / "fixtures" / "store-0001", tmp_path / "old")
+    monkeypatch.chdir(tmp_path / "old")
+    before = sorted(p.name for p in Path("_res").iterdir())
+    assert stores_in(Path(".")) == [Path("_res/fixture.db")]
+    assert sorted(p.name for p in Path("_res").iterdir()) == before  # no -wal, no -shm
+    result = invoke("status")  # found, and too old to read without an upgrade
+    assert_one_line(result, ExitCode.VERSION)
+    assert "runstore upgrade" in result.stderr
