@@ -1,9 +1,11 @@
 """The ``runstore`` command line: one small function per command.
 
-Reading commands (``status``, ``runs``, ``show``, ``sql``, ``export``,
-``bundle``, ``plot``) open the store read-only, and work on bundles as well.
-``worker``, ``import``, ``import-batchpy``, ``remove``, ``check``, ``gc`` and
-``upgrade`` write.
+Reading commands (``status``, ``runs``, ``show``, ``schema``, ``sql``,
+``export``, ``bundle``, ``plot``) open the store read-only, and work on
+bundles as well. ``worker``, ``import``, ``import-batchpy``, ``remove``,
+``check``, ``gc`` and ``upgrade`` write. Which store a STORE argument means
+(or its absence) is :mod:`runstore.discovery`'s; how a failure is reported,
+and with which exit code, :mod:`runstore.exitcodes`'.
 """
 
 from __future__ import annotations
