@@ -1,34 +1,77 @@
 """The ``runstore`` command line: one small function per command.
 
-Reading commands (``status``, ``runs``, ``show``, ``sql``, ``export``,
-``bundle``, ``plot``) open the store read-only, and work on bundles as well.
-``worker``, ``import``, ``import-batchpy``, ``remove``, ``check``, ``gc`` and
-``upgrade`` write.
+Reading commands (``status``, ``runs``, ``show``, ``schema``, ``sql``,
+``export``, ``bundle``, ``plot``) open the store read-only, and work on
+bundles as well. ``worker``, ``import``, ``import-batchpy``, ``remove``,
+``check``, ``gc`` and ``upgrade`` write. Which store a STORE argument means
+(or its absence) is :mod:`runstore.discovery`'s; how a failure is reported,
+and with which exit code, :mod:`runstore.exitcodes`'.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from .errors import RunstoreError
+from .exitcodes import Commands, ExitCode, Failure, os_error
 
 if TYPE_CHECKING:
     from .batch import Batch
+    from .discovery import Target
     from .store import Store
 
 __all__ = ["main"]
 
-STORE = click.Path(exists=True, dir_okay=False)
 FILTER_HELP = ("Each FILTER is NAME OP VALUE, with OP one of = != < <= > >= and VALUE a "
                "Python literal or a function's name: 'A>=3' operator=max 'B=[2, 5, 8]' "
                "'label=\"x\"'; NAME__in=[...] matches any of the values. NAME is a "
                "parameter or a scalar result ('val>20', 'stats.mean<0.5'; "
                "result__NAME when a parameter has the same name). Quote filters "
                "with < or > for the shell.")
+STORE_HELP = ("STORE is a store's .db file (or a bundle's); a folder, for the one store in "
+              "it or its _res/; a batch's name, for the one store found here that holds it; "
+              "or, left out, the one store in the current folder or its _res/.")
+#: A STORE argument that may be left out (see :mod:`runstore.discovery`).
+store_argument = click.argument("store", required=False, metavar="[STORE]")
+
+
+def target(store: str | None, must_exist: bool = True) -> Target:
+    """The store a STORE argument means (see :mod:`runstore.discovery`)."""
+    from .discovery import resolve
+
+    if store == "-":
+        raise Failure("a store cannot be read from standard input ('-'): SQLite opens it as "
+                      "a file; give its path", ExitCode.USAGE)
+    return resolve(store, must_exist=must_exist)
+
+
+@contextlib.contextmanager
+def output(path: str, binary: bool = False) -> Iterator[IO[Any]]:
+    """The file to write, or standard output for '-'; a file that cannot be opened is told."""
+    if path == "-":
+        yield click.get_binary_stream("stdout") if binary else click.get_text_stream("stdout")
+        return
+    try:
+        f = open(path, "wb" if binary else "w", newline=None if binary else "")
+    except OSError as exc:
+        raise Failure(os_error(exc, "write"), ExitCode.OS_ERROR) from None
+    with f:
+        yield f
+
+
+def _named(path: str) -> str:
+    return "standard output" if path == "-" else path
+
+
+def tell(message: str, to_stdout: bool = True) -> None:
+    """Say what was done: on stdout, or on stderr when stdout carries the data."""
+    click.echo(message, err=not to_stdout)
 
 
 def open_store(path: str, readonly: bool = True) -> Store:
@@ -105,19 +148,22 @@ def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = F
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-@click.group()
+@click.group(name="runstore", cls=Commands, epilog=STORE_HELP + " A failure is one line on "
+             "standard error, 'runstore: error: ...', with the exit status " + ", ".join(
+                 f"{code.value} {code.name.lower().replace('_', ' ')}" for code in ExitCode
+                 if code) + ".")
 @click.version_option(package_name="runstore")
 def main() -> None:
     """Run batches of calculations once, and keep their results."""
 
 
-@main.command()
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
-def status(store: str) -> None:
+@main.command(epilog=STORE_HELP)
+@store_argument
+def status(store: str | None) -> None:
     """Show STORE's runs per batch and state, and the runs in flight."""
     import time
 
-    opened = open_store(store)
+    opened = open_store(target(store).path)
     counts = opened.counts_by_batch()
     states = ("pending", "running", "done", "failed")
     width = max([len("batch")] + [len(name) for name in counts])
@@ -135,23 +181,34 @@ def status(store: str) -> None:
     opened.close()
 
 
-@main.command()
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+@main.command(epilog=STORE_HELP)
+@store_argument
 @click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
               help="Worker processes to run on this host.")
 @click.option("--import", "modules", multiple=True, metavar="MODULE",
               help="Import MODULE first (for run classes its name does not locate).")
 @click.option("-v", "--verbose", is_flag=True, help="Show progress and skipped runs.")
-def worker(store: str, batch_name: str | None, processes: int, modules: tuple[str, ...],
-           verbose: bool) -> None:
+def worker(store: str | None, batch_name: str | None, processes: int,
+           modules: tuple[str, ...], verbose: bool) -> None:
     """Compute STORE's pending runs until none is left, beside other workers.
 
     Run classes are imported by the module path the store names (this is the
     step that allows importing code; opening a store never does).
     """
+    import importlib
+
     from .worker import work, work_in_processes
 
+    found = target(store)
+    store, batch_name = found.path, batch_name or found.batch
+    for module in modules:  # told here in one line, not from inside a worker process
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise Failure(f"--import {module}: cannot import it ({exc}); check the name, and "
+                          "that it can be imported from here (its folder on PYTHONPATH)",
+                          ExitCode.UNAVAILABLE) from None
     if processes > 1:
         work_in_processes(store, processes, batch_name, modules)
     else:
@@ -160,53 +217,65 @@ def worker(store: str, batch_name: str | None, processes: int, modules: tuple[st
                    + "".join(f"\n  {name}: {n}" for name, n in computed.items()))
 
 
-@main.command()
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+@main.command(epilog=STORE_HELP + " FILE '-' is standard output (then what was written "
+              "is told on standard error).")
+@store_argument
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write CSV here.")
-@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
-              help="Write Parquet here (needs pandas and pyarrow).")
-def export(store: str, batch_name: str | None, csv_path: str | None,
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
+              metavar="FILE", help="Write CSV to FILE.")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False, allow_dash=True),
+              metavar="FILE", help="Write Parquet to FILE (needs pandas and pyarrow).")
+def export(store: str | None, batch_name: str | None, csv_path: str | None,
            parquet_path: str | None) -> None:
     """Export a batch's table (its SQL view) as CSV or Parquet."""
     import csv
 
     if not (csv_path or parquet_path):
         raise click.UsageError("give --csv FILE and/or --parquet FILE")
-    opened = open_store(store)
-    batch = choose_batch(opened, batch_name)
+    if csv_path == parquet_path == "-":
+        raise click.UsageError("only one of --csv and --parquet can write to standard output")
+    found = target(store)
+    opened = open_store(found.path)
+    batch = choose_batch(opened, batch_name or found.batch)
     batch_name = batch.name
     if csv_path:
         from .table import batch_table, csv_cell
 
         table = batch_table(opened, batch._id)
-        with open(csv_path, "w", newline="") as f:
+        with output(csv_path) as f:
             writer = csv.writer(f)
             writer.writerow(table.columns)
             writer.writerows([csv_cell(v) for v in row] for row in table.rows)
-        click.echo(f"wrote {len(table.rows)} runs of batch {batch_name!r} to {csv_path}")
+        tell(f"wrote {len(table.rows)} runs of batch {batch_name!r} to {_named(csv_path)}",
+             "-" not in (csv_path, parquet_path))
     if parquet_path:
         frame = batch.to_dataframe()
         try:
+            import io
+
             from .table import for_parquet
 
-            for_parquet(frame).to_parquet(parquet_path)
+            data = io.BytesIO()
+            for_parquet(frame).to_parquet(data)
         except ImportError as exc:
             from .errors import OptionalDependencyError
 
             raise OptionalDependencyError("pyarrow", "dataframe", "--parquet") from exc
-        click.echo(f"wrote {len(frame)} runs of batch {batch_name!r} to {parquet_path}")
+        with output(parquet_path, binary=True) as f:
+            f.write(data.getvalue())
+        tell(f"wrote {len(frame)} runs of batch {batch_name!r} to {_named(parquet_path)}",
+             "-" not in (csv_path, parquet_path))
     opened.close()
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=FILTER_HELP + "\n\n" + STORE_HELP)
+@store_argument
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
               help="Show at most this many runs (0: all).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: every run, full ids.")
-def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: int,
+def runs(store: str | None, filters: tuple[str, ...], batch_name: str | None, limit: int,
          as_csv: bool) -> None:
     """List a batch's runs that match every FILTER: id, state, parameters, scalar results.
 
@@ -215,10 +284,12 @@ def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: in
     \b
     Examples:
       runstore runs example.db 'A>=3' operator=max
-      runstore runs example.db 'A__in=[1, 2]' --csv > runs.csv
+      runstore runs example 'A__in=[1, 2]' --csv > runs.csv
     """
-    opened = open_store(store)
-    batch = choose_batch(opened, batch_name)
+    store, filters = store_and_filters(store, filters)
+    found = target(store)
+    opened = open_store(found.path)
+    batch = choose_batch(opened, batch_name or found.batch)
     wanted = conditions(opened, filters)
     ids = [row.id for row in opened.query(batch._id, wanted)] if wanted else None
     if as_csv:
@@ -240,22 +311,41 @@ def runs(store: str, filters: tuple[str, ...], batch_name: str | None, limit: in
         click.echo(f"({len(rows)} runs" + (f"; {more} more not shown, see --limit)" if more
                                            else ")"))
     opened.close()
-runs.help = (runs.help or "") + "\n\n" + FILTER_HELP
 
 
-@main.command()
-@click.argument("store", type=STORE)
-@click.argument("run")
-def show(store: str, run: str) -> None:
+def store_and_filters(store: str | None, filters: tuple[str, ...]
+                      ) -> tuple[str | None, tuple[str, ...]]:
+    """A first argument that is a filter (and no file) is a filter: STORE was left out."""
+    import os
+    import re
+
+    if store is not None and not os.path.lexists(store) and re.match(
+            r"^\s*[\w.]+\s*(=|!=|<|>)", store):
+        return None, (store, *filters)
+    return store, filters
+
+
+@main.command(epilog=STORE_HELP)
+@click.argument("store", metavar="[STORE]")
+@click.argument("run", required=False, metavar="RUN")
+def show(store: str, run: str | None) -> None:
     """Show one run: state, parameters, results, provenance and error.
 
     RUN is the run's id, or enough of its first digits to tell it apart.
     """
+    import os
+
     import numpy as np
 
     from .batch import Batch
 
-    opened = open_store(store)
+    named: str | None = store
+    if run is None:  # one argument: the run, in the store found here
+        if os.path.lexists(store):
+            raise click.UsageError(f"which run of {store}? give RUN after it (its id, or "
+                                   "the first digits of it; `runstore runs` lists them)")
+        named, run = None, store
+    opened = open_store(target(named).path)
     rid = opened.find_run(run)
     held = opened.batches_of(rid)
     found = Batch(held[0][0], store=opened).run[held[0][1]]
@@ -310,15 +400,16 @@ def _flat(result: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=STORE_HELP)
+@click.argument("store")
 @click.argument("query", required=False)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 def sql(store: str, query: str | None, as_csv: bool) -> None:
     """Run a read-only SQL QUERY on STORE and print the rows.
 
     Each batch is a view named after it, with a row per run and a column per
-    parameter and scalar result. Without QUERY, list the views and their columns.
+    parameter and scalar result. Without QUERY, list the views and their columns;
+    QUERY '-' reads the query from standard input.
 
     \b
     Example:
@@ -330,7 +421,11 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
 
     from .storefile import reading_uri, survey_path
 
+    store = target(store).path
+    if query == "-":
+        query = click.get_text_stream("stdin").read()
     db = Path(store)
+    _regular(db)
     survey_path(db, readonly=True)  # a file that is not runstore's is refused unchanged
     conn = sqlite3.connect(reading_uri(db), uri=True)
     try:
@@ -382,8 +477,8 @@ def _sql_error(exc: Exception, store: str) -> str:
             "columns; the tables are described in the SQL how-to.")
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=STORE_HELP)
+@click.argument("store")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
 @click.option("--where", "filters", multiple=True, metavar="FILTER",
@@ -395,10 +490,15 @@ def bundle(store: str, out: str, batch_name: str | None, filters: tuple[str, ...
     Example:
       runstore bundle example.db shared --where 'A>=3' --where operator=max
     """
-    opened = open_store(store)
-    batch = choose_batch(opened, batch_name)
+    if out == "-":
+        raise click.UsageError("a bundle is two files (OUT.db and OUT.h5), not a stream: "
+                               "give OUT a name, not '-'")
+    found = target(store)
+    opened = open_store(found.path)
+    batch = choose_batch(opened, batch_name or found.batch)
     wanted = conditions(opened, filters)
     selected = batch.get_runs_with(**wanted) if wanted else None
+    _require_folder(out, "write the bundle")
     db, h5 = batch.export(out, selected)
     count = len(selected) if selected is not None else len(batch.run)
     files = f"{db} and {h5}" if h5.exists() else f"{db} (no arrays)"
@@ -406,9 +506,17 @@ def bundle(store: str, out: str, batch_name: str | None, filters: tuple[str, ...
     opened.close()
 
 
+def _require_folder(path: str, doing: str) -> None:
+    """Refuse a path whose folder does not exist, before anything is written."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise Failure(f"cannot {doing} {path}: the folder {folder} does not exist; create it "
+                      "first, or give another path", ExitCode.OS_ERROR)
+
+
 @main.command("import")
-@click.argument("bundle_path", metavar="BUNDLE", type=STORE)
-@click.argument("store", type=click.Path(dir_okay=False))
+@click.argument("bundle_path", metavar="BUNDLE")
+@click.argument("store")
 @click.option("--batch", "batch_name", help="The batch to add the runs to "
               "(default: the bundle's batch name).")
 @click.option("--trust", is_flag=True, help="Trust the bundle: its runs may name code that "
@@ -424,13 +532,16 @@ def import_(bundle_path: str, store: str, batch_name: str | None, trust: bool) -
     """
     from .bundle import import_bundle
 
+    bundle_path = target(bundle_path).path
+    store = target(store, must_exist=False).path
+    _require_folder(store, "write the store")
     report = import_bundle(bundle_path, store, batch_name, trust=trust)
     click.echo(f"{store}: {report}")
 
 
 @main.command("import-batchpy")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path(dir_okay=False))
+@click.argument("store")
 @click.option("--allow-pickle", is_flag=True, help="Read the result files, which are "
               "pickles (reading a pickle can run code: only for files you trust).")
 @click.option("--batch", "batches", multiple=True, metavar="NAME",
@@ -457,6 +568,8 @@ def import_batchpy_(folder: str, store: str, allow_pickle: bool, batches: tuple[
     from .legacy import import_batchpy
     from .store import Store
 
+    store = target(store, must_exist=False).path
+    _require_folder(store, "write the store")
     # Without --allow-pickle, STORE is refused before it is opened (or created).
     opened = Store(store, allow_pickle=True) if store_pickles and allow_pickle else None
     try:
@@ -473,8 +586,8 @@ def import_batchpy_(folder: str, store: str, allow_pickle: bool, batches: tuple[
         sys.exit(1)
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=FILTER_HELP + "\n\n" + STORE_HELP)
+@store_argument
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
 @click.option("--run", "run_ids", multiple=True, metavar="ID",
@@ -484,7 +597,7 @@ def import_batchpy_(folder: str, store: str, allow_pickle: bool, batches: tuple[
               help="Also delete, with their results, the removed runs that no other "
                    "batch holds (then `runstore gc` frees their arrays).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
-def remove(store: str, filters: tuple[str, ...], batch_name: str | None,
+def remove(store: str | None, filters: tuple[str, ...], batch_name: str | None,
            run_ids: tuple[str, ...], every: bool, delete_unheld: bool, dry_run: bool) -> None:
     """Take runs out of a batch: those matching every FILTER, the --run ones, or --all.
 
@@ -497,12 +610,16 @@ def remove(store: str, filters: tuple[str, ...], batch_name: str | None,
       runstore remove example.db 'A>=8' --dry-run
       runstore remove example.db --run 2531b46b01ce --delete-unheld
     """
+    store, filters = store_and_filters(store, filters)
     if not (filters or run_ids or every):
         raise click.UsageError("say which runs to remove: FILTERs, --run ID, or --all")
     if every and (filters or run_ids):
         raise click.UsageError("--all removes every run; give it without FILTERs or --run")
     from .check import bundle_evidence
 
+    found = target(store)
+    store, batch_name = found.path, batch_name or found.batch
+    _regular(Path(store))
     if bundle_evidence(store) is not None:
         raise click.UsageError(f"{store} is a bundle, which is shared as it was made; import "
                                "it into a store (runstore import) and remove runs there")
@@ -535,11 +652,10 @@ def remove(store: str, filters: tuple[str, ...], batch_name: str | None,
         click.echo("\n".join(lines))
     finally:
         opened.close()
-remove.help = (remove.help or "") + "\n\n" + FILTER_HELP
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=STORE_HELP)
+@store_argument
 @click.option("--dry-run", is_flag=True,
               help="Only say what would be removed; change nothing.")
 @click.option("--min-age", default=600.0, show_default=True, type=click.FloatRange(min=0),
@@ -548,7 +664,7 @@ remove.help = (remove.help or "") + "\n\n" + FILTER_HELP
                    "named by an earlier runstore). A live writer's file is always kept.")
 @click.option("--bundle", is_flag=True,
               help="STORE is a bundle: change it anyway, touching only its own .h5.")
-def gc(store: str, dry_run: bool, min_age: float, bundle: bool) -> None:
+def gc(store: str | None, dry_run: bool, min_age: float, bundle: bool) -> None:
     """Remove side files and arrays no run needs, and compact STORE.
 
     Deletes STORE's own side files (in its .arrays folder, named as runstore
@@ -560,6 +676,8 @@ def gc(store: str, dry_run: bool, min_age: float, bundle: bool) -> None:
     """
     from .check import bundle_evidence
 
+    store = target(store).path
+    _regular(Path(store))
     evidence = bundle_evidence(store)
     _refuse_mismatch(store, evidence, bundle, None if dry_run else "collect garbage in")
     opened = _open_checked(store, readonly=dry_run, is_bundle=evidence is not None)
@@ -603,16 +721,20 @@ def _close_checked(opened: Store, reseal: bool) -> None:
         opened.close()
 
 
-@main.command()
-@click.argument("store", type=STORE)
+@main.command(epilog=STORE_HELP + " OUTPUT '-' is standard output (PNG, or the format "
+              "--format names).")
+@store_argument
 @click.option("--x", "x", required=True, help="The column along the x axis (a parameter).")
 @click.option("--y", "y", required=True, help="The column along the y axis (a result).")
 @click.option("--hue", help="One line per value of this column.")
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", "out", required=True,
+              type=click.Path(dir_okay=False, allow_dash=True),
               help="The image file to write (its suffix picks the format: .png, .pdf, .svg).")
-def plot(store: str, x: str, y: str, hue: str | None, batch_name: str | None,
-         output: str) -> None:
+@click.option("--format", "fmt", help="The image format, if not OUTPUT's suffix (png, pdf, "
+              "svg ...).")
+def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | None,
+         out: str, fmt: str | None) -> None:
     """Plot a scalar result against a parameter, one line per value of another.
 
     \b
@@ -626,22 +748,45 @@ def plot(store: str, x: str, y: str, hue: str | None, batch_name: str | None,
 
         raise OptionalDependencyError("matplotlib", "plot", "runstore plot") from None
     matplotlib.use("Agg")
-    opened = open_store(store)
-    batch = choose_batch(opened, batch_name)
+    fmt = _image_format(out, fmt)
+    found = target(store)
+    opened = open_store(found.path)
+    batch = choose_batch(opened, batch_name or found.batch)
     ax = batch.plot(x, y, hue=hue)
-    ax.figure.savefig(output, dpi=120, bbox_inches="tight")
-    click.echo(f"wrote {output} ({len(ax.get_lines())} lines)")
+    with output(out, binary=True) as f:
+        ax.figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+    tell(f"wrote {_named(out)} ({len(ax.get_lines())} lines)", out != "-")
     opened.close()
 
 
-@main.command()
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
+def _image_format(out: str, fmt: str | None) -> str:
+    """The format to write an image in: --format, else OUTPUT's suffix (PNG for '-')."""
+    from matplotlib.figure import Figure
+
+    known = Figure().canvas.get_supported_filetypes()
+    if fmt is None:
+        suffix = Path(out).suffix.lstrip(".").lower()
+        if out == "-":
+            suffix = "png"
+        if suffix not in known:
+            raise click.UsageError(
+                f"cannot tell the image format of {out!r} from its suffix: give it one of "
+                f"{', '.join('.' + k for k in sorted(known))}, or --format")
+        return suffix
+    if fmt.lower() not in known:
+        raise click.UsageError(f"--format {fmt}: not an image format matplotlib writes; "
+                               f"give one of {', '.join(sorted(known))}")
+    return fmt.lower()
+
+
+@main.command(epilog=STORE_HELP)
+@store_argument
 @click.option("--fix", is_flag=True, help="Repair what can be repaired, saying what was done.")
 @click.option("--dry-run", is_flag=True,
               help="With --fix: only say what would be repaired; change nothing.")
 @click.option("--bundle", is_flag=True,
               help="With --fix: STORE is a bundle; repair it anyway, touching only its own .h5.")
-def check(store: str, fix: bool, dry_run: bool, bundle: bool) -> None:
+def check(store: str | None, fix: bool, dry_run: bool, bundle: bool) -> None:
     """Check STORE: SQLite integrity, run ids, typed query rows, arrays, leftover files.
 
     Every array of every done run is read and compared with the dtype, shape
@@ -656,6 +801,8 @@ def check(store: str, fix: bool, dry_run: bool, bundle: bool) -> None:
     if dry_run and not fix:
         raise click.UsageError("--dry-run goes with --fix (a check without --fix "
                                "changes nothing)")
+    store = target(store).path
+    _regular(Path(store))
     evidence = bundle_evidence(store)
     _refuse_mismatch(store, evidence, bundle, "repair" if fix and not dry_run else None)
     opened = _open_checked(store, readonly=not fix or dry_run, is_bundle=evidence is not None)
@@ -674,13 +821,43 @@ def check(store: str, fix: bool, dry_run: bool, bundle: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
-def upgrade(store: str) -> None:
+@main.command(epilog=STORE_HELP)
+@store_argument
+@click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
+def schema(store: str | None, batch_name: str | None) -> None:
+    """Show each batch's parameters (types, levels, counts) and result keys (types, shapes).
+
+    Levels are a parameter's distinct values, each with the number of runs
+    that has it; only the first and last are shown when there are many.
+    Nothing is imported and no array is read.
+    """
+    from .overview import batch_overview, overview_lines
+
+    found = target(store)
+    opened = open_store(found.path)
+    try:
+        names = opened.batch_names()
+        wanted = batch_name or found.batch
+        if wanted is not None:
+            choose_batch(opened, wanted)  # an unknown name is told
+            names = [wanted]
+        for i, name in enumerate(names):
+            view = batch_overview(opened, choose_batch(opened, name)._id, name)
+            click.echo(("\n" if i else "") + "\n".join(overview_lines(view)))
+    finally:
+        opened.close()
+
+
+@main.command(epilog=STORE_HELP)
+@store_argument
+def upgrade(store: str | None) -> None:
     """Upgrade STORE's schema to the one this runstore uses."""
     from . import migration
     from .store import Store
+    from .storefile import survey_path
 
+    store = target(store).path
+    survey_path(Path(store), readonly=True)  # a file that is not a store is refused unchanged
     before = migration.revision_of(store)
     Store(store).close()  # opening writable upgrades
     after = migration.revision_of(store)
@@ -691,14 +868,5 @@ def upgrade(store: str) -> None:
 
 
 def run() -> None:
-    """Entry point: run ``main``, printing runstore's errors without a traceback."""
-    try:
-        main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except RunstoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    """Entry point: run ``main``; a failure is one line on stderr and an exit code."""
+    main()

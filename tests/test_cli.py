@@ -50,7 +50,7 @@ def test_upgrade_of_a_newer_store_fails_with_the_fix_and_no_traceback(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = '9999'")
     result = runstore_cli("upgrade", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 6  # ExitCode.VERSION
     assert "newer than this runstore knows" in result.stderr
     assert "pip install -U runstore" in result.stderr and "Traceback" not in result.stderr
 
@@ -153,7 +153,7 @@ def test_runs_table_and_limit(example_store):
 ])
 def test_runs_errors_say_what_to_do(example_store, args, message):
     result = runstore_cli("runs", "_res/example.db", *args)
-    assert result.returncode in (1, 2)
+    assert result.returncode in (2, 3)  # usage, or not found
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
@@ -173,7 +173,7 @@ def test_show_refuses_unknown_and_ambiguous_ids(example_store):
         prefixes.setdefault(rid[:1], []).append(rid)
     shared = next(p for p, group in prefixes.items() if len(group) > 1)
     result = runstore_cli("show", "_res/example.db", shared * 4)
-    assert result.returncode == 1 and "no run with id" in result.stderr
+    assert result.returncode == 3 and "no run with id" in result.stderr
     common = next(p for p, group in prefixes.items() if len(group) > 1)
     group = prefixes[common]
     length = next(n for n in range(1, 40) if len({g[:n] for g in group}) > 1)

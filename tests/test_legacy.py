@@ -315,7 +315,7 @@ def runstore_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_cli_refuses_without_allow_pickle(res, tmp_path):
     result = runstore_cli("import-batchpy", "_res", "s.db", cwd=tmp_path)
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 5 and result.stdout == ""  # refused
     assert "--allow-pickle" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists()
 

@@ -208,7 +208,7 @@ def test_the_command_line_refuses_a_foreign_file_unchanged(tmp_path, command):
     path = tmp_path / "other.db"
     before = _foreign(path, revision="c0ffee12", wal=True)
     done = cli(command, path)
-    assert done.returncode == 1 and "not a runstore store" in done.stderr, done.stderr
+    assert done.returncode == 4 and "not a runstore store" in done.stderr, done.stderr
     assert sha(path) == before and sides(path) == []
 
 
@@ -219,7 +219,7 @@ def test_importing_into_a_foreign_file_is_refused_unchanged(tmp_path):
     path = tmp_path / "other.db"
     before = _foreign(path, revision="c0ffee12")
     done = cli("import", bundle, path)
-    assert done.returncode == 1 and "not a runstore store" in done.stderr
+    assert done.returncode == 4 and "not a runstore store" in done.stderr
     assert sha(path) == before and sides(path) == []
 
 
@@ -382,7 +382,7 @@ def test_the_command_line_refuses_a_fifo_without_hanging(tmp_path, args):
     path = tmp_path / "s.db"
     os.mkfifo(path)
     done = cli(args[0], path, *args[1:], timeout=60)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 4, done.stdout + done.stderr  # damaged: not a store
     assert "is a FIFO (named pipe), not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
 

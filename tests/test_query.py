@@ -248,7 +248,7 @@ def test_the_command_line_filters_on_results_too(in_tmp):
     out = runstore_cli("runs", batch.store.path, "result__val=20", "--csv")
     assert len(out.stdout.splitlines()) == 2
     out = runstore_cli("runs", batch.store.path, "vals>=10")
-    assert out.returncode == 1 and "no run has a parameter 'vals'" in out.stderr
+    assert out.returncode == 2 and "no run has a parameter 'vals'" in out.stderr
 
 
 def test_counts_that_go_on_from_the_last_run_find_the_most_selective_condition(in_tmp):

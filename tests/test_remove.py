@@ -179,7 +179,7 @@ def test_cli_remove(swept):
     assert "deleted 2 runs no batch held" in result.stdout  # run 2 is the other batch's
     assert batch.run == [] and [r.id for r in other.run] == ids[2:4]
     result = runstore_cli("remove", db, "--batch", "other", "--run", "f" * 12)
-    assert result.returncode == 1 and "no run with id 'ffffffffffff'" in result.stderr
+    assert result.returncode == 3 and "no run with id 'ffffffffffff'" in result.stderr
 
 
 def test_cli_remove_refuses_a_bundle(swept, tmp_path):

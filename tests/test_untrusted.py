@@ -313,7 +313,7 @@ def test_runs_with_custom_ids_are_refused_unless_trusted(in_tmp):
     assert report.added == 1
     out = subprocess.run([sys.executable, "-m", "runstore", "import", str(db), "cli.db"],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and "--trust" in out.stderr
+    assert out.returncode == 5 and "--trust" in out.stderr
 
 
 def test_a_store_of_schema_0003_upgrades_with_its_runs_its_own(tmp_path):
@@ -540,7 +540,7 @@ def test_a_view_where_a_table_belongs_is_refused(table, tmp_path):
     with pytest.raises(NotAStoreError):
         runstore.import_bundle(db, tmp_path / "mine.db")
     out = cli(tmp_path, "runs", str(db))
-    assert out.returncode == 1 and "not a table" in out.stderr
+    assert out.returncode == 4 and "not a table" in out.stderr
 
 
 def test_triggers_in_a_bundle_never_fire(tmp_path):

@@ -1,0 +1,206 @@
+"""Which store a command line means: store discovery. Internal module.
+
+A command's ``STORE`` argument may be left out, or be a folder or a batch's
+name; :func:`resolve` turns it into one store file, the way git finds its
+repository from the current folder:
+
+- a path to a file is taken as it is (and checked when the command opens it);
+- a folder means the store in it or in its ``_res/`` subfolder, if there is
+  exactly one;
+- nothing means the current folder;
+- a name that is no file or folder is a batch's name, and means the one
+  store, among those found in the current folder and its ``_res/``, that
+  holds a batch of that name.
+
+What counts as a store is decided by the file's content, never by its name
+(:func:`is_store_file`): a regular file that starts with SQLite's header and
+carries runstore's mark (``application_id``), or, for stores written before
+the mark existed, has runstore's tables and a schema revision runstore
+wrote. Only the first 100 bytes of each file are read, with plain reads
+(no SQLite connection is open yet in the command's process, so no lock can be
+lost); only a SQLite file without the mark is opened by SQLite, read-only
+and ``immutable`` (no lock taken, no file made beside it). Nothing is ever
+opened for writing here.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .errors import RunstoreError, StoreError
+from .schema import APPLICATION_ID
+
+__all__ = ["Target", "StoreNotFoundError", "is_store_file", "stores_in", "resolve"]
+
+#: The first 16 bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: The folder, under a project's folder, where batches keep their stores.
+RESULTS_FOLDER = "_res"
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store, or several, answer to what a command line named.
+
+    Attributes
+    ----------
+    path : str
+        What was named (a path, a folder or a batch's name; ``.`` for nothing).
+    found : list of str
+        The stores that were found (none, or the several to choose from).
+    """
+
+    def __init__(self, path: str, message: str, found: list[str] | None = None) -> None:
+        self.found = found or []
+        super().__init__(path, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Target:
+    """The store a ``STORE`` argument means, and the batch it named, if it named one."""
+
+    path: str
+    batch: str | None = None
+
+
+def _header(path: Path) -> bytes | None:
+    """The first 100 bytes of a regular file (``None`` for anything else); never blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # a FIFO, device or folder: opened without blocking, never read
+        return os.read(fd, 100)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def is_store_file(path: Path) -> bool:
+    """Whether ``path`` is a runstore store (or bundle) file, judged by its content."""
+    head = _header(path)
+    if head is None or len(head) < 100 or not head.startswith(SQLITE_HEADER):
+        return False
+    marker = int.from_bytes(head[68:72], "big")
+    if marker == APPLICATION_ID:
+        return True
+    if marker != 0:
+        return False  # another application's SQLite file
+    return _has_runstore_schema(path)
+
+
+def _has_runstore_schema(path: Path) -> bool:
+    """Whether an unmarked SQLite file has runstore's tables and a revision it wrote."""
+    from .storefile import survey
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("PRAGMA trusted_schema = OFF")
+        found = survey(lambda sql: conn.execute(sql).fetchall(), str(path))
+    except (sqlite3.Error, RunstoreError):
+        return False
+    finally:
+        conn.close()
+    return not found.empty
+
+
+def stores_in(folder: Path) -> list[Path]:
+    """The store files directly in ``folder`` and in its ``_res/``, sorted by path."""
+    found: list[Path] = []
+    for where in (folder, folder / RESULTS_FOLDER):
+        try:
+            entries = sorted(where.iterdir())
+        except OSError:
+            continue
+        found += [p for p in entries if not p.name.startswith(".")
+                  and not p.name.endswith(("-wal", "-shm", "-journal")) and is_store_file(p)]
+    return found
+
+
+def _shown(paths: list[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def _the_one(stores: list[Path], where: str, argument: str) -> Path:
+    """The only store of ``stores``, or an error that lists them."""
+    if len(stores) == 1:
+        return stores[0]
+    if not stores:
+        raise StoreNotFoundError(
+            argument, f"no runstore store in {where} or its {RESULTS_FOLDER}/ folder; give "
+            "the path of a store's .db file (runstore STORE ...), or run the command in the "
+            "folder that holds the store or its _res/ folder")
+    names = _shown(stores)
+    raise StoreNotFoundError(
+        argument, f"{len(stores)} stores in {where} and its {RESULTS_FOLDER}/ folder: "
+        f"{', '.join(names)}; name one (its path, or a batch it holds)", names)
+
+
+def _holding(stores: list[Path], name: str) -> list[Path]:
+    """The stores that hold a batch called ``name`` (those that cannot be read are skipped)."""
+    from .store import Store
+
+    holding = []
+    for path in stores:
+        try:
+            opened = Store(path, readonly=True)
+        except RunstoreError:
+            continue
+        try:
+            if name in opened.batch_names():
+                holding.append(path)
+        finally:
+            opened.close()
+    return holding
+
+
+def resolve(argument: str | None, folder: Path | None = None, must_exist: bool = True
+            ) -> Target:
+    """The store that a command line's ``STORE`` argument (or its absence) means.
+
+    ``must_exist=False`` takes a path where nothing is yet as it is (a store
+    to be created); otherwise naming nothing that exists is an error.
+
+    Raises
+    ------
+    StoreNotFoundError
+        When no store, or more than one, answers to ``argument``.
+    """
+    here = folder or Path(".")
+    if argument is None:
+        return Target(str(_the_one(stores_in(here), "the current folder", ".")))
+    path = here / argument
+    if os.path.isdir(path):
+        return Target(str(_the_one(stores_in(path), argument, argument)))
+    if os.path.lexists(path) or not must_exist:
+        return Target(str(path) if folder else argument)  # a path: taken as it is
+    if os.sep in argument or "/" in argument:
+        raise StoreNotFoundError(argument, f"{argument} does not exist; check the path")
+    stores = stores_in(here)
+    holding = _holding(stores, argument)
+    if len(holding) == 1:
+        return Target(str(holding[0]), argument)
+    if holding:
+        names = _shown(holding)
+        raise StoreNotFoundError(
+            argument, f"{len(holding)} stores hold a batch {argument!r}: {', '.join(names)}; "
+            "give the path of the one you mean", names)
+    known = ", ".join(_shown(stores)) or f"none in this folder or its {RESULTS_FOLDER}/"
+    raise StoreNotFoundError(
+        argument, f"{argument!r} is no file, folder or batch of a store found here "
+        f"(stores found: {known}); check the name, or give the path of a store's .db file",
+        _shown(stores))

@@ -1,0 +1,248 @@
+"""The command line's conventions: store discovery, '-' for standard streams, one-line
+errors with documented exit codes, click-formatted help, ``runstore schema``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import runstore
+from runstore.cli import main
+from runstore.exitcodes import PREFIX, ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What each command needs besides STORE, so that only the bad argument is wrong.
+EXTRA = {
+    "show": ["abcd"],
+    "sql": ["select 1"],
+    "bundle": ["out"],
+    "plot": ["--x", "A", "--y", "val", "-o", "p.png"],
+    "export": ["--csv", "x.csv"],
+    "remove": ["--all"],
+}
+
+
+def runstore_cli(*args, cwd=None, stdin=None):
+    return subprocess.run([sys.executable, "-m", "runstore", *args], cwd=cwd,
+                          capture_output=True, input=stdin)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_one_line(result, code=None):
+    """A failure: one line on stderr, in the common form, with a known exit code."""
+    err = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
+    status = getattr(result, "exit_code", getattr(result, "returncode", None))
+    assert "Traceback" not in err, err
+    assert err.startswith(PREFIX) and err.count("\n") == 1, err
+    assert status in {c.value for c in ExitCode} and status != 0, (status, err)
+    if code is not None:
+        assert status == code, (status, err)
+
+
+def arguments(command, store):
+    """A command line of ``command`` with ``store`` where a store goes."""
+    if command == "import":
+        return [command, store, "mine.db"]
+    if command == "import-batchpy":
+        return [command, "--allow-pickle", ".", store]
+    return [command, store, *EXTRA.get(command, [])]
+
+
+@pytest.fixture
+def text_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("not a store\n")
+    Path("notes.db").write_text("not a store either\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_fails_in_one_line_with_its_exit_code(command, text_files):
+    # Naming nothing that exists: not found.
+    assert_one_line(invoke(*arguments(command, "nowhere/x.db")),
+                    ExitCode.OS_ERROR if command == "import-batchpy" else ExitCode.NOT_FOUND)
+    # A text file, whatever its name: not a store.
+    for name in ("notes.txt", "notes.db"):
+        result = invoke(*arguments(command, name))
+        if command == "import-batchpy":
+            assert_one_line(result)  # the folder holds no batchpy files: told so
+        else:
+            assert_one_line(result, ExitCode.DAMAGED)
+        assert Path(name).read_text().startswith("not a store")
+    # An unknown option: usage.
+    assert_one_line(invoke(command, "--no-such-option"), ExitCode.USAGE)
+    # No store given, and none here (or a required argument left out).
+    result = invoke(command)
+    assert_one_line(result)
+    assert result.exit_code in (ExitCode.USAGE, ExitCode.NOT_FOUND)
+    # A store is not read from standard input.
+    if command not in ("import-batchpy",):
+        assert_one_line(invoke(*arguments(command, "-")), ExitCode.USAGE)
+
+
+def test_unknown_commands_and_bad_values_are_usage_errors(text_files):
+    assert_one_line(invoke("nope"), ExitCode.USAGE)
+    assert_one_line(invoke("runs", "--limit", "-3"), ExitCode.USAGE)
+    assert_one_line(invoke("runs", "--limit", "many"), ExitCode.USAGE)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A folder with a store in _res/, as a batch makes it."""
+    monkeypatch.chdir(tmp_path)
+    from .runs import ExampleRun
+
+    batch = runstore.Batch("example")
+    batch.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4], "operator": [min, max]})
+    batch(verbose=0)
+    batch.store.close()
+    return tmp_path
+
+
+def test_the_tracebacks_of_issue_14_are_one_line_errors(project):
+    Path("notes.txt").write_text("hello\n")
+    cases = [
+        (["runs", "A>=1" + "0" * 400], ExitCode.OK),
+        (["runs", "A=1e999999"], ExitCode.OK),
+        (["upgrade", "notes.txt"], ExitCode.DAMAGED),
+        (["plot", "--x", "A", "--y", "val", "-o", "out.xyz"], ExitCode.USAGE),
+        (["export", "--csv", "nodir/x.csv"], ExitCode.OS_ERROR),
+        (["worker", "--import", "no_such_module"], ExitCode.UNAVAILABLE),
+        (["bundle", "example", "nodir/out"], ExitCode.OS_ERROR),
+        (["import", "_res/example.db", "nodir/mine.db"], ExitCode.OS_ERROR),
+    ]
+    for args, code in cases:
+        done = runstore_cli(*args)
+        assert b"Traceback" not in done.stderr, (args, done.stderr)
+        if code == ExitCode.OK:
+            assert done.returncode == 0, (args, done.stderr)
+        else:
+            assert_one_line(done, code)
+    assert Path("notes.txt").read_text() == "hello\n"
+
+
+def test_a_store_is_found_in_the_current_folder_and_its_res(project):
+    assert invoke("status").stdout.split()[5:7] == ["example", "0"]
+    assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
+    assert invoke("runs", "A>=4").stdout.count("done") == 2  # a filter, not a store
+    assert invoke("runs", "_res", "A>=4").stdout.count("done") == 2
+    assert invoke("runs", "_res/example.db", "A>=4").stdout.count("done") == 2
+    rid = runstore.Batch("example", store="_res/example.db").run[0].id
+    assert invoke("show", rid[:8]).stdout.startswith(f"run {rid}")
+    os.chdir("_res")
+    assert invoke("runs", "--limit", "0").exit_code == 0
+
+
+def test_discovery_counts_only_runstore_files_and_leaves_others_untouched(project):
+    foreign = Path("other.sqlite")
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    foreign_bytes = foreign.read_bytes()
+    Path("data.db").write_text("x,y\n1,2\n")
+    assert invoke("status").exit_code == 0
+    assert foreign.read_bytes() == foreign_bytes
+    assert sorted(p.name for p in Path().iterdir()) == [
+        "_res", "data.db", "other.sqlite"]
+
+
+def test_several_or_no_stores_are_told_with_their_paths(project, tmp_path):
+    Path("mine").mkdir()
+    assert runstore_cli("import", "_res/example.db", "mine/copy.db").returncode == 0
+    Path("copy.db").write_bytes(Path("mine/copy.db").read_bytes())
+    result = invoke("status")
+    assert_one_line(result, ExitCode.NOT_FOUND)
+    assert "copy.db, _res/example.db" in result.stderr
+    result = invoke("runs", "example")
+    assert_one_line(result, ExitCode.NOT_FOUND)
+    assert "2 stores hold a batch 'example'" in result.stderr
+    os.chdir(tmp_path / "mine")
+    assert invoke("status").exit_code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    os.chdir(empty)
+    result = invoke("status")
+    assert_one_line(result, ExitCode.NOT_FOUND)
+    assert "no runstore store in the current folder" in result.stderr
+
+
+def test_dash_is_standard_output_and_input(project):
+    done = runstore_cli("export", "--csv", "-")
+    assert done.returncode == 0
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].startswith("id,position,state") and len(lines) == 9
+    assert done.stderr.decode() == "wrote 8 runs of batch 'example' to standard output\n"
+    assert not Path("-").exists()
+    image = runstore_cli("plot", "--x", "A", "--y", "val", "-o", "-")
+    assert image.returncode == 0 and image.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    query = runstore_cli("sql", "example", "-", stdin=b"select count(*) as n from example")
+    assert query.stdout.decode().split() == ["n", "8"]
+
+
+def test_schema_shows_parameters_levels_and_result_shapes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from .runs import Arrays, ExampleRun
+
+    batch = runstore.Batch("example")
+    batch.add_factorial_runs(ExampleRun, {"A": list(range(10)), "operator": [min, max]})
+    batch(verbose=0)
+    arrays = runstore.Batch("arrays", store=batch.store)
+    arrays.add_factorial_runs(Arrays, {"n": [2, 3]})
+    arrays(verbose=0)
+    batch.store.close()
+    out = invoke("schema", "--batch", "example").stdout.splitlines()
+    assert out[0] == "batch example: 20 runs (20 done)"
+    assert out[1].split() == ["parameter", "A", "int", "0,", "1,", "2,", "...,", "8,", "9",
+                              "(10", "levels,", "2", "runs", "each)"]
+    assert out[-1].split() == ["result", "val", "int", "20", "runs"]
+    out = invoke("schema", "arrays").stdout
+    assert "result m" in out and "array int16" in out and "shape (2, 2), (3, 3)" in out
+    assert "result stats.mean" in out
+    assert invoke("schema").stdout.count("batch ") == 2
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_help_is_formatted_by_click(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"Usage: runstore {command} ")
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    text = [line for line in lines if line.strip() and not line.startswith("Usage")]
+    assert all(line.startswith("  ") for line in text if not line.endswith(":")), lines
+
+
+def test_runs_help_is_not_over_indented():
+    lines = invoke("runs", "--help").stdout.splitlines()
+    filters = next(line for line in lines if "Each FILTER" in line)
+    assert filters.startswith("  Each FILTER")
+
+
+def test_every_exit_code_is_documented():
+    page = (ROOT / "docs" / "cli.rst").read_text()
+    for code in ExitCode:
+        assert f"``{code.value}``" in page and code.name in page, code
+
+
+def test_a_store_written_before_the_mark_is_found_by_its_tables(tmp_path, monkeypatch):
+    import shutil
+
+    from runstore.discovery import stores_in
+
+    shutil.copytree(ROOT / "tests" / "fixtures" / "store-0001", tmp_path / "old")
+    monkeypatch.chdir(tmp_path / "old")
+    before = sorted(p.name for p in Path("_res").iterdir())
+    assert stores_in(Path(".")) == [Path("_res/fixture.db")]
+    assert sorted(p.name for p in Path("_res").iterdir()) == before  # no -wal, no -shm
+    result = invoke("status")  # found, and too old to read without an upgrade
+    assert_one_line(result, ExitCode.VERSION)
+    assert "runstore upgrade" in result.stderr
