@@ -33,7 +33,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from .errors import ClusterError
+from .errors import ClusterError, ClusterTimeoutError
 
 __all__ = ["Cluster", "get_cluster", "default_engines"]
 
@@ -192,10 +192,12 @@ class Cluster:
         try:
             client.wait_for_engines(wanted, timeout=timeout)
         except TimeoutError as exc:
-            raise ClusterError(
+            raise ClusterTimeoutError(
                 f"only {len(client.ids)} of {wanted} engines of profile {self.profile!r} "
                 f"registered within {timeout} s; wait longer (wait(timeout=...)), or ask "
                 f"for fewer (wait(n_min=...))") from exc
+        if not client.ids:  # none wanted (n_min=0), none registered yet: nothing to ready
+            return client
         try:
             client[:].execute("import runstore.pool", block=False).get(timeout=timeout)
         except Exception as exc:

@@ -37,6 +37,7 @@ __all__ = [
     "PoolError",
     "WorkerError",
     "ClusterError",
+    "ClusterTimeoutError",
     "BundleError",
     "BatchpyImportError",
     "BatchpyPickleRefusedError",
@@ -585,6 +586,10 @@ class WorkerError(RunstoreError, RuntimeError):
 
 class ClusterError(RunstoreError, RuntimeError):
     """An ipyparallel cluster is not running, or its engines did not come up."""
+
+
+class ClusterTimeoutError(ClusterError, TimeoutError):
+    """Fewer engines than asked for registered within the time allowed."""
 
 
 class BundleError(RunstoreError, ValueError):

@@ -236,6 +236,12 @@ def test_when_every_engine_is_gone_the_batch_stops_and_says_what_is_pending(tmp_
         assert "running" not in states and states.count("pending") >= 1
         assert all(r.result["x"] == r.parameters["x"] for r in batch.run if r.done)
 
+        # With no engine registered, wait(n_min=0) gives the client at once, and
+        # waiting for one times out as a TimeoutError that says how many came.
+        assert cluster.wait(n_min=0, timeout=5).ids == []
+        with pytest.raises(runstore.ClusterTimeoutError, match="only 0 of 1 engines") as caught:
+            cluster.wait(n_min=1, timeout=1)
+        assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, ClusterError)
         cluster.start_engines(1)  # what the error says to do; then the batch goes on
         cluster.wait(n_min=1, timeout=120)
         batch(cluster=cluster, verbose=0)
