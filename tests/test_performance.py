@@ -184,6 +184,10 @@ except RuntimeError:
 
 
 THREADS = """
+import os
+# All cores, whatever affinity this process inherited: pinned to one core,
+# FFTW and OpenBLAS start no thread of their own (seen in the full suite).
+os.sched_setaffinity(0, range(os.cpu_count()))
 import json, numpy as np, psutil
 from runstore.performance import fft, threads
 from threadpoolctl import threadpool_info
