@@ -146,8 +146,12 @@ def _until_some_done(db: Path, timeout: float = 120.0) -> None:
 def test_ctrl_c_in_the_coordinator_keeps_results_and_leaves_no_processes(tmp_path):
     script = tmp_path / "coordinator.py"
     script.write_text(COORDINATOR)
+    # SIGINT at its default, so that Python turns it into KeyboardInterrupt even
+    # if the test process inherited it ignored.
     with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as proc:
         assert proc.stdout.readline() == "started\n"
         _until_some_done(tmp_path / "_res" / "interrupted.db")
         workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
@@ -182,8 +186,12 @@ def test_worker_processes_limit_their_threads(in_tmp):
 def test_a_killed_coordinator_leaves_no_workers_and_a_restart_resumes(tmp_path):
     script = tmp_path / "coordinator.py"
     script.write_text(COORDINATOR.replace('"interrupted"', '"killed"'))
+    # SIGINT at its default, so that Python turns it into KeyboardInterrupt even
+    # if the test process inherited it ignored.
     with subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as proc:
         assert proc.stdout.readline() == "started\n"
         _until_some_done(tmp_path / "_res" / "killed.db")
         workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
