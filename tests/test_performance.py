@@ -187,7 +187,7 @@ except RuntimeError:
 THREADS = """
 import os
 # All cores, whatever affinity this process inherited: pinned to one core,
-# FFTW and OpenBLAS start no thread of their own (seen in the full suite).
+# FFTW and OpenBLAS start no thread of their own.
 os.sched_setaffinity(0, range(os.cpu_count()))
 import json, numpy as np, psutil
 from runstore.performance import fft, threads
@@ -207,14 +207,14 @@ threads.set_num_threads(1)
 fft.set_planner_effort("FFTW_MEASURE")
 default = fft.get_fft(np.ones(64, dtype=complex), backend="fftw").threads
 limits = sorted({p["num_threads"] for p in threadpool_info()})
-print(json.dumps({"cores": len(os.sched_getaffinity(0)), "counts": counts, "default": default, "limits": limits,
-                  "report": threads.get_num_threads()}))
+print(json.dumps({"cores": len(os.sched_getaffinity(0)), "counts": counts,
+                  "default": default, "limits": limits, "report": threads.get_num_threads()}))
 """
 
 
 def test_the_thread_count_is_honoured():
-    # OpenMP's variables (set by another test's Dask workers, or by a user) cap
-    # FFTW's OpenMP threads: the plan must be free to start its own.
+    # OpenMP's variables cap FFTW's OpenMP threads (the full suite's process had
+    # OMP_NUM_THREADS=1, source not yet found): the plan must be free to start its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     out = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
                          check=True, env=env).stdout
