@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = ["compute_chunk", "drain", "process_pool", "limit_threads"]
 
+#: Runs claimed in one transaction at most (each is a bound SQL variable).
+MAX_CLAIM = 4096
 #: Seconds of work a chunk should hold, once run times are known.
 CHUNK_SECONDS = 0.1
 #: Chunks a second the coordinator should send in all: with many workers,
@@ -247,33 +249,53 @@ class _Drain:
         self.buffer, self.last_flush = [], time.monotonic()
 
     def _top_up(self) -> bool:
-        """Claim and submit chunks until enough are in flight; False when none is left."""
+        """Claim and submit chunks until enough are in flight; False when none is left.
+
+        The chunks missing are claimed in one transaction and split in batch
+        order: with many workers, a claim per chunk would cost the coordinator
+        a write transaction for each.
+        """
         types = list(self.batch._classes)
         alone = self.suspects and not self.side_by_side
-        while len(self.in_flight) < (1 if alone else 2 * self.workers):
+        target = 1 if alone else 2 * self.workers
+        while len(self.in_flight) < target:
             share = -(-self.remaining // (2 * self.workers))  # an even share, rounded up
             size = 1 if self.suspects else max(1, min(self.chunk, share))
-            rows = self.store.claim(self.batch._id, types, size, self.after,
+            slots = min(target - len(self.in_flight), max(1, MAX_CLAIM // size))
+            rows = self.store.claim(self.batch._id, types, size * slots, self.after,
                                     positions=self.batch._only)
             if not rows:
                 return bool(self.in_flight)
             self.claimed.update((row.key, row.id) for row in rows)
             self.remaining = max(0, self.remaining - len(rows))
             self.after = max(row.position for row in rows)
-            by_type: dict[str, list[RunRow]] = {}
-            for row in rows:
-                by_type.setdefault(row.run_type, []).append(row)
-            for rtype, group in by_type.items():
-                cls = self.batch._classes[rtype]
-                try:
-                    future = self.executor.submit(compute_chunk, cls, group,
-                                                  self.store.allow_pickle, self.wisdom,
-                                                  **_submit_options(self.executor))
-                except BrokenProcessPool:  # it broke before we noticed
-                    self._worker_died(group)
+            for start in range(0, len(rows), size):
+                unsent = self._submit(rows[start:start + size])
+                if unsent:  # the pool broke before we noticed
+                    self._worker_died(unsent + rows[start + size:])
                     return True
-                self.in_flight[future] = group
         return True
+
+    def _submit(self, chunk: list[RunRow]) -> list[RunRow]:
+        """Send a chunk to the executor, one task per run type.
+
+        Returns the runs that could not be sent because the pool broke (none
+        when all went); the groups sent are in flight.
+        """
+        by_type: dict[str, list[RunRow]] = {}
+        for row in chunk:
+            by_type.setdefault(row.run_type, []).append(row)
+        groups = list(by_type.values())
+        for i, group in enumerate(groups):
+            cls = self.batch._classes[group[0].run_type]
+            try:
+                future = self.executor.submit(compute_chunk, cls, group,
+                                              self.store.allow_pickle, self.wisdom,
+                                              **_submit_options(self.executor))
+            except BrokenProcessPool:
+                return [row for rest in groups[i:] for row in rest]
+            self.in_flight[future] = group
+        return []
 
     def _collect(self, future: Future[list[Completion]], rows: list[RunRow]) -> None:
         try:

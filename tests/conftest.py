@@ -18,6 +18,22 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Each test leaves the process environment as it found it.
+
+    A Dask ``LocalCluster`` of worker processes sets ``OMP_NUM_THREADS=1``
+    (and MKL's and OpenBLAS's) in the process that starts it, before spawning
+    each worker (``distributed.nanny.pre-spawn-environ``): without this, every
+    later test, and every process it starts, would run with those caps.
+    """
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run the test inside a fresh temporary directory."""

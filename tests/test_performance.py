@@ -213,8 +213,9 @@ print(json.dumps({"cores": len(os.sched_getaffinity(0)), "counts": counts,
 
 
 def test_the_thread_count_is_honoured():
-    # OpenMP's variables cap FFTW's OpenMP threads (the full suite's process had
-    # OMP_NUM_THREADS=1, source not yet found): the plan must be free to start its own.
+    # OpenMP's variables cap FFTW's OpenMP threads, and may be set where the suite
+    # runs (Dask's LocalCluster sets OMP_NUM_THREADS=1 in the process that starts
+    # it): the plan must be free to start its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     out = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
                          check=True, env=env).stdout
