@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import RunstoreError, StoreError
+from .errors import RunstoreError, StoreNotFoundError
 from .schema import APPLICATION_ID
 
 __all__ = ["Target", "StoreNotFoundError", "is_store_file", "stores_in", "resolve"]
@@ -41,25 +41,6 @@ __all__ = ["Target", "StoreNotFoundError", "is_store_file", "stores_in", "resolv
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: The folder, under a project's folder, where batches keep their stores.
 RESULTS_FOLDER = "_res"
-
-
-class StoreNotFoundError(StoreError, FileNotFoundError):
-    """No store, or several, answer to what a command line named.
-
-    Attributes
-    ----------
-    path : str
-        What was named (a path, a folder or a batch's name; ``.`` for nothing).
-    found : list of str
-        The stores that were found (none, or the several to choose from).
-    """
-
-    def __init__(self, path: str, message: str, found: list[str] | None = None) -> None:
-        self.found = found or []
-        super().__init__(path, message)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ __all__ = [
     "ArrayFileError",
     "StoreError",
     "NotAStoreError",
+    "StoreNotFoundError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
     "ReadOnlyStoreError",
@@ -338,6 +339,25 @@ class NotAStoreError(StoreError, ValueError):
             path, f"{path} is not a runstore store: {found}. Pass the path of a "
             f"store's .db file, or a path where no file exists yet to create one."
         )
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store, or several, answer to what a command line named.
+
+    Attributes
+    ----------
+    path : str
+        What was named (a path, a folder or a batch's name; ``.`` for nothing).
+    found : list of str
+        The stores that were found (none, or the several to choose from).
+    """
+
+    def __init__(self, path: str, message: str, found: list[str] | None = None) -> None:
+        self.found = found or []
+        super().__init__(path, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class SchemaTooNewError(StoreError):

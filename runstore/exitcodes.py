@@ -67,7 +67,7 @@ _CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (errors.SchemaOutdatedError, ExitCode.VERSION),
     (errors.RunNotFound, ExitCode.NOT_FOUND),
     (errors.BatchNotFound, ExitCode.NOT_FOUND),
-    (FileNotFoundError, ExitCode.NOT_FOUND),  # also discovery's StoreNotFoundError
+    (FileNotFoundError, ExitCode.NOT_FOUND),  # also StoreNotFoundError
     (errors.PickleRefusedError, ExitCode.REFUSED),
     (errors.NotAStoreError, ExitCode.DAMAGED),
     (errors.DecodingError, ExitCode.DAMAGED),
