@@ -61,7 +61,7 @@ from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
-from .storefile import Survey, require_regular_files, survey, survey_path
+from .storefile import Survey, reading_mode, require_regular_files, survey, survey_path
 from .writerhost import WriterClaim, claim, reading_query, refuse_network_write, unclaim
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
 from .views import (
@@ -327,7 +327,10 @@ class Store:
                 self._writer = self._become_writer(db)
             try:
                 self._found = self._validate_file(db)
-                query = None if not readonly else reading_query(db, writable=False)
+                # Read-write but query_only where nothing is in the way, so that
+                # closing removes the -wal and -shm that reading makes.
+                query = None if not readonly else reading_query(
+                    db, writable=reading_mode(db) == "rw")
             except BaseException:
                 self._unclaim()
                 raise
@@ -373,6 +376,8 @@ class Store:
     def _on_connect(self, dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun explicitly below
         cursor = dbapi_conn.cursor()
+        if self.readonly:  # opened mode=rw where that lets closing clean up: never write
+            cursor.execute("PRAGMA query_only = ON")
         cursor.execute("PRAGMA busy_timeout = 60000")
         # Run ids are random keys: B-tree inserts touch pages all over the
         # file, so a page cache larger than SQLite's 2 MB default pays off.

@@ -197,10 +197,11 @@ def reading_mode(db: Path) -> str:
     removes them again when it is the last to close, a read-only one cannot.
     Where a ``-wal`` exists already, the file is in use or was left by a
     writer that stopped, and a read-write connection closing last would copy
-    that log into the file: a read-only one is used then.
+    that log into the file; where a ``-journal`` exists, a read-write
+    connection would roll it back into the file: a read-only one is used then.
     """
-    wal = db.with_name(db.name + "-wal")
-    if (not os.path.lexists(wal) and os.access(db, os.W_OK)
+    left = [db.with_name(db.name + suffix) for suffix in ("-wal", "-journal")]
+    if (not any(os.path.lexists(path) for path in left) and os.access(db, os.W_OK)
             and os.access(db.parent, os.W_OK)):
         return "rw"
     return "ro"

@@ -505,3 +505,57 @@ def test_runs_given_twice_or_already_in_the_batch_are_added_once_in_first_order(
     assert list(other.run.ids()) == [ids[2], ids[0], ids[3]]
     assert batch.store.add_existing(other._id, [ids[1], "f" * 40]) == ["f" * 40]
     assert len(other.run) == 3  # nothing added when an id is missing
+
+
+def _sweep_copy(tmp_path: Path) -> Path:
+    """A store of 4 done runs, copied as a user copies one: its .db and side files only."""
+    batch = Batch("sweep", store=tmp_path / "made" / "sweep.db")
+    batch.add_factorial_runs(Sweep, {"A": [1, 2], "B": [1, 2]})
+    batch(verbose=0)
+    batch.store.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "made" / "sweep.db", copy / "sweep.db")
+    shutil.copytree(tmp_path / "made" / "sweep.arrays", copy / "sweep.arrays")
+    return copy / "sweep.db"
+
+
+@pytest.mark.parametrize("command", [["status"], ["runs"], ["schema"], ["check"]])
+def test_reading_commands_leave_no_wal_or_shm_beside_a_copied_store(tmp_path, command):
+    db = _sweep_copy(tmp_path)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    done = subprocess.run([sys.executable, "-m", "runstore", *command, str(db)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in db.parent.iterdir()) == ["sweep.arrays", "sweep.db"]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_a_read_only_store_never_writes_even_when_its_file_is_writable(tmp_path):
+    db = _sweep_copy(tmp_path)
+    store = Store(db, readonly=True)
+    try:
+        with store.engine.connect() as conn, pytest.raises(Exception, match="readonly"):
+            conn.exec_driver_sql("CREATE TABLE intruder (a)")
+    finally:
+        store.close()
+    assert sorted(p.name for p in db.parent.iterdir()) == ["sweep.arrays", "sweep.db"]
+    conn = sqlite3.connect(db)
+    assert "intruder" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+
+
+def test_a_store_in_use_is_read_without_touching_its_log(tmp_path):
+    # Another process writes it (its -wal exists): closing a reader must not
+    # copy that log into the file, nor remove it.
+    db = tmp_path / "live.db"
+    writer = Batch("live", store=db)
+    writer.add_factorial_runs(Sweep, {"A": [1, 2]})
+    writer(verbose=0)
+    wal = db.with_name("live.db-wal")
+    assert wal.exists()
+    reader = Store(db, readonly=True)
+    assert reader.counts_by_batch()["live"]["done"] == 2
+    reader.close()
+    assert wal.exists()
+    writer.store.close()
