@@ -109,7 +109,7 @@ def summary(before: Mapping[str, int], computed: int, failed: int = 0) -> str:
             + (f" ({failed} failed)" if failed else ""))
     if before.get("failed"):
         line += (f", {before['failed']} failed before "
-                 "(retry_failed=True runs them again)")
+                 "(batch(retry_failed=True) runs them again)")
     if before.get("running"):
         line += f", {before['running']} being computed by other processes"
     return line
