@@ -742,7 +742,7 @@ class Batch:
         if pending == 0:  # a fully cached batch: no drain, no heartbeat, no pool
             self._nothing_pending(serial=cluster is None and processes is None
                                   and executor is None)
-            _report(verbose and self._summarize, before, 0)
+            self._report(verbose, before, 0)
             return
         types = list(self._classes)
         with progress_bar(total=pending, disable=verbose == 0, desc=self.name,
@@ -762,7 +762,7 @@ class Batch:
                 if gained:
                     self.store.save_fftw_wisdom(gained)
         self._warn_unknown_types()
-        _report(verbose and self._summarize, before, bar.n, len(failed))
+        self._report(verbose, before, bar.n, len(failed))
         self._raise_failures(failed)
 
     def _nothing_pending(self, serial: bool) -> None:
@@ -773,6 +773,16 @@ class Batch:
                 self.store.save_fftw_wisdom(gained)
         if self._only is not None:  # runs outside the selection may be pending
             self._warn_unknown_types()
+
+    def _report(self, verbose: int, before: Mapping[str, int], computed: int,
+                failed: int = 0) -> None:
+        """End a call with one line on stderr (unless ``verbose`` is 0): what came from where."""
+        if not (verbose and self._summarize):
+            return
+        left = 0
+        if before.get(RunState.PENDING.value, 0) > computed:  # some were not computed
+            left = self.store.state_counts(self._id, self._only).get(RunState.PENDING.value, 0)
+        print(summary(before, computed, failed, left), file=sys.stderr, flush=True)
 
     def _interrupted(self) -> KeyboardInterrupt:
         """What Ctrl-C during a call raises: one line, how many of its results are kept.
@@ -939,12 +949,6 @@ class Batch:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
-
-
-def _report(verbose: int, before: Mapping[str, int], computed: int, failed: int = 0) -> None:
-    """End a call with one line on stderr (unless ``verbose`` is 0): what came from where."""
-    if verbose:
-        print(summary(before, computed, failed), file=sys.stderr, flush=True)
 
 
 @contextmanager

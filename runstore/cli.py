@@ -214,16 +214,16 @@ def worker(store: str | None, batch_name: str | None, processes: int,
     try:
         if processes > 1:
             work_in_processes(store, processes, batch_name, modules)
-            after = _states(store, batch_name)
-            count = sum(after.get(s, 0) - before.get(s, 0) for s in ("done", "failed"))
         else:
-            count = sum(work(store, batch_name, modules, verbose=int(verbose)).values())
+            work(store, batch_name, modules, verbose=int(verbose))
     except KeyboardInterrupt:
         after = _states(store, batch_name)
         raise KeyboardInterrupt(
             f"interrupted: {after.get('done', 0)} of {sum(after.values())} results kept; "
             "run the worker again to resume") from None
-    click.echo(summary(before, max(0, count)))
+    after = _states(store, batch_name)
+    count = sum(after.get(s, 0) - before.get(s, 0) for s in ("done", "failed"))
+    click.echo(summary(before, max(0, count), pending=after.get("pending", 0)))
 
 
 def _states(store: str, batch_name: str | None) -> dict[str, int]:

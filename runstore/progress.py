@@ -95,14 +95,16 @@ def progress_bar(**options: Any) -> Any:
     return NotebookBar(**options) if in_notebook() else text_bar(**options)
 
 
-def summary(before: Mapping[str, int], computed: int, failed: int = 0) -> str:
+def summary(before: Mapping[str, int], computed: int, failed: int = 0,
+            pending: int = 0) -> str:
     """The one line a batch call ends with.
 
     ``before`` counts the runs the call was given by state, as they were
     when it began (failed runs to retry already pending); ``computed`` is the
-    number it computed, of which ``failed`` failed. Runs that were failed
-    and not retried, or were being computed by other processes, are named
-    too: ``36 of 36 runs from the store, 0 computed``.
+    number it computed, of which ``failed`` failed; ``pending`` is the number
+    still pending after it (of a class it does not know, say). Runs that
+    were failed and not retried, or were being computed by other processes,
+    are named too: ``36 of 36 runs from the store, 0 computed``.
     """
     total = sum(before.values())
     line = (f"{before.get('done', 0)} of {total} runs from the store, {computed} computed"
@@ -112,4 +114,6 @@ def summary(before: Mapping[str, int], computed: int, failed: int = 0) -> str:
                  "(batch(retry_failed=True) runs them again)")
     if before.get("running"):
         line += f", {before['running']} being computed by other processes"
+    if pending:
+        line += f", {pending} still pending"
     return line
