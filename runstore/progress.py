@@ -69,7 +69,7 @@ class NotebookBar(text_bar):  # type: ignore[misc]  # tqdm's classes are untyped
         bar = f'<progress value="{value}" max="{total or 1}" style="width: 20em"></progress>'
         return {"text/html": f'<div class="runstore-progress">{bar} '
                              f"<code>{html.escape(stats)}</code></div>",
-                "text/plain": str(self)}
+                "text/plain": self.format_meter(**meter)}
 
     def display(self, *args: Any, **kwargs: Any) -> bool:
         """Update the output (tqdm calls this on each refresh)."""

@@ -145,6 +145,7 @@ def worker_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=ENV, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_worker_says_what_it_computed_in_one_line(tmp_path):
     batch = Batch("work", path=tmp_path)
     batch.add_factorial_runs(Sweep, {"A": [1, 2, 3], "B": [1, 2]})
@@ -160,6 +161,7 @@ def test_a_worker_says_what_it_computed_in_one_line(tmp_path):
         0, "6 of 6 runs from the store, 0 computed\n", "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_ctrl_c_stops_a_worker_with_one_error_line_and_exit_130(tmp_path, processes):
     db = tmp_path / "s.db"
