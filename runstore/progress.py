@@ -20,9 +20,14 @@ import html
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.std import tqdm as text_bar
+
+if TYPE_CHECKING:  # generic in its stubs only
+    _Bar = text_bar[Any]
+else:
+    _Bar = text_bar
 
 __all__ = ["NotebookBar", "in_notebook", "progress_bar", "summary"]
 
@@ -43,7 +48,7 @@ def in_notebook() -> bool:
     return shell is not None and "qt" not in kind and "spyder" not in kind
 
 
-class NotebookBar(text_bar):  # type: ignore[misc]  # tqdm's classes are untyped
+class NotebookBar(_Bar):
     """A tqdm bar drawn in a notebook output: an HTML ``<progress>`` and its text.
 
     The output carries ``text/html`` and ``text/plain`` (tqdm's text bar), and
@@ -71,12 +76,11 @@ class NotebookBar(text_bar):  # type: ignore[misc]  # tqdm's classes are untyped
                              f"<code>{html.escape(stats)}</code></div>",
                 "text/plain": self.format_meter(**meter)}
 
-    def display(self, *args: Any, **kwargs: Any) -> bool:
+    def display(self, *args: Any, **kwargs: Any) -> None:
         """Update the output (tqdm calls this on each refresh)."""
         handle = getattr(self, "_handle", None)
         if handle is not None:
             handle.update(self._bundle(), raw=True)
-        return True
 
     def clear(self, *args: Any, **kwargs: Any) -> None:
         """Nothing to clear: the output is replaced, not written over."""
