@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+
 if TYPE_CHECKING:
     from .bundle import ImportReport
     from .cluster import Cluster
@@ -790,7 +791,11 @@ class Batch:
         A plain KeyboardInterrupt, so that an uncaught one still ends Python
         as Ctrl-C does (by SIGINT, which shells look for).
         """
-        counts = self.store.state_counts(self._id, self._only)
+        try:
+            counts = self.store.state_counts(self._id, self._only)
+        except Exception:  # noqa: BLE001 (the store cannot tell now; say what holds)
+            return KeyboardInterrupt("interrupted: the results finished before were kept; "
+                                     "call batch() again to resume")
         return KeyboardInterrupt(
             f"interrupted: {counts.get(RunState.DONE.value, 0)} of {sum(counts.values())} "
             "results kept; call batch() again to resume")

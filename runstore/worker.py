@@ -21,8 +21,8 @@ import os
 import signal
 import sys
 import warnings
-from types import FrameType
 from collections.abc import Sequence
+from types import FrameType
 
 from .batch import Batch
 from .errors import RunsFailedError, UncomputedRunsWarning, WorkerError
