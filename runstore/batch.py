@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from tqdm.auto import tqdm
-
 
 if TYPE_CHECKING:
     from .bundle import ImportReport
@@ -53,6 +51,7 @@ from .labelled import to_dataset
 from .lazy import LazyArray, ResultArrays
 from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
+from .progress import progress_bar, summary
 from .run import Packer, ResultRun, Run, code_fingerprint, compute, unpack
 from .schema import RunState
 from .store import Completion, Removal, RunRow, Store
@@ -189,6 +188,10 @@ class Batch:
         belongs to this object, not to the store: standalone workers
         (``runstore worker``) store arrays uncompressed.
     """
+
+    #: Whether a call (with ``verbose``) ends with its one-line summary; a
+    #: standalone worker, which calls its batches many times, says its own.
+    _summarize = True
 
     def __init__(self, name: str, path: str | os.PathLike[str] = "", saveresult: bool = True,
                  store: Store | str | os.PathLike[str] | None = None,
@@ -671,7 +674,10 @@ class Batch:
             The index of one run, or indices of runs (positions in
             :attr:`run`); a negative int (the default) means every run.
         verbose
-            0 shows nothing; 1 shows a progress bar.
+            0 shows nothing; 1 (or more) shows a progress bar while runs are
+            computed, and ends the call with one line on standard error that
+            says how many runs came from the store and how many were
+            computed (``36 of 36 runs from the store, 0 computed``).
         processes
             Compute on this many local worker processes.
         retry_failed
@@ -689,6 +695,10 @@ class Batch:
         RunsFailedError
             After all runs were tried, if some raised; the others' results are
             stored.
+        KeyboardInterrupt
+            On Ctrl-C, with one line saying how many results are kept (those
+            finished before it); the runs that were being computed are pending
+            again, and calling the batch again resumes.
         IndexError
             If ``runs`` names a position the batch does not have.
         """
@@ -696,6 +706,9 @@ class Batch:
         self._storage_now = self.storage if storage is None else _storage(storage)
         try:
             self._call(verbose, retry_failed, recompute_changed, processes, executor, cluster)
+        except KeyboardInterrupt:
+            # One line, not the traceback of whatever the run was doing.
+            raise self._interrupted() from None
         finally:
             self._storage_now = self.storage
             self._only = None
@@ -723,16 +736,18 @@ class Batch:
         if not self.store.readonly:
             self.store.recover()  # this process's stranded runs, dead owners' runs
         self._prepare(retry_failed, recompute_changed)
-        pending = self.store.state_counts(self._id, self._only).get(RunState.PENDING.value, 0)
+        before = self.store.state_counts(self._id, self._only)
+        pending = before.get(RunState.PENDING.value, 0)
         if cluster is None and processes is not None and processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
         if pending == 0:  # a fully cached batch: no drain, no heartbeat, no pool
             self._nothing_pending(serial=cluster is None and processes is None
                                   and executor is None)
+            self._report(verbose, before, 0)
             return
         types = list(self._classes)
-        with tqdm(total=pending, disable=verbose == 0 or pending == 0, desc=self.name,
-                  unit="run") as bar:
+        with progress_bar(total=pending, disable=verbose == 0, desc=self.name,
+                          unit="run") as bar:
             if cluster is not None:
                 failed = drain(self, cluster.executor(), None, bar, restartable=False,
                                workers=max(1, len(cluster)), lost=cluster.is_lost,
@@ -748,6 +763,7 @@ class Batch:
                 if gained:
                     self.store.save_fftw_wisdom(gained)
         self._warn_unknown_types()
+        self._report(verbose, before, bar.n, len(failed))
         self._raise_failures(failed)
 
     def _nothing_pending(self, serial: bool) -> None:
@@ -758,6 +774,31 @@ class Batch:
                 self.store.save_fftw_wisdom(gained)
         if self._only is not None:  # runs outside the selection may be pending
             self._warn_unknown_types()
+
+    def _report(self, verbose: int, before: Mapping[str, int], computed: int,
+                failed: int = 0) -> None:
+        """End a call with one line on stderr (unless ``verbose`` is 0): what came from where."""
+        if not (verbose and self._summarize):
+            return
+        left = 0
+        if before.get(RunState.PENDING.value, 0) > computed:  # some were not computed
+            left = self.store.state_counts(self._id, self._only).get(RunState.PENDING.value, 0)
+        print(summary(before, computed, failed, left), file=sys.stderr, flush=True)
+
+    def _interrupted(self) -> KeyboardInterrupt:
+        """What Ctrl-C during a call raises: one line, how many of its results are kept.
+
+        A plain KeyboardInterrupt, so that an uncaught one still ends Python
+        as Ctrl-C does (by SIGINT, which shells look for).
+        """
+        try:
+            counts = self.store.state_counts(self._id, self._only)
+        except Exception:  # noqa: BLE001 (the store cannot tell now; say what holds)
+            return KeyboardInterrupt("interrupted: the results finished before were kept; "
+                                     "call batch() again to resume")
+        return KeyboardInterrupt(
+            f"interrupted: {counts.get(RunState.DONE.value, 0)} of {sum(counts.values())} "
+            "results kept; call batch() again to resume")
 
     def _warn_unknown_types(self) -> None:
         unknown = [t for t in self.store.pending_run_types(self._id) if t not in self._classes]

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
-from tqdm.auto import tqdm
 
 from .arrays import ArrayStore, MemoryArrayStore, side_file_writer
 from .encoding import Indexed, canonical_json, indexed, stored_array
 from .errors import BundleRepairError, StoreUnreadableError
 from .identity import run_id_of_pairs
+from .progress import progress_bar
 from .results import array_name, array_payloads, scalars_of_tree
 from .schema import RunState
 
@@ -385,8 +385,8 @@ def _check_runs(store: Store, scope: _Scope, report: CheckReport, referenced: se
                 fix: bool, dry_run: bool, progress: bool | None) -> None:
     """Check every run, chunk by chunk (repairing each chunk as it goes)."""
     disable = None if progress is None else not progress
-    with tqdm(total=_count_runs(store), disable=disable, unit="runs",
-              desc="checking") as bar:
+    with progress_bar(total=_count_runs(store), disable=disable, unit="runs",
+                      desc="checking") as bar:
         for rows in _chunks_of_runs(store, report):
             referenced.update(r.array_file for r in rows if r.array_file is not None)
             try:

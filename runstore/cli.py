@@ -198,6 +198,7 @@ def worker(store: str | None, batch_name: str | None, processes: int,
     """
     import importlib
 
+    from .progress import summary
     from .worker import work, work_in_processes
 
     found = target(store)
@@ -209,12 +210,35 @@ def worker(store: str | None, batch_name: str | None, processes: int,
             raise Failure(f"--import {module}: cannot import it ({exc}); check the name, and "
                           "that it can be imported from here (its folder on PYTHONPATH)",
                           ExitCode.UNAVAILABLE) from None
-    if processes > 1:
-        work_in_processes(store, processes, batch_name, modules)
-    else:
-        computed = work(store, batch_name, modules, verbose=int(verbose))
-        click.echo(f"computed {sum(computed.values())} runs"
-                   + "".join(f"\n  {name}: {n}" for name, n in computed.items()))
+    before = _states(store, batch_name)
+    try:
+        if processes > 1:
+            work_in_processes(store, processes, batch_name, modules)
+        else:
+            work(store, batch_name, modules, verbose=int(verbose))
+    except KeyboardInterrupt:
+        after = _states(store, batch_name)
+        raise KeyboardInterrupt(
+            f"interrupted: {after.get('done', 0)} of {sum(after.values())} results kept; "
+            "run the worker again to resume") from None
+    after = _states(store, batch_name)
+    count = sum(after.get(s, 0) - before.get(s, 0) for s in ("done", "failed"))
+    click.echo(summary(before, max(0, count), pending=after.get("pending", 0)))
+
+
+def _states(store: str, batch_name: str | None) -> dict[str, int]:
+    """The runs of STORE (or of one batch) by state, summed over its batches."""
+    opened = open_store(store)
+    try:
+        by_batch = opened.counts_by_batch()
+    finally:
+        opened.close()
+    total: dict[str, int] = {}
+    for name, counts in by_batch.items():
+        if batch_name in (None, name):
+            for state, n in counts.items():
+                total[state] = total.get(state, 0) + n
+    return total
 
 
 @main.command(epilog=STORE_HELP + " FILE '-' is standard output (then what was written "

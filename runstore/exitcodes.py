@@ -140,6 +140,17 @@ class Commands(click.Group):
             fail(*_reported(exc))
         sys.exit(found if isinstance(found, int) else 0)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; Ctrl-C ends it as one line, with what the command said about it.
+
+        (click would print an empty line first.) A command that was computing
+        raises KeyboardInterrupt with what it kept (see ``runstore worker``).
+        """
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Failure(str(exc) or "interrupted", ExitCode.INTERRUPTED) from None
+
 
 def _reported(exc: Exception) -> tuple[str, ExitCode]:
     """What to say about an exception that ended a command, and the exit code."""

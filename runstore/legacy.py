@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .arrays import RunInfo
 from .encoding import canonical_json, indexed
 from .errors import (BatchNameError, BatchpyImportError, BatchpyPickleRefusedError,
                      EncodingError, ReadOnlyStoreError)
 from .identity import encode_parameters
+from .progress import progress_bar
 from .results import encode_result
 from .run import array_documents
 from .schema import Base, RunState
@@ -168,8 +168,8 @@ def import_batchpy(folder: str | os.PathLike[str], store: Store | str | os.PathL
         if target.readonly:
             raise ReadOnlyStoreError(target.path, "import batchpy results")
         modules = tuple(allow_modules)
-        with tqdm(total=count, disable=None if progress is None else not progress,
-                  unit="files", desc="importing") as bar:
+        with progress_bar(total=count, disable=None if progress is None else not progress,
+                          unit="files", desc="importing") as bar:
             for name, files in found.items():
                 ordered = _ordered(files, id_lists.get(name))
                 _import_batch(target, name, ordered, modules, report, bar)

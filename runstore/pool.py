@@ -44,6 +44,7 @@ through its ``concurrent.futures`` executor.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -115,7 +116,11 @@ def new_wisdom() -> tuple[bytes, ...]:
 
 
 def _setup_worker(threads: int, parent: int) -> None:
-    """Initializer of pool workers: thread limits, and exit if the coordinator dies."""
+    """Initializer of pool workers: thread limits, Ctrl-C left to the coordinator, and
+    exit if the coordinator dies."""
+    # Ctrl-C signals the terminal's whole process group: a worker would print
+    # its own traceback. The coordinator keeps what was computed and kills the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
                      name="runstore-parent-watch").start()

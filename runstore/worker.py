@@ -18,8 +18,11 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
+import sys
 import warnings
 from collections.abc import Sequence
+from types import FrameType
 
 from .batch import Batch
 from .errors import RunsFailedError, UncomputedRunsWarning, WorkerError
@@ -109,6 +112,7 @@ def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
 def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
                  computed: dict[str, int]) -> int:
     target = Batch(name, store=store)
+    target._summarize = False  # the worker sums its calls up in one line of its own
     # Only run types the store's own runs name: an imported run's type names a
     # module from another file, which is imported only once the run is trusted.
     for rtype in store.pending_run_types(target._id, trusted=True):
@@ -146,14 +150,49 @@ def work_in_processes(path: str, processes: int, batch: str | None = None,
                for _ in range(processes)]
     for process in workers:
         process.start()
-    for process in workers:
-        process.join()
+    try:
+        for process in workers:
+            process.join()
+    except KeyboardInterrupt:
+        _stop(workers)
+        raise
     failed = [p.exitcode for p in workers if p.exitcode]
     if failed:
         raise WorkerError(f"{len(failed)} of {processes} worker processes exited with "
                           f"status {failed}; their runs return to pending")
 
 
+def _stop(workers: Sequence[multiprocessing.Process]) -> None:
+    """Ctrl-C: have each worker process keep what it finished and stop, and wait for them."""
+    for process in workers:
+        if process.is_alive() and process.pid is not None:
+            try:
+                os.kill(process.pid, signal.SIGTERM)  # once: see _limited_work
+            except ProcessLookupError:
+                pass  # it ended meanwhile
+    for process in workers:
+        process.join()
+
+
 def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[str]) -> None:
+    """A worker process of ``runstore worker --processes N``.
+
+    Ctrl-C at a terminal signals every process of the group at once; here it
+    is ignored, and the parent sends SIGTERM once, which stops the worker as
+    Ctrl-C would (its finished runs kept, the others pending again), then
+    reports for all of them in one line. So no process prints a traceback,
+    and a second signal cannot cut the giving back short.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt)
     limit_threads(threads)
-    work(path, batch, modules)
+    try:
+        work(path, batch, modules)
+    except KeyboardInterrupt:
+        sys.exit(130)  # what Ctrl-C means; the parent tells what was kept
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM in a worker process: stop as Ctrl-C stops a batch call (once)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
