@@ -511,6 +511,12 @@ class Store:
                     create_view(conn, batch)  # stores from before views had none
             if not found.marked:
                 conn.exec_driver_sql(f"PRAGMA application_id = {int(APPLICATION_ID)}")
+        if not found.marked or found.revision != SCHEMA_REVISION:
+            # The mark and the tables reach the file itself now, not only its
+            # -wal: a command line finds a store by its first bytes, also
+            # while the process that made it still has it open.
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def recover(self) -> int:
         """Return to PENDING the runs whose owner is gone; return how many.

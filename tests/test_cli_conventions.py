@@ -143,6 +143,32 @@ def test_a_store_is_found_in_the_current_folder_and_its_res(project):
     assert invoke("runs", "--limit", "0").exit_code == 0
 
 
+MAKER = """
+import subprocess, sys
+import runstore
+from tests.runs import Sweep
+
+batch = runstore.Batch("live")
+batch.add_factorial_runs(Sweep, {"A": [1, 2, 3]})
+batch(verbose=0)
+# The store is still open here: what the command line sees while its maker runs.
+done = subprocess.run([sys.executable, "-m", "runstore", "status"], capture_output=True,
+                      text=True)
+print(done.returncode)
+print(done.stdout, done.stderr)
+"""
+
+
+def test_a_store_is_found_while_the_process_that_made_it_has_it_open(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", MAKER], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code, *shown = done.stdout.split()
+    assert code == "0", done.stdout
+    assert shown[5:7] == ["live", "0"] and shown[8] == "3", done.stdout
+
+
 def test_discovery_counts_only_runstore_files_and_leaves_others_untouched(project):
     foreign = Path("other.sqlite")
     with sqlite3.connect(foreign) as db:
