@@ -40,7 +40,9 @@ def test_processes_compute_every_run_once_with_the_serial_results(in_tmp):
 
 def test_runs_really_run_in_other_processes(in_tmp):
     batch = Batch("where")
-    batch.add_factorial_runs(Sleepy, {"i": list(range(8)), "seconds": 0.05})
+    # Long enough that a worker process started late on a loaded machine still
+    # finds runs left to take.
+    batch.add_factorial_runs(Sleepy, {"i": list(range(8)), "seconds": 0.3})
     batch(processes=2, verbose=0)
     pids = {r.result["pid"] for r in batch.run}
     assert os.getpid() not in pids and len(pids) == 2
