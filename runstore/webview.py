@@ -53,13 +53,14 @@ _drawing = threading.Lock()
 
 
 def require_packages() -> None:
-    """Refuse, in one line, when the packages of the ``ui`` extra are missing."""
-    import importlib.util
+    """Refuse, with what to install, when a package of the ``ui`` extra is missing."""
+    import importlib
 
-    for package, module in (("starlette", "starlette"), ("uvicorn", "uvicorn"),
-                            ("jinja2", "jinja2"), ("matplotlib", "matplotlib")):
-        if importlib.util.find_spec(module) is None:
-            raise OptionalDependencyError(package, "ui", "runstore ui")
+    for package in ("starlette", "uvicorn", "jinja2", "matplotlib"):
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise OptionalDependencyError(package, "ui", "runstore ui") from exc
 
 
 def create_app(open_store: Callable[[], Store], title: str,
