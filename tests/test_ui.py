@@ -41,12 +41,13 @@ PATIENCE = 60
 
 
 @contextmanager
-def served(store: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def served(store: Path, *args: str, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> Iterator[str]:
     """The address of ``runstore ui STORE`` running in its own process; stopped afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "runstore", "ui", str(store), "--no-browser", "--port", "0",
          *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})})
+        env={**os.environ, **(env or {})}, cwd=cwd)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
                      daemon=True).start()
@@ -123,7 +124,8 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(store) -> Iterator[str]:
-    with served(store) as url:
+    # Run where the store's batches keep it, as a user would: the pages name it _res/example.db.
+    with served(store.relative_to(store.parent.parent), cwd=store.parent.parent) as url:
         yield url
 
 
@@ -154,9 +156,16 @@ def images_loaded(driver) -> list[tuple[str, int]]:
         "return Array.from(document.images).map(i => [i.alt, i.complete ? i.naturalWidth : 0])")
 
 
-def screenshot(driver, name: str) -> None:
+def screenshot(driver, name: str, height: int | None = None) -> None:
+    """Save what the browser shows for the docs (``height``: in a window that tall)."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / name))
+    size = driver.get_window_size()
+    if height is not None:
+        driver.set_window_size(size["width"], height)
+    try:
+        driver.save_screenshot(str(SCREENSHOTS / name))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
 
 
 def filter_table(driver, text: str) -> None:
@@ -191,6 +200,7 @@ def test_the_batches_page_shows_each_batch_by_state(server, browser):
     found = {row[0]: row[1:6] for row in rows}
     assert found == {"example": ["0", "0", "8", "0", "8"], "arrays": ["0", "0", "2", "0", "2"],
                      "flaky": ["0", "0", "2", "2", "4"]}
+    screenshot(browser, "ui-batches.png", height=460)
 
 
 @pytest.mark.slow
@@ -246,7 +256,7 @@ def test_a_run_shows_its_parameters_results_and_arrays_drawn(store, server, brow
     assert {alt for alt, _ in images_loaded(browser)} == {
         "x: float64 (40,)", "m: int16 (40, 40)", "flags: bool (40,)", "z: complex64 (2,)"}
     assert {"runtime", "host", "started_at"} <= set(pairs(browser, "provenance"))
-    screenshot(browser, "ui-run.png")
+    screenshot(browser, "ui-run.png", height=1400)
 
 
 def pairs(driver, table_id: str) -> dict[str, str]:
