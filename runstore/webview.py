@@ -98,8 +98,8 @@ def create_app(open_store: Callable[[], Store], title: str,
         Route("/runs/{rid}", pages.run),
         Route("/runs/{rid}/array.png", pages.array),
     ]
-    return Starlette(routes=routes, exception_handlers={RunstoreError: pages.refused,
-                                                 Exception: pages.internal},
+    handlers: dict[Any, Any] = {RunstoreError: pages.refused, Exception: pages.internal}
+    return Starlette(routes=routes, exception_handlers=handlers,
                      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))])
 
 
@@ -163,14 +163,14 @@ class _Pages:
             columns, rows = store.view_rows(batch._id, ids)
             counts = store.counts_by_batch().get(batch.name, {})
         keep = [i for i, c in enumerate(columns) if c not in _HIDDEN]
-        columns, rows = [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]
+        columns, cells = [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]
         if sort in columns:
             at = columns.index(sort)
-            rows.sort(key=lambda row: _order(row[at]), reverse=descending)
-        shown = rows if every else rows[:MAX_ROWS]
+            cells.sort(key=lambda row: _order(row[at]), reverse=descending)
+        shown = cells if every else cells[:MAX_ROWS]
         return self._page(request, "batch.html", 400 if error else 200, batch=batch.name,
                           columns=columns, rows=[_cells(columns, r) for r in shown],
-                          total=len(rows), where=where, sort=sort, descending=descending,
+                          total=len(cells), where=where, sort=sort, descending=descending,
                           error=error, counts=counts, every=every)
 
     def run(self, request: Any) -> Any:
@@ -268,7 +268,7 @@ def _cells(columns: list[str], row: list[Any]) -> list[tuple[str, str, str | Non
     """A table row's cells: ``(column, text, link)``; a run's id links to its page."""
     from .views import display
 
-    cells = []
+    cells: list[tuple[str, str, str | None]] = []
     for column, value in zip(columns, row):
         if column == "id":
             cells.append((column, str(value)[:12], f"/runs/{value}"))
