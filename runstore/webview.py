@@ -305,9 +305,11 @@ def _run_context(store: Store, prefix: str) -> dict[str, Any]:
     if "runtime" in provenance:
         provenance["runtime"] = f"{provenance['runtime']:.3g} s"
     arrays = [(key, f"{a.dtype} {a.shape}", _drawable(a)) for key, a in run.arrays.items()]
+    results = _scalar_results(store, held[0][0], run.id)
     return {"run": run.id, "run_type": record["run_type"], "state": record["state"],
             "held": held, "parameters": [(k, _shown(v)) for k, v in run.parameters.items()],
-            "results": _scalar_results(store, held[0][0], run.id), "arrays": arrays,
+            "results": results + _other_results(record["result"], {k for k, _ in results}),
+            "arrays": arrays,
             "error": (record["error_type"], record["error_message"], record["traceback"])
             if record["error_type"] else None, "provenance": provenance}
 
@@ -325,6 +327,21 @@ def _scalar_results(store: Store, name: str, rid: str) -> list[tuple[str, str]]:
     row = table.rows[0]
     return [(results[c], _shown(v)) for c, v in zip(table.columns, row)
             if c in results and v is not None]
+
+
+def _other_results(document: str | None, shown: set[str]) -> list[tuple[str, str]]:
+    """The result keys that are neither scalars nor arrays (a pickle, an object ...), by kind.
+
+    Read from the stored result tree, never decoded: a pickle stays unread.
+    """
+    import json
+
+    from .overview import result_leaves
+
+    if document is None:
+        return []
+    return [(key, f"({kind}: not shown)") for key, kind, _ in result_leaves(
+        json.loads(document), "") if key not in shown and not kind.startswith("array ")]
 
 
 def _shown(value: Any) -> str:

@@ -387,6 +387,7 @@ def test_a_hostile_store_never_imports_the_code_it_names(tmp_path):
     (code / "hostile_code.py").write_text(textwrap.dedent("""
         import os
 
+        import numpy as np
         import runstore
 
         if os.environ.get("UI_IMPORTED_MARK"):
@@ -398,16 +399,21 @@ def test_a_hostile_store_never_imports_the_code_it_names(tmp_path):
             return 1
 
 
+        class Payload:
+            pass
+
+
         class Hostile(runstore.Run):
             def run(self, x=0, f=secret):
                 if x == 2:
                     raise RuntimeError("hostile failure")
-                return {"y": x * 10, "field": [[x, 1], [2, 3]]}
+                return {"y": x * 10, "field": [[x, 1], [2, 3]], "payload": Payload(),
+                        "cube": np.zeros((2, 2, 2))}
         """))
     path = tmp_path / "hostile.db"
     made = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import runstore, hostile_code
-        b = runstore.Batch("hostile", store={str(path)!r})
+        b = runstore.Batch("hostile", store={str(path)!r}, allow_pickle=True)
         b.add_factorial_runs(hostile_code.Hostile, {{"x": [0, 1, 2]}})
         try:
             b(verbose=0)
@@ -430,10 +436,13 @@ def test_a_hostile_store_never_imports_the_code_it_names(tmp_path):
         assert status == 200 and "hostile_code.secret" in text
         ids = re.findall(r"/runs/([0-9a-f]{40})", text)
         assert len(ids) == 3
-        for rid in ids:
-            status, page = fetch(f"{url}/runs/{rid}")
-            assert status == 200 and "hostile_code.Hostile" in page
-        assert "hostile failure" in "".join(fetch(f"{url}/runs/{rid}")[1] for rid in ids)
+        pages = [fetch(f"{url}/runs/{rid}") for rid in ids]
+        assert [status for status, _ in pages] == [200, 200, 200]
+        assert all("hostile_code.Hostile" in page for _, page in pages)
+        assert "hostile failure" in pages[2][1]
+        # The pickle is named, never read; the 3-D array is described, not drawn.
+        assert "payload</th><td><code>(pickle: not shown)" in pages[0][1]
+        assert "cube</code>: float64 (2, 2, 2) (not drawn" in pages[0][1]
         assert fetch(url + "/batches/hostile?where=f%3Dhostile_code.secret")[0] == 200
         assert fetch(url + "/batches/hostile/plot?x=x&y=y&hue=f")[0] == 200
     assert not mark.exists()
