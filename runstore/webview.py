@@ -175,11 +175,8 @@ class _Pages:
 
     def run(self, request: Any) -> Any:
         """One run: parameters, scalar results, figures of its arrays, error, provenance."""
-        try:
-            with self._store() as store:
-                context = _run_context(store, request.path_params["rid"])
-        except RunstoreError as exc:
-            return self.refused(request, exc)
+        with self._store() as store:
+            context = _run_context(store, request.path_params["rid"])
         return self._page(request, "run.html", **context)
 
     def array(self, request: Any) -> Any:

@@ -69,7 +69,8 @@ def served(store: Path, *args: str, env: dict[str, str] | None = None,
         error = process.stderr.read()
         process.stdout.close()
         process.stderr.close()
-        assert "Traceback" not in error, error
+    # (Only when the test passed: a failure is not hidden behind this one.)
+    assert "Traceback" not in error, error
 
 
 def fetch(url: str, host: str | None = None) -> tuple[int, str]:
