@@ -823,7 +823,11 @@ def ui(store: str | None, port: int, host: str, no_browser: bool) -> None:
 
     start_at = "/" if found.batch is None else f"/batches/{quote(found.batch)}"
     with sock:
-        serve(lambda: open_store(found.path), found.path, sock, host, started, start_at)
+        try:
+            serve(lambda: open_store(found.path), found.path, sock, host, started, start_at)
+        except KeyboardInterrupt:  # Ctrl-C is how the view is meant to end: not a failure
+            pass
+    click.echo("stopped")
 
 
 @main.command(epilog=STORE_HELP)

@@ -12,6 +12,7 @@ import html
 import os
 import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -491,3 +492,19 @@ def test_the_plot_of_a_batch_keeps_only_the_runs_where_asks(store):
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[2, 3, 4]]
     assert [list(line.get_ydata()) for line in ax.get_lines()] == [[6, 9, 12]]
     batch.store.close()
+
+
+def test_ctrl_c_stops_it_and_says_so(store):
+    process = subprocess.Popen([sys.executable, "-m", "runstore", "ui", str(store),
+                                "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        address = process.stdout.readline()
+        assert fetch(re.search(r"http://\S+", address).group(0) + "counts.json")[0] == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=PATIENCE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=PATIENCE)
+    assert (process.returncode, out, err) == (0, "stopped\n", "")
