@@ -337,8 +337,9 @@ def _other_results(document: str | None, shown: set[str]) -> list[tuple[str, str
 
     if document is None:
         return []
-    return [(key, f"({kind}: not shown)") for key, kind, _ in result_leaves(
-        json.loads(document), "") if key not in shown and not kind.startswith("array ")]
+    return [(key, "None" if kind == "None" else f"({kind}: not shown)")
+            for key, kind, _ in result_leaves(json.loads(document), "")
+            if key not in shown and not kind.startswith("array ")]
 
 
 def _shown(value: Any) -> str:

@@ -250,6 +250,7 @@ def test_a_run_shows_its_parameters_results_and_arrays_drawn(store, server, brow
     assert pairs(browser, "parameters") == {"n": "40", "seed": "0"}
     results = pairs(browser, "results")
     assert results["stats.n"] == "40" and results["stats.label"] == "'n=40'"
+    assert results["none"] == "None" and results["c"] == "(1-1j)"
     reader = runstore.Batch("arrays", store=runstore.Store(store, readonly=True))
     mean = reader.get_runs_with(n=40)[0].result["stats"]["mean"]
     reader.store.close()
