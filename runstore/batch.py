@@ -451,21 +451,24 @@ class Batch:
         """
         return to_dataset(self, variables, exclude, dims, coords, runs)
 
-    def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None,
-             **kwargs: Any) -> Any:
+    def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None, *,
+             where: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """Plot a result (or parameter) against a parameter, one line per value of ``hue``.
 
         ``x``, ``y`` and ``hue`` are columns of the batch's view (parameters
-        and scalar results). Runs without a value for ``x`` or ``y`` (not done
-        yet, failed) are left out. Further keyword arguments go to
-        ``Axes.plot``. Returns the matplotlib ``Axes``. Needs matplotlib
-        (``pip install 'runstore[plot]'``).
+        and scalar results). ``where`` keeps only the runs matching its
+        conditions, written as :meth:`get_runs_with` takes them
+        (``{"operator": max, "A__ge": 3}``). Runs without a value for ``x``
+        or ``y`` (not done yet, failed) are left out. Further keyword
+        arguments go to ``Axes.plot``. Returns the matplotlib ``Axes``. Needs
+        matplotlib (``pip install 'runstore[plot]'``).
         """
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
             raise OptionalDependencyError("matplotlib", "plot", "Batch.plot()") from exc
-        columns, rows = self.store.view_rows(self._id)
+        ids = [row.id for row in self.store.query(self._id, dict(where))] if where else None
+        columns, rows = self.store.view_rows(self._id, ids)
         for name in (x, y) + ((hue,) if hue else ()):
             if name not in columns:
                 raise QueryError(f"batch {self.name!r} has no column {name!r}; its columns "

@@ -1,7 +1,7 @@
 """The ``runstore`` command line: one small function per command.
 
 Reading commands (``status``, ``runs``, ``show``, ``schema``, ``sql``,
-``export``, ``bundle``, ``plot``) open the store read-only, and work on
+``export``, ``bundle``, ``plot``, ``ui``) open the store read-only, and work on
 bundles as well. ``worker``, ``import``, ``import-batchpy``, ``remove``,
 ``check``, ``gc`` and ``upgrade`` write. Which store a STORE argument means
 (or its absence) is :mod:`runstore.discovery`'s; how a failure is reported,
@@ -801,6 +801,57 @@ def _image_format(out: str, fmt: str | None) -> str:
         raise click.UsageError(f"--format {fmt}: not an image format matplotlib writes; "
                                f"give one of {', '.join(sorted(known))}")
     return fmt.lower()
+
+
+@main.command(epilog=STORE_HELP)
+@store_argument
+@click.option("--port", default=0, type=click.IntRange(0, 65535),
+              help="The port to serve on (default: a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to serve on. Whoever can reach it can read the store: "
+                   "give another only on a network you trust.")
+@click.option("--no-browser", is_flag=True, help="Only print the address; open no browser.")
+def ui(store: str | None, port: int, host: str, no_browser: bool) -> None:
+    """Serve a read-only view of STORE to a web browser, until Ctrl-C.
+
+    Pages: the batches with their runs by state (updating while runs
+    complete); a batch's runs, filtered as `runstore runs` filters them and
+    sorted by any column; a run's parameters, results, arrays (drawn),
+    error and provenance; a plot of a batch. Nothing is written to STORE,
+    and nothing named in it is imported: bundles are safe to browse.
+    Needs the ui extra (pip install 'runstore[ui]').
+
+    \b
+    Example:
+      runstore ui example.db --port 8765
+    """
+    import webbrowser
+    from urllib.parse import quote
+
+    from .webview import require_packages, bind, serve
+
+    found = target(store)
+    open_store(found.path).close()  # what is not a store is told before serving
+    require_packages()
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise Failure(f"cannot serve on {host}:{port}: {exc.strerror or exc}; give another "
+                      "--port, or leave it out for a free one", ExitCode.OS_ERROR) from None
+
+    def started(url: str) -> None:
+        click.echo(f"serving {found.path} read-only at {url}  (Ctrl-C stops)")
+        sys.stdout.flush()
+        if not no_browser:
+            webbrowser.open(url)
+
+    start_at = "/" if found.batch is None else f"/batches/{quote(found.batch)}"
+    with sock:
+        try:
+            serve(lambda: open_store(found.path), found.path, sock, host, started, start_at)
+        except KeyboardInterrupt:  # Ctrl-C is how the view is meant to end: not a failure
+            pass
+    click.echo("stopped")
 
 
 @main.command(epilog=STORE_HELP)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["Key", "Overview", "batch_overview", "overview_lines", "levels_text"]
+__all__ = ["Key", "Overview", "batch_overview", "overview_lines", "levels_text", "result_leaves"]
 
 #: Levels shown in full up to this many; beyond, the first and last few.
 SHOWN_LEVELS = 6
@@ -118,7 +118,7 @@ def _result_keys(store: Store, batch_id: int) -> list[Key]:
             tree = json.loads(record["result"]) if record["result"] else None
         except (TypeError, ValueError):
             continue
-        for name, kind, shape in _leaves(tree, ""):
+        for name, kind, shape in result_leaves(tree, ""):
             key = keys.setdefault(name, Key(name))
             key.types[kind] += 1
             if shape is not None:
@@ -126,7 +126,7 @@ def _result_keys(store: Store, batch_id: int) -> list[Key]:
     return list(keys.values())
 
 
-def _leaves(tree: Any, prefix: str) -> list[tuple[str, str, str | None]]:
+def result_leaves(tree: Any, prefix: str) -> list[tuple[str, str, str | None]]:
     """The ``(key, type, shape)`` of each leaf of a stored result tree (never decoded)."""
     name = prefix or "value"
     if isinstance(tree, list) and len(tree) == 2 and isinstance(tree[0], str):
@@ -136,7 +136,7 @@ def _leaves(tree: Any, prefix: str) -> list[tuple[str, str, str | None]]:
             for item in body:
                 if isinstance(item, list) and len(item) == 2:
                     key = str(item[0])
-                    found += _leaves(item[1], f"{prefix}.{key}" if prefix else key)
+                    found += result_leaves(item[1], f"{prefix}.{key}" if prefix else key)
             return found
         if tag == "ndarray" and isinstance(body, dict):
             return [(name, f"array {_dtype(body.get('dtype'))}", _shape(body.get("shape")))]
