@@ -2,7 +2,9 @@
 
 Each server is ``python -m runstore ui STORE --no-browser --port 0`` in its own
 process; the address it prints is where the pages are read. The browser tests
-save the screenshots the how-to (docs/howto/browse.rst) shows.
+save screenshots of what they saw in ``RUNSTORE_SCREENSHOTS`` (by default a
+folder in the temporary directory); the how-to's (docs/howto/browse.rst) are
+made by ``RUNSTORE_SCREENSHOTS=docs/_static python -m pytest tests/test_ui.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import urllib.error
@@ -37,7 +40,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "docs" / "_static"
+SCREENSHOTS = Path(os.environ.get("RUNSTORE_SCREENSHOTS")
+                   or Path(tempfile.gettempdir()) / "runstore-ui-screenshots")
 #: Seconds any wait of these tests may last.
 PATIENCE = 60
 
@@ -161,7 +165,7 @@ def images_loaded(driver) -> list[tuple[str, int]]:
 
 def screenshot(driver, name: str, height: int | None = None) -> None:
     """Save what the browser shows for the docs (``height``: in a window that tall)."""
-    SCREENSHOTS.mkdir(exist_ok=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = driver.get_window_size()
     if height is not None:
         driver.set_window_size(size["width"], height)
