@@ -63,6 +63,8 @@ _FAILED = RunState.FAILED
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 #: Commit finished runs at least this often (seconds), and at most this many at once.
 _FLUSH_SECONDS, _FLUSH_RUNS, _FLUSH_BYTES = 1.0, 5000, 256 * 2**20
+#: Claim at most this many runs at once (as many as are committed at once).
+_CLAIM_RUNS = _FLUSH_RUNS
 
 
 def check_batch_name(name: object) -> str:
@@ -896,7 +898,8 @@ class Batch:
             for row in rows:
                 completion = self._compute(row)
                 computed.append(completion)
-                size += sum(a.nbytes for a in (completion.arrays or {}).values())
+                if completion.arrays:
+                    size += sum(a.nbytes for a in completion.arrays.values())
                 if completion.state is _FAILED:
                     failed.append(row.id)
                 if bar is not None:
@@ -910,7 +913,8 @@ class Batch:
             after = max(row.position for row in rows)
             # Claim about half a second of work at a time.
             elapsed = time.monotonic() - started
-            chunk = max(1, min(1000, int(chunk * 0.5 / elapsed) if elapsed else 1000))
+            most = _CLAIM_RUNS
+            chunk = max(1, min(most, int(chunk * 0.5 / elapsed) if elapsed else most))
 
     def _commit(self, computed: list[Completion], claimed: dict[int, str],
                 failed: list[str] | None = None) -> None:

@@ -65,6 +65,8 @@ _DONE, _FAILED = RunState.DONE, RunState.FAILED
 
 _SIGNATURES: dict[type, tuple[dict[str, Any], bool]] = {}
 _FINGERPRINTS: dict[type, str] = {}
+#: The parameter names of each run class's signature, in its order.
+_ORDERS: dict[type, list[str]] = {}
 
 
 def signature_defaults(cls: type[Run]) -> tuple[dict[str, Any], bool]:
@@ -85,6 +87,20 @@ def _signature_defaults(cls: type[Run]) -> tuple[dict[str, Any], bool]:
         elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             defaults[name] = None if p.default is p.empty else p.default
     return defaults, var_kw
+
+
+def _in_signature_order(cls: type[Run], public: dict[str, Any]) -> dict[str, Any]:
+    """The parameters in the order of the signature of ``cls.run``, then the others.
+
+    Most often they are in that order already (the document sorts them by
+    name, and signatures often do too): then they are returned as they are.
+    """
+    order = _ORDERS.get(cls)
+    if order is None:
+        order = _ORDERS[cls] = list(signature_defaults(cls)[0])
+    if list(public) == order:
+        return public
+    return {**{k: public[k] for k in order if k in public}, **public}
 
 
 def code_fingerprint(cls: type[Run]) -> str:
@@ -278,7 +294,10 @@ def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, 
     importing code, whatever ``import_code`` says.
     """
     try:
-        data = json.loads(document)
+        data = _parse(document)
+        plain = _plain_document(data)
+        if plain is not None:  # the common document: no decoding, nothing private
+            return plain, {}
         arrays = {
             digest: np.frombuffer(base64.b64decode(spec["data"]), dtype=np.dtype(spec["dtype"])
                                   ).reshape(spec["shape"]).copy()
@@ -298,6 +317,44 @@ def unpack(document: str, import_code: bool) -> tuple[dict[str, Any], dict[str, 
 
 #: The types of JSON values that decode as themselves (floats are checked).
 _PLAIN_TREES = (bool, int, str)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _parse(document: str) -> Any:
+    """``json.loads(document)``, without its search for trailing whitespace in
+    the usual case of a document that has none (the store's are canonical)."""
+    try:
+        data, end = _DECODER.raw_decode(document)
+        if end == len(document):
+            return data
+    except Exception:  # noqa: BLE001 (json.loads says what is wrong, in its words)
+        pass
+    return json.loads(document)
+
+
+def _plain_document(data: Any) -> dict[str, Any] | None:
+    """The public parameters of a parsed document that holds nothing but plain
+    values (``{"values": [[name, value], ...]}``, each value None, a bool, an int
+    or a string), or None for any other document, which :func:`unpack` decodes
+    in full. What it gives is what decoding gives: these values are their own
+    trees."""
+    if type(data) is not dict or len(data) != 1:
+        return None
+    values = data.get("values")
+    if type(values) is not list:
+        return None
+    public: dict[str, Any] = {}
+    plain = _PLAIN_TREES
+    for pair in values:
+        if type(pair) is not list or len(pair) != 2:
+            return None
+        name, value = pair
+        if type(name) is not str or (value is not None and type(value) not in plain):
+            return None
+        public[name] = value
+    return public
 
 
 def document_origin(document: str) -> str | None:
@@ -415,8 +472,7 @@ class Run:
         if self._values is None:
             public, private = unpack(self._document, import_code=self._import_code)
             if self._import_code:  # the class is here: show its signature's order
-                order = signature_defaults(type(self))[0]
-                public = {**{k: public[k] for k in order if k in public}, **public}
+                public = _in_signature_order(type(self), public)
             self._values = public, private
         return self._values
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import json
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
@@ -76,6 +77,9 @@ from .views import (
 __all__ = ["Store", "RunRow", "Removal", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
 
 _STATE_VALUES = {state: state.value for state in RunState}
+_DONE = RunState.DONE
+#: Pages of write-ahead log after which a commit copies the log into the database.
+_CHECKPOINT_PAGES = 10_000
 #: States in which a finished result is recorded, and in which it is a duplicate.
 _OPEN, _CLOSED = ("running", "pending"), ("done", "failed")
 
@@ -390,6 +394,11 @@ class Store:
             # Only once the file was found to be runstore's (or new): the
             # switch to WAL writes to the file.
             _use_wal(cursor)
+            # A drain commits every second or so; at SQLite's default (1000
+            # pages) every few commits then copied the log into the file and
+            # synced both, which took a third of a 100,000-run sweep on a
+            # busy disk. The log may now grow to about 40 MB between copies.
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         cursor.close()
 
@@ -841,12 +850,12 @@ class Store:
         marks = ",".join("?" * len(run_types))
         only, chosen = _only_positions(positions)
         with self._writing("run the batch") as conn:
-            candidates = conn.exec_driver_sql(
-                "SELECT e.position, r.key FROM entries e CROSS JOIN runs r "
+            candidates = _fetch(
+                conn, "SELECT r.key, e.position FROM entries e CROSS JOIN runs r "
                 "WHERE e.batch_id = ? AND e.position > ? AND r.key = e.run_key AND "
                 f"r.state = 'pending' AND r.run_type IN ({marks}){only} "
-                "ORDER BY e.position LIMIT ?", (batch, after, *run_types, *chosen, limit)).all()
-            return self._claim(conn, {key: pos for pos, key in candidates}, lease)
+                "ORDER BY e.position LIMIT ?", (batch, after, *run_types, *chosen, limit))
+            return self._claim(conn, dict(candidates), lease)
 
     def claim_ids(self, run_ids: Sequence[str], lease: float | None = None) -> list[RunRow]:
         """Atomically move the given runs, those still pending, to RUNNING."""
@@ -860,20 +869,22 @@ class Store:
         if not positions:
             return []
         marks = ",".join("?" * len(positions))
-        claimed = conn.exec_driver_sql(
-            "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
+        claimed = _fetch(
+            conn, "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
             "attempts = attempts + 1, host = ?, pid = ? "
             f"WHERE key IN ({marks}) AND state = 'pending' "
             "RETURNING key, id, run_type, parameters",
             (self.owner, clock() + (lease or self.lease), socket.gethostname(), os.getpid(),
-             *positions)).all()
+             *positions))
         # Held before the claim commits, so that no recover() of this process
         # sees these runs as stranded.
-        self._hold([key for key, *_ in claimed])
+        self._hold([row[0] for row in claimed])
         running = RunState.RUNNING.value  # looked up once: an enum member's value is a descriptor
-        rows = [RunRow(positions[key], rid, rtype, params, running, key)
+        make = RunRow._make
+        rows = [make((positions[key], rid, rtype, params, running, key))
                 for key, rid, rtype, params in claimed]
-        return sorted(rows, key=lambda r: r.position)
+        rows.sort(key=_position)
+        return rows
 
     def _hold(self, keys: Sequence[int]) -> None:
         with self._claims_lock:
@@ -995,18 +1006,7 @@ class Store:
             with self._writing("store results") as conn:
                 states = _states_of(conn, [c.run_key for c in completions])
                 taken = [c for c in completions if states.get(c.run_key) in _OPEN]
-                _executemany(
-                    conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
-                    "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
-                    "finished_at = ?, runtime = ?, code_fingerprint = ?, "
-                    "runstore_version = ?, python_version = ?, owner = NULL, "
-                    "lease_expires = NULL, result_origin = NULL, "
-                    "host = COALESCE(?, host), pid = COALESCE(?, pid) "
-                    "WHERE key = ? AND state IN ('running', 'pending')",
-                    [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
-                      c.error_type, c.error_message, c.traceback, c.started_at,
-                      c.finished_at, c.runtime, c.code_fingerprint, *versions,
-                      c.host, c.pid, c.run_key) for c in taken])
+                _record_outcomes(conn, taken, filename, versions)
                 self._record_scalars(conn, taken, batch)
         except Exception as exc:
             if filename is not None and not _environmental(exc):
@@ -1596,6 +1596,41 @@ def _other_batches(conn: sa.Connection, batch: int) -> list[int]:
     return [r[0] for r in conn.exec_driver_sql("SELECT id FROM batches WHERE id != ?", (batch,))]
 
 
+def _record_outcomes(conn: sa.Connection, taken: Sequence[Completion], filename: str | None,
+                     versions: tuple[str, str]) -> None:
+    """Write the outcomes of runs into their rows (RUNNING or PENDING ones only).
+
+    The common outcome, a result without arrays computed by this process,
+    has a statement of its own that binds only what varies from run to run:
+    binding the rest, NULL or unchanged, took a quarter of the time.
+    """
+    done = _DONE
+    plain = [c for c in taken if c.state is done and not c.arrays and c.host is None
+             and c.pid is None]
+    if len(plain) < len(taken):
+        chosen = {id(c) for c in plain}
+        _executemany(
+            conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+            "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+            "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+            "runstore_version = ?, python_version = ?, owner = NULL, "
+            "lease_expires = NULL, result_origin = NULL, "
+            "host = COALESCE(?, host), pid = COALESCE(?, pid) "
+            "WHERE key = ? AND state IN ('running', 'pending')",
+            [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
+              c.error_type, c.error_message, c.traceback, c.started_at,
+              c.finished_at, c.runtime, c.code_fingerprint, *versions,
+              c.host, c.pid, c.run_key) for c in taken if id(c) not in chosen])
+    _executemany(
+        conn, "UPDATE runs SET state = 'done', result = ?, array_file = NULL, "
+        "error_type = NULL, error_message = NULL, traceback = NULL, started_at = ?, "
+        "finished_at = ?, runtime = ?, code_fingerprint = ?, runstore_version = ?, "
+        "python_version = ?, owner = NULL, lease_expires = NULL, result_origin = NULL "
+        "WHERE key = ? AND state IN ('running', 'pending')",
+        [(c.result_json, c.started_at, c.finished_at, c.runtime, c.code_fingerprint,
+          *versions, c.run_key) for c in plain])
+
+
 def _result_kinds(completions: Sequence[Completion]) -> set[tuple[str, str]]:
     """The ``(result key, kind)`` pairs of the scalar rows of some completions."""
     return {(key, f.kind) for c in completions if c.scalars for key, f in c.scalars.items()}
@@ -1649,9 +1684,9 @@ def _states_of(conn: sa.Connection, run_keys: Sequence[int]) -> dict[int, str]:
     """Map the given run keys to their states."""
     states: dict[int, str] = {}
     for chunk in _chunks(run_keys):
-        states.update(conn.exec_driver_sql(
-            f"SELECT key, state FROM runs WHERE key IN ({','.join('?' * len(chunk))})",
-            tuple(chunk)).all())
+        states.update(_fetch(
+            conn, f"SELECT key, state FROM runs WHERE key IN ({','.join('?' * len(chunk))})",
+            tuple(chunk)))
     return states
 
 
@@ -1685,6 +1720,19 @@ def _scan(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> Iterator[tupl
     except sqlite3.Error as exc:  # as SQLAlchemy would raise it
         raise sa.exc.DBAPIError.instance(sql, args, exc, sqlite3.Error) from exc
 
+
+def _fetch(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """All the rows of a statement, as plain tuples, read through the sqlite3
+    connection itself (in the same transaction), as :func:`_scan` reads them:
+    for the statements of a drain, which read a row for every run they handle."""
+    raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    try:
+        return raw.execute(sql, args).fetchall()
+    except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+        raise sa.exc.DBAPIError.instance(sql, args, exc, sqlite3.Error) from exc
+
+
+_position = attrgetter("position")
 
 _T = TypeVar("_T")
 
