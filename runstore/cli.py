@@ -108,21 +108,9 @@ def choose_batch(store: Store, name: str | None) -> Batch:
 
 def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
     """``get_runs_with`` keywords from command-line filters."""
-    from .encoding import FunctionRef
-    from .query import RESULT_PREFIX, Word, parse_filter
+    from .query import filter_conditions
 
-    found: dict[str, Any] = {}
-    for text in filters:
-        name, op, value = parse_filter(text)
-        if not name.startswith(RESULT_PREFIX) and store.names_a_result(name):
-            name = RESULT_PREFIX + name  # a scalar result, not a parameter
-        if isinstance(value, Word):
-            if store.holds_callables(name):
-                value = FunctionRef(value if "." in value else f"builtins.{value}")
-            else:
-                value = str(value)
-        found[name if op == "eq" else f"{name}__{op}"] = value
-    return found
+    return filter_conditions(store, filters)
 
 
 def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = False,
