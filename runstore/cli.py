@@ -710,24 +710,36 @@ def _close_checked(opened: Store, reseal: bool) -> None:
 
 
 @main.command(epilog=STORE_HELP + " OUTPUT '-' is standard output (PNG, or the format "
-              "--format names).")
+              "--format names). " + FILTER_HELP)
 @store_argument
 @click.option("--x", "x", required=True, help="The column along the x axis (a parameter).")
 @click.option("--y", "y", required=True, help="The column along the y axis (a result).")
 @click.option("--hue", help="One line per value of this column.")
+@click.option("--col", help="One panel per value of this column, side by side.")
+@click.option("--row", help="One panel per value of this column, one above the other.")
+@click.option("--where", "filters", multiple=True, metavar="FILTER",
+              help="Only the runs matching FILTER, as `runstore runs` takes it "
+                   "(repeatable: all must match).")
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
 @click.option("-o", "--output", "out", required=True,
               type=click.Path(dir_okay=False, allow_dash=True),
               help="The image file to write (its suffix picks the format: .png, .pdf, .svg).")
 @click.option("--format", "fmt", help="The image format, if not OUTPUT's suffix (png, pdf, "
               "svg ...).")
-def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | None,
-         out: str, fmt: str | None) -> None:
-    """Plot a scalar result against a parameter, one line per value of another.
+def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
+         row: str | None, filters: tuple[str, ...], batch_name: str | None, out: str,
+         fmt: str | None) -> None:
+    """Plot a scalar result against a parameter: a line per --hue, a panel per --col, --row.
+
+    A line only joins runs whose parameters agree in everything but --x: a
+    parameter that takes several values among the plotted runs must be
+    shown (--hue, --col, --row) or fixed (--where), else the plot is refused
+    and the parameters named.
 
     \b
-    Example:
+    Examples:
       runstore plot example.db --x A --y val --hue operator -o val.png
+      runstore plot example.db --x A --y val --col operator --where 'A>=2' -o val.pdf
     """
     try:
         import matplotlib
@@ -740,10 +752,13 @@ def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | N
     found = target(store)
     opened = open_store(found.path)
     batch = choose_batch(opened, batch_name or found.batch)
-    ax = batch.plot(x, y, hue=hue)
+    drawn = batch.plot(x, y, hue=hue, col=col, row=row, where=list(filters) or None)
+    panels = list(drawn.flat) if col or row else [drawn]
     with output(out, binary=True) as f:
-        ax.figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-    tell(f"wrote {_named(out)} ({len(ax.get_lines())} lines)", out != "-")
+        panels[0].figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+    lines = sum(len(panel.get_lines()) for panel in panels)
+    shown = f" in {len(panels)} panels" if col or row else ""
+    tell(f"wrote {_named(out)} ({lines} lines{shown})", out != "-")
     opened.close()
 
 

@@ -532,13 +532,14 @@ class VaryingParametersError(QueryError):
         self.varying = varying
         found = "; ".join(f"{name} ({len(values)} values: {_some(values)})"
                           for name, values in varying.items())
-        first = next(iter(varying), "NAME")
+        name, values = next(iter(varying.items()), ("NAME", ["VALUE"]))
+        one = f"{name}={values[0]}"
         super().__init__(
             f"cannot plot batch {batch!r}: its runs also differ in {found}, so a line "
-            "would join points of different calculations. Show each such parameter: "
-            f"col={first!r} or row={first!r} (a panel per value; --col/--row) or hue= "
-            f"(a line per value; --hue), or keep one value with where= "
-            f"(e.g. where=\"{first}=...\"; --where '{first}=...')")
+            "would join points of different calculations. Show each such parameter in "
+            f"panels (col={name!r} or row={name!r}; --col {name}, --row {name}) or as "
+            f"lines (hue={name!r}; --hue {name}), or keep one of its values "
+            f"(where={one!r}; --where '{one}')")
 
 
 def _some(values: list[str], most: int = 6) -> str:
