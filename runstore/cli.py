@@ -729,7 +729,7 @@ def _close_checked(opened: Store, reseal: bool) -> None:
 def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
          row: str | None, filters: tuple[str, ...], batch_name: str | None, out: str,
          fmt: str | None) -> None:
-    """Plot a scalar result against a parameter: a line per --hue, a panel per --col, --row.
+    """Plot a result against a parameter: lines by --hue, panels by --col, --row.
 
     A line only joins runs whose parameters agree in everything but --x: a
     parameter that takes several values among the plotted runs must be
@@ -739,7 +739,7 @@ def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
     \b
     Examples:
       runstore plot example.db --x A --y val --hue operator -o val.png
-      runstore plot example.db --x A --y val --col operator --where 'A>=2' -o val.pdf
+      runstore plot --x A --y val --col operator --where 'A>=2' -o val.pdf
     """
     try:
         import matplotlib

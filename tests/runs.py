@@ -316,6 +316,13 @@ class Echo(runstore.Run):
         return {"r": x}
 
 
+class Driven(runstore.Run):
+    """A driven oscillator's amplitude: several parameters to plot against each other."""
+
+    def run(self, A=1, drive=1.0, damping=0.1, label="a"):
+        return {"amp": A * drive / (1 + damping) + len(label), "steps": 10 * A}
+
+
 class HostCounting(runstore.Run):
     """Sleeps, then logs ``x``, the host name and pid: where each computation happened."""
 
