@@ -903,25 +903,45 @@ class Batch:
         raise RunsFailedError(self.name, details, len(self.run))
 
     def _repr_html_(self, rows: int = 20) -> str:
-        """In Jupyter: the state counts and the first runs of the batch's table."""
+        """In Jupyter: the state counts and the first runs of the batch's table.
+
+        Failed runs show their error (type and first line) in an ``error``
+        column; ``run.error`` has the traceback.
+        """
         counts = self.store.state_counts(self._id)
         columns, table = self.store.view_rows(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
         shown = [c for c in columns if c not in ("id", "runtime")]
+        errors = self._errors() if counts.get(_FAILED.value) else {}
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown)
+        head += "<th>error</th>" if errors else ""
+        at_id = columns.index("id")
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(display(row[columns.index(c)]))}</td>"
-                             for c in shown) + "</tr>"
+                             for c in shown)
+            + (f"<td>{html.escape(errors.get(row[at_id], ''))}</td>" if errors else "")
+            + "</tr>"
             for row in table[:rows])
         more = (f"<p>... and {len(table) - rows} more runs</p>" if len(table) > rows else "")
         return (f"<p><b>Batch {html.escape(self.name)}</b> in "
                 f"<code>{html.escape(self.store.path)}</code>: {html.escape(summary)}</p>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}")
 
+    def _errors(self) -> dict[str, str]:
+        """``type: first line of the message`` of the failed runs, by id."""
+        return {rid: f"{etype or 'error'}: {_first_line(message)}"
+                for rid, _, etype, message in self.store.failed_runs(self._id)}
+
     def __repr__(self) -> str:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of a message that has text ('' for none)."""
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @contextmanager

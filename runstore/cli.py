@@ -326,6 +326,7 @@ def show(store: str, run: str | None) -> None:
     import numpy as np
 
     from .batch import Batch
+    from .summary import summary
 
     named: str | None = store
     if run is None:  # one argument: the run, in the store found here
@@ -352,9 +353,9 @@ def show(store: str, run: str | None) -> None:
             return
         for key, value in items:
             if isinstance(value, np.ndarray) and value.ndim > 0:
-                value = f"array {value.dtype} {value.shape}"
-            click.echo(f"  {key} = {value!r}" if not isinstance(value, str)
-                       or not value.startswith("array ") else f"  {key}: {value}")
+                click.echo(f"  {key}: array {value.dtype} {value.shape}")
+            else:  # large arrays inside lists or tuples summarised
+                click.echo(f"  {key} = {summary(value)}")
 
     section("parameters", lambda: found.parameters.items())
     if record["state"] == "done":
