@@ -44,7 +44,7 @@ def test_summaries_count_what_has_no_range():
     words = np.array(["word" * 20] * 30)
     shown = array_summary(words)
     assert shown.startswith("<array <U80 (30,): ['wordwordword") and len(shown) < 300
-    assert array_summary(np.full(30, 1 + 2j)).startswith("<array complex128 (30,): [(1+2j)")
+    assert array_summary(np.full(30, 1 + 2j)).startswith("<array complex128 (30,): [1+2j, 1+2j")
 
 
 def test_arrays_inside_dicts_lists_and_tuples_are_summarised():
