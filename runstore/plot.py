@@ -65,9 +65,7 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
     refuse_varying(batch.name, table, {x, y, hue, col, row})
     rows, cols = table.values(row), table.values(col)
     if col or row:
-        _, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharex=True, sharey=True,
-                               layout="constrained",
-                               figsize=(min(4.0 * len(cols), 16), min(3.2 * len(rows), 12)))
+        axes = _grid(len(rows), len(cols))
     else:
         axes = [[ax if ax is not None else plt.subplots()[1]]]
     colors = _hue_colors(table.values(hue), kwargs)
@@ -93,6 +91,16 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
         handles, labels = _legend_entries(axes, [f"{hue}={_shown(v)}"
                                                  for v in table.values(hue)])
         figure.legend(handles, labels, loc="outside right upper")
+    return axes
+
+
+def _grid(rows: int, cols: int) -> Any:
+    """A figure of rows x cols panels with shared axes, as a 2-D array of Axes."""
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots(rows, cols, squeeze=False, sharex=True, sharey=True,
+                           layout="constrained",
+                           figsize=(min(4.0 * cols, 16.0), min(3.2 * rows, 12.0)))
     return axes
 
 
