@@ -43,11 +43,21 @@ class Table:
         self.at = {name: i for i, name in enumerate(self.columns)}
 
     def values(self, name: str | None) -> list[Any]:
-        """The distinct values of a column among the rows, in legend order ([None] for no column)."""
+        """The distinct values of a column among the rows in legend order ([None]: no column)."""
         if name is None:
             return [None]
         found = {_key(row[self.at[name]]): row[self.at[name]] for row in self.rows}
         return sorted(found.values(), key=legend_order)
+
+    def facets(self, row: str | None, col: str | None
+               ) -> dict[tuple[Any, Any], list[tuple[Any, ...]]]:
+        """The rows by their (``row``, ``col``) values (as :func:`_key` makes them)."""
+        found: dict[tuple[Any, Any], list[tuple[Any, ...]]] = {}
+        for r in self.rows:
+            key = (_key(r[self.at[row]]) if row else None,
+                   _key(r[self.at[col]]) if col else None)
+            found.setdefault(key, []).append(r)
+        return found
 
 
 def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = None, *,
@@ -70,12 +80,15 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
         axes = [[ax if ax is not None else plt.subplots()[1]]]
     colors = _hue_colors(table.values(hue), kwargs)
     kwargs.setdefault("marker", "o")
+    facets = table.facets(row, col)
     for i, row_value in enumerate(rows):
         for j, col_value in enumerate(cols):
             panel = axes[i][j]
             facet = {name: value for name, value in ((row, row_value), (col, col_value))
                      if name}
-            _draw(panel, table, x, y, hue, facet, colors, kwargs)
+            found = facets.get((_key(row_value) if row else None,
+                                _key(col_value) if col else None), [])
+            _draw(panel, table.at, found, x, y, hue, colors, kwargs)
             panel.set_title(_facet_title(facet) if facet else _title(batch.name, where))
             if i == len(rows) - 1 or not (col or row):
                 panel.set_xlabel(x)
@@ -150,15 +163,12 @@ def refuse_varying(batch: str, table: Table, shown: set[str | None]) -> None:
         raise VaryingParametersError(batch, varying)
 
 
-def _draw(ax: Any, table: Table, x: str, y: str, hue: str | None, facet: dict[str, Any],
-          colors: dict[Any, Any], kwargs: dict[str, Any]) -> None:
-    """Draw the facet's lines, one per value of ``hue``, points in order of ``x``."""
-    at = table.at
+def _draw(ax: Any, at: dict[str, int], rows: list[tuple[Any, ...]], x: str, y: str,
+          hue: str | None, colors: dict[Any, Any], kwargs: dict[str, Any]) -> None:
+    """Draw a facet's rows as lines, one per value of ``hue``, points in order of ``x``."""
     lines: dict[Any, list[tuple[Any, Any]]] = {}
     keys: dict[Any, Any] = {}
-    for r in table.rows:
-        if any(_key(r[at[name]]) != _key(value) for name, value in facet.items()):
-            continue
+    for r in rows:
         value = r[at[hue]] if hue else None
         keys.setdefault(_key(value), value)
         lines.setdefault(_key(value), []).append((r[at[x]], r[at[y]]))
