@@ -73,7 +73,8 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
                         "leave out ax (the figure is made here), or col and row")
     table = plotted_runs(batch, x, y, (hue, col, row), where)
     refuse_varying(batch.name, table, {x, y, hue, col, row})
-    rows, cols = table.values(row), table.values(col)
+    # Without runs to plot, a grid is one empty panel (still an array of Axes).
+    rows, cols = (table.values(row), table.values(col)) if table.rows else ([None], [None])
     if col or row:
         axes = _grid(len(rows), len(cols))
     else:
@@ -85,7 +86,7 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
         for j, col_value in enumerate(cols):
             panel = axes[i][j]
             facet = {name: value for name, value in ((row, row_value), (col, col_value))
-                     if name}
+                     if name and table.rows}
             found = facets.get((_key(row_value) if row else None,
                                 _key(col_value) if col else None), [])
             _draw(panel, table.at, found, x, y, hue, colors, kwargs)

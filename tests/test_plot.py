@@ -111,6 +111,11 @@ def test_where_as_conditions_and_as_filters_chooses_the_same_runs(driven):
     assert all(y > 3 for line in ax.get_lines() for _, y in points(line))
     with pytest.raises(VaryingParametersError, match="damping"):
         driven.plot("A", "amp", hue="drive", where={"A__ge": 2})
+    # No run matches: an empty panel, of the kind asked for.
+    empty = driven.plot("A", "amp", hue="drive", col="damping", where="A>100")
+    assert empty.shape == (1, 1) and empty[0, 0].get_lines() == []
+    assert empty[0, 0].get_title() == "driven (A>100)"
+    assert driven.plot("A", "amp", where="A>100").get_lines() == []
     with pytest.raises(QueryError, match="cannot read the filter"):
         driven.plot("A", "amp", hue="drive", where="damping")
     with pytest.raises(TypeError, match="where must be"):
