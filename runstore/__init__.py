@@ -10,7 +10,10 @@ computes them outside any transaction, encodes each result
 (:mod:`runstore.results`), writes its arrays to a new HDF5 side file
 (:mod:`runstore.arrays`; chunked and compressed as :class:`ArrayOptions`
 say, :mod:`runstore.compression`) and only then commits the rows that point into it.
-:meth:`Batch.get_runs_with` is one indexed SQL query (:mod:`runstore.query`).
+:meth:`Batch.get_runs_with` is one indexed SQL query (:mod:`runstore.query`);
+:meth:`Batch.plot` draws a batch's table, never joining runs that differ in a
+parameter it does not show (``runstore.plot``), and runs show in Jupyter with
+large arrays summarised (``runstore.summary``).
 Values that define a run or make up a result may be :class:`Object` and
 container instances (:mod:`runstore.containers`); the parts are specified as
 zope interfaces (:mod:`runstore.interfaces`), and every error derives from

@@ -28,6 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .bundle import ImportReport
     from .cluster import Cluster
+    from .plot import Where
 from .compression import ArrayOptions
 from .errors import (
     ArrayFileError,
@@ -35,7 +36,6 @@ from .errors import (
     BatchpyPickleRefusedError,
     BatchNameError,
     OptionalDependencyError,
-    QueryError,
     ReadOnlyStoreError,
     BatchNotFound,
     CodeChangedWarning,
@@ -454,46 +454,52 @@ class Batch:
         return to_dataset(self, variables, exclude, dims, coords, runs)
 
     def plot(self, x: str, y: str, hue: str | None = None, ax: Any = None, *,
-             where: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Plot a result (or parameter) against a parameter, one line per value of ``hue``.
+             col: str | None = None, row: str | None = None, where: Where = None,
+             **kwargs: Any) -> Any:
+        """Plot a column against another: a line per ``hue``, a panel per ``col`` and ``row``.
 
-        ``x``, ``y`` and ``hue`` are columns of the batch's view (parameters
-        and scalar results). ``where`` keeps only the runs matching its
-        conditions, written as :meth:`get_runs_with` takes them
-        (``{"operator": max, "A__ge": 3}``). Runs without a value for ``x``
-        or ``y`` (not done yet, failed) are left out. Further keyword
-        arguments go to ``Axes.plot``. Returns the matplotlib ``Axes``. Needs
-        matplotlib (``pip install 'runstore[plot]'``).
+        ``x``, ``y``, ``hue``, ``col`` and ``row`` are columns of the batch's
+        view (parameters and scalar results). Runs without a value for ``x``
+        or ``y`` (not done yet, failed) are left out. A line only joins
+        points of runs whose parameters agree in everything but ``x``: if
+        another parameter takes several values among the plotted runs, the
+        plot is refused (:class:`~runstore.errors.VaryingParametersError`
+        names them); show it with ``hue``, ``col`` or ``row``, or keep one of
+        its values with ``where``. Legends and facets are in numeric order
+        (2 before 10), ``None`` last; each value of ``hue`` has one color in
+        every facet.
+
+        Parameters
+        ----------
+        x, y
+            The columns along the axes.
+        hue
+            One line per value of this column, with a legend.
+        ax
+            The matplotlib ``Axes`` to draw into (without ``col`` and ``row``).
+        col, row
+            One panel per value of these columns, in a grid of shared axes,
+            each panel titled with its values (like seaborn's ``relplot``).
+        where
+            Only the runs matching these conditions: a mapping of
+            :meth:`get_runs_with` conditions (``{"drive": 1.0, "A__ge": 3}``),
+            or a filter as ``runstore runs`` reads it (``"drive=1.0"``), or a
+            list of such filters (all must match).
+        **kwargs
+            Passed on to ``Axes.plot`` (``marker="o"`` unless given).
+
+        Returns
+        -------
+        The matplotlib ``Axes`` without ``col`` and ``row``; with either, a
+        2-D numpy array of ``Axes``, rows by columns (as
+        ``plt.subplots(squeeze=False)`` gives), in one figure with the
+        batch's name as title and one legend.
+
+        Needs matplotlib (``pip install 'runstore[plot]'``).
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise OptionalDependencyError("matplotlib", "plot", "Batch.plot()") from exc
-        ids = [row.id for row in self.store.query(self._id, dict(where))] if where else None
-        columns, rows = self.store.view_rows(self._id, ids)
-        for name in (x, y) + ((hue,) if hue else ()):
-            if name not in columns:
-                raise QueryError(f"batch {self.name!r} has no column {name!r}; its columns "
-                                 f"are {', '.join(columns)}")
-        at = {name: columns.index(name) for name in columns}
-        lines: dict[Any, list[tuple[Any, Any]]] = {}
-        for row in rows:
-            if row[at[x]] is None or row[at[y]] is None:
-                continue
-            lines.setdefault(row[at[hue]] if hue else None, []).append((row[at[x]], row[at[y]]))
-        if ax is None:
-            _, ax = plt.subplots()
-        kwargs.setdefault("marker", "o")
-        for key in sorted(lines, key=_legend_order):
-            points = sorted(lines[key], key=lambda p: p[0])
-            label = f"{hue}={display(key)}" if hue else None
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, **kwargs)
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.set_title(self.name)
-        if hue and lines:
-            ax.legend()
-        return ax
+        from .plot import plot_batch
+
+        return plot_batch(self, x, y, hue, ax, col=col, row=row, where=where, **kwargs)
 
     def export(self, path: str | os.PathLike[str], runs: Iterable[Run] | None = None
                ) -> tuple[Path, Path]:
@@ -942,25 +948,45 @@ class Batch:
         raise RunsFailedError(self.name, details, len(self.run))
 
     def _repr_html_(self, rows: int = 20) -> str:
-        """In Jupyter: the state counts and the first runs of the batch's table."""
+        """In Jupyter: the state counts and the first runs of the batch's table.
+
+        Failed runs show their error (type and first line) in an ``error``
+        column; ``run.error`` has the traceback.
+        """
         counts = self.store.state_counts(self._id)
         columns, table = self.store.view_rows(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
         shown = [c for c in columns if c not in ("id", "runtime")]
+        errors = self._errors() if counts.get(_FAILED.value) else {}
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown)
+        head += "<th>error</th>" if errors else ""
+        at_id = columns.index("id")
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(display(row[columns.index(c)]))}</td>"
-                             for c in shown) + "</tr>"
+                             for c in shown)
+            + (f"<td>{html.escape(errors.get(row[at_id], ''))}</td>" if errors else "")
+            + "</tr>"
             for row in table[:rows])
         more = (f"<p>... and {len(table) - rows} more runs</p>" if len(table) > rows else "")
         return (f"<p><b>Batch {html.escape(self.name)}</b> in "
                 f"<code>{html.escape(self.store.path)}</code>: {html.escape(summary)}</p>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}")
 
+    def _errors(self) -> dict[str, str]:
+        """``type: first line of the message`` of the failed runs, by id."""
+        return {rid: f"{etype or 'error'}: {_first_line(message)}"
+                for rid, _, etype, message in self.store.failed_runs(self._id)}
+
     def __repr__(self) -> str:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of a message that has text ('' for none)."""
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @contextmanager
@@ -980,10 +1006,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _legend_order(value: Any) -> tuple[Any, ...]:
-    """Sort key of legend entries: numbers by value (ints and floats together), then the rest."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value, "")
-    return (1, str(type(value)), value)

@@ -108,21 +108,9 @@ def choose_batch(store: Store, name: str | None) -> Batch:
 
 def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
     """``get_runs_with`` keywords from command-line filters."""
-    from .encoding import FunctionRef
-    from .query import RESULT_PREFIX, Word, parse_filter
+    from .query import filter_conditions
 
-    found: dict[str, Any] = {}
-    for text in filters:
-        name, op, value = parse_filter(text)
-        if not name.startswith(RESULT_PREFIX) and store.names_a_result(name):
-            name = RESULT_PREFIX + name  # a scalar result, not a parameter
-        if isinstance(value, Word):
-            if store.holds_callables(name):
-                value = FunctionRef(value if "." in value else f"builtins.{value}")
-            else:
-                value = str(value)
-        found[name if op == "eq" else f"{name}__{op}"] = value
-    return found
+    return filter_conditions(store, filters)
 
 
 def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = False,
@@ -362,6 +350,7 @@ def show(store: str, run: str | None) -> None:
     import numpy as np
 
     from .batch import Batch
+    from .summary import summary
 
     named: str | None = store
     if run is None:  # one argument: the run, in the store found here
@@ -388,9 +377,9 @@ def show(store: str, run: str | None) -> None:
             return
         for key, value in items:
             if isinstance(value, np.ndarray) and value.ndim > 0:
-                value = f"array {value.dtype} {value.shape}"
-            click.echo(f"  {key} = {value!r}" if not isinstance(value, str)
-                       or not value.startswith("array ") else f"  {key}: {value}")
+                click.echo(f"  {key}: array {value.dtype} {value.shape}")
+            else:  # large arrays inside lists or tuples summarised
+                click.echo(f"  {key} = {summary(value)}")
 
     section("parameters", lambda: found.parameters.items())
     if record["state"] == "done":
@@ -746,24 +735,36 @@ def _close_checked(opened: Store, reseal: bool) -> None:
 
 
 @main.command(epilog=STORE_HELP + " OUTPUT '-' is standard output (PNG, or the format "
-              "--format names).")
+              "--format names). " + FILTER_HELP)
 @store_argument
 @click.option("--x", "x", required=True, help="The column along the x axis (a parameter).")
 @click.option("--y", "y", required=True, help="The column along the y axis (a result).")
 @click.option("--hue", help="One line per value of this column.")
+@click.option("--col", help="One panel per value of this column, side by side.")
+@click.option("--row", help="One panel per value of this column, one above the other.")
+@click.option("--where", "filters", multiple=True, metavar="FILTER",
+              help="Only the runs matching FILTER, as `runstore runs` takes it "
+                   "(repeatable: all must match).")
 @click.option("--batch", "batch_name", help="The batch (default: the only one).")
 @click.option("-o", "--output", "out", required=True,
               type=click.Path(dir_okay=False, allow_dash=True),
               help="The image file to write (its suffix picks the format: .png, .pdf, .svg).")
 @click.option("--format", "fmt", help="The image format, if not OUTPUT's suffix (png, pdf, "
               "svg ...).")
-def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | None,
-         out: str, fmt: str | None) -> None:
-    """Plot a scalar result against a parameter, one line per value of another.
+def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
+         row: str | None, filters: tuple[str, ...], batch_name: str | None, out: str,
+         fmt: str | None) -> None:
+    """Plot a result against a parameter: lines by --hue, panels by --col, --row.
+
+    A line only joins runs whose parameters agree in everything but --x: a
+    parameter that takes several values among the plotted runs must be
+    shown (--hue, --col, --row) or fixed (--where), else the plot is refused
+    and the parameters named.
 
     \b
-    Example:
+    Examples:
       runstore plot example.db --x A --y val --hue operator -o val.png
+      runstore plot --x A --y val --col operator --where 'A>=2' -o val.pdf
     """
     try:
         import matplotlib
@@ -776,10 +777,13 @@ def plot(store: str | None, x: str, y: str, hue: str | None, batch_name: str | N
     found = target(store)
     opened = open_store(found.path)
     batch = choose_batch(opened, batch_name or found.batch)
-    ax = batch.plot(x, y, hue=hue)
+    drawn = batch.plot(x, y, hue=hue, col=col, row=row, where=list(filters) or None)
+    panels = list(drawn.flat) if col or row else [drawn]
     with output(out, binary=True) as f:
-        ax.figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-    tell(f"wrote {_named(out)} ({len(ax.get_lines())} lines)", out != "-")
+        panels[0].figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
+    lines = sum(len(panel.get_lines()) for panel in panels)
+    shown = f" in {len(panels)} panels" if col or row else ""
+    tell(f"wrote {_named(out)} ({lines} lines{shown})", out != "-")
     opened.close()
 
 

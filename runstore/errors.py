@@ -31,6 +31,7 @@ __all__ = [
     "BatchNameError",
     "ParameterError",
     "QueryError",
+    "VaryingParametersError",
     "RunNotFound",
     "BatchNotFound",
     "RunsFailedError",
@@ -527,6 +528,45 @@ class ParameterError(RunstoreError, TypeError):
 
 class QueryError(RunstoreError, ValueError):
     """A query names an unknown parameter or operator, or compares badly."""
+
+
+class VaryingParametersError(QueryError):
+    """A plot would join points of runs that differ in parameters it does not show.
+
+    ``Batch.plot`` (and ``runstore plot``) draws one line per value of
+    ``hue`` in each facet (``col``, ``row``); a parameter that still takes
+    several values among the plotted runs would make a line zigzag between
+    different calculations.
+
+    Attributes
+    ----------
+    batch : str
+        The batch's name.
+    varying : dict
+        The distinct values (as shown in the batch's table) of each such
+        parameter, by name.
+    """
+
+    def __init__(self, batch: str, varying: dict[str, list[str]]) -> None:
+        self.batch = batch
+        self.varying = varying
+        found = "; ".join(f"{name} ({len(values)} values: {_some(values)})"
+                          for name, values in varying.items())
+        name, values = next(iter(varying.items()), ("NAME", ["VALUE"]))
+        one = f"{name}={values[0]}"
+        super().__init__(
+            f"cannot plot batch {batch!r}: its runs also differ in {found}, so a line "
+            "would join points of different calculations. Show each such parameter in "
+            f"panels (col={name!r} or row={name!r}; --col {name}, --row {name}) or as "
+            f"lines (hue={name!r}; --hue {name}), or keep one of its values "
+            f"(where={one!r}; --where '{one}')")
+
+
+def _some(values: list[str], most: int = 6) -> str:
+    """Values joined with commas, the middle ones left out when there are many."""
+    if len(values) <= most:
+        return ", ".join(values)
+    return ", ".join(values[:3]) + ", ..., " + ", ".join(values[-2:])
 
 
 class RunNotFound(_OwnMessage, RunstoreError, KeyError):

@@ -25,15 +25,19 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import sqlalchemy as sa
 
-from .encoding import Indexed, Tree, encode, indexed, short_repr
+from .encoding import FunctionRef, Indexed, Tree, encode, indexed, short_repr
 from .errors import QueryError, RunstoreError
 
-__all__ = ["OPERATORS", "RESULT_PREFIX", "RTOL", "ATOL", "Query", "Condition", "parse_filter", "Word"]
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["OPERATORS", "RESULT_PREFIX", "RTOL", "ATOL", "Query", "Condition", "parse_filter",
+           "filter_conditions", "Word"]
 
 #: The prefix of conditions on scalar results: ``result__val__ge=3``.
 RESULT_PREFIX = "result__"
@@ -89,6 +93,28 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
                              "it: 'label=\"text\"'") from None
         value = Word(raw)
     return name, op, value
+
+
+def filter_conditions(store: Store, filters: Iterable[str]) -> dict[str, Any]:
+    """``get_runs_with`` conditions from filters as ``runstore runs`` takes them.
+
+    Each filter is read by :func:`parse_filter`. A name that is a scalar
+    result of some run and no run's parameter is a condition on the result
+    (``'val>20'``); a bare word is a function's name where the store holds
+    functions under that parameter (``operator=max``), else a string.
+    """
+    found: dict[str, Any] = {}
+    for text in filters:
+        name, op, value = parse_filter(text)
+        if not name.startswith(RESULT_PREFIX) and store.names_a_result(name):
+            name = RESULT_PREFIX + name  # a scalar result, not a parameter
+        if isinstance(value, Word):
+            if store.holds_callables(name):
+                value = FunctionRef(value if "." in value else f"builtins.{value}")
+            else:
+                value = str(value)
+        found[name if op == "eq" else f"{name}__{op}"] = value
+    return found
 
 
 _NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9_]+)?")

@@ -53,6 +53,7 @@ from .lazy import LazyArray, ResultArrays
 from .results import encode_result
 from .schema import RunState
 from .store import Completion, RunRow
+from .summary import summary
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -619,21 +620,18 @@ class Run:
         return forgot
 
     def _repr_html_(self) -> str:
-        """In Jupyter: the run's state, parameters and scalar results."""
-        rows = [("id", self._id), ("state", self.state)]
+        """In Jupyter: the run's state, parameters, result (large arrays summarised) or error."""
+        state = self.state
+        rows = [("id", _cell(self._id)), ("state", _cell(state))]
         try:
-            rows += [(f"parameter {k}", repr(v)) for k, v in self.parameters.items()]
-            result = self.result if self.done else None
+            rows += [(f"parameter {k}", _cell(summary(v))) for k, v in self.parameters.items()]
+            if state == RunState.DONE.value:
+                rows += _result_rows(self.result)
         except RunstoreError as exc:  # shown, not raised: the table is for looking
-            rows.append(("cannot be loaded", str(exc)))
-            result = None
-        if isinstance(result, dict):
-            rows += [(f"result {k}", repr(v)) for k, v in result.items()
-                     if not hasattr(v, "shape") or getattr(v, "ndim", 1) == 0]
-            rows += [(f"result {k}", f"array {v.dtype} {v.shape}") for k, v in result.items()
-                     if getattr(v, "ndim", 0) > 0]
-        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in rows)
+            rows.append(("cannot be loaded", _cell(str(exc))))
+        if state == RunState.FAILED.value:
+            rows += _error_rows(self._record())
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<p><b>{html.escape(type(self).__name__)}</b></p><table>{body}</table>"
 
     def __repr__(self) -> str:
@@ -660,6 +658,33 @@ class ResultRun(Run):
             "cannot be computed. Define or import the run class and add the run with "
             "Batch.add_run to compute it.")
 
+
+
+def _cell(text: str) -> str:
+    """Text for a table cell, escaped; several lines kept as lines."""
+    if "\n" in text:
+        return f'<pre style="margin: 0">{html.escape(text)}</pre>'
+    return html.escape(text)
+
+
+def _result_rows(result: Any) -> list[tuple[str, str]]:
+    """The rows of a result: one per key of a dict, else one; large arrays summarised."""
+    if isinstance(result, dict):
+        return [(f"result {k}", _cell(summary(v))) for k, v in result.items()]
+    return [("result", _cell(summary(result)))]
+
+
+def _error_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rows of a failed run's error: type and message, and the traceback folded."""
+    rows = [("error", _cell(f"{record.get('error_type') or 'error'}: "
+                            f"{record.get('error_message') or ''}"))]
+    trace = record.get("traceback")
+    if trace:
+        lines = trace.rstrip().count("\n") + 1
+        rows.append(("traceback", f"<details><summary>{lines} lines</summary>"
+                                  f'<pre style="margin: 0">{html.escape(trace)}</pre>'
+                                  "</details>"))
+    return rows
 
 
 def compute(cls: type[Run], row: RunRow, allow_pickle: bool,

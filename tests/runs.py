@@ -316,6 +316,27 @@ class Echo(runstore.Run):
         return {"r": x}
 
 
+class FailsWithMarkup(runstore.Run):
+    """Fails with a message that is also HTML, to see that it is shown escaped."""
+
+    def run(self, x=0):
+        raise RuntimeError(f"<script>alert({x})</script> & more\nsecond line")
+
+
+class Frames(runstore.Run):
+    """Returns large arrays, alone and inside a list."""
+
+    def run(self, n=2, size=1000):
+        return {"t": np.arange(size, dtype=float), "frames": [np.ones(size)] * n, "n": n}
+
+
+class Driven(runstore.Run):
+    """A driven oscillator's amplitude: several parameters to plot against each other."""
+
+    def run(self, A=1, drive=1.0, damping=0.1, label="a"):
+        return {"amp": A * drive / (1 + damping) + len(label), "steps": 10 * A}
+
+
 class HostCounting(runstore.Run):
     """Sleeps, then logs ``x``, the host name and pid: where each computation happened."""
 

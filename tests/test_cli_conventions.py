@@ -208,7 +208,7 @@ def test_dash_is_standard_output_and_input(project):
     assert lines[0].startswith("id,position,state") and len(lines) == 9
     assert done.stderr.decode() == "wrote 8 runs of batch 'example' to standard output\n"
     assert not Path("-").exists()
-    image = runstore_cli("plot", "--x", "A", "--y", "val", "-o", "-")
+    image = runstore_cli("plot", "--x", "A", "--y", "val", "--hue", "operator", "-o", "-")
     assert image.returncode == 0 and image.stdout[:8] == b"\x89PNG\r\n\x1a\n"
     query = runstore_cli("sql", "example", "-", stdin=b"select count(*) as n from example")
     assert query.stdout.decode().split() == ["n", "8"]

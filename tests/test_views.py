@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import sqlite3
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runstore import Batch
-from runstore.errors import BatchNameError
+from runstore.errors import BatchNameError, RunsFailedError
 
 from .runs import Anything, Collides, ExampleRun
 
@@ -163,5 +164,45 @@ def test_batches_and_runs_show_as_escaped_html_tables(in_tmp):
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count("<tr>") == 3  # the header and two runs
     run = batch.run[1]._repr_html_()
-    assert "parameter n" in run and "result x" in run and "array float64 (2,)" in run
+    x = batch.run[1].result["x"]
+    assert "parameter n" in run and "result x" in run
+    assert html.escape(repr(x)) in run  # small arrays are shown whole
     assert "<b>Arrays</b>" in run
+
+
+def test_a_failed_run_shows_its_error_escaped_and_its_traceback_folded(in_tmp):
+    from .runs import FailsWithMarkup
+
+    batch = Batch("failing")
+    batch.add_factorial_runs(FailsWithMarkup, {"x": [1, 2]})
+    with pytest.raises(RunsFailedError):
+        batch(verbose=0)
+    run = batch.run[0]
+    page = run._repr_html_()
+    assert "<script>" not in page
+    assert ("RuntimeError: &lt;script&gt;alert(1)&lt;/script&gt; &amp; more\nsecond line"
+            in page)
+    folded = page[page.index("<details>"):page.index("</details>")]
+    assert "Traceback (most recent call last)" in folded
+    assert "in run" in folded and "raise RuntimeError" in folded
+    assert html.escape(run.error) in folded
+    table = batch._repr_html_()
+    assert "2 failed" in table and "<th>error</th>" in table and "<script>" not in table
+    assert table.count("RuntimeError: &lt;script&gt;alert(") == 2
+    assert "second line" not in table  # the first line of each error only
+
+
+def test_a_run_with_large_arrays_shows_them_summarised(in_tmp):
+    from .runs import Arrays
+
+    batch = Batch("large")
+    batch.add_run(Arrays, {"n": 300})
+    batch(verbose=0)
+    run = batch.run[0]
+    page = run._repr_html_()
+    assert len(page) < 3000  # 90,000 ints and 600 floats
+    row = page[page.index("<th>result m</th>"):].split("</tr>")[0]
+    m = run.result["m"]
+    assert (f"&lt;array int16 (300, 300), min {m.min()}, max {m.max()}: "
+            f"[0, 1, 2, ..., {m.flat[-3]}, {m.flat[-2]}, {m.flat[-1]}]&gt;") in row
+    assert "result stats" in page and "n=300" in page
