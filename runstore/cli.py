@@ -320,8 +320,8 @@ def runs(store: str | None, filters: tuple[str, ...], batch_name: str | None, li
         shown = rows if limit == 0 else rows[:limit]
         echo_table(columns, shown)
         more = len(rows) - len(shown)
-        click.echo(f"({len(rows)} runs" + (f"; {more} more not shown, see --limit)" if more
-                                           else ")"))
+        click.echo(f"({len(rows)} run{'' if len(rows) == 1 else 's'}"
+                   + (f"; {more} more not shown, see --limit)" if more else ")"))
     opened.close()
 
 

@@ -179,17 +179,30 @@ def levels_text(counts: Counter[str], order: dict[str, Any] | None = None) -> st
     return f"{text} ({many}{what})"
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
+
+
+def _shapes_text(shapes: Counter[str]) -> str:
+    """``shape (5000,), `` when every run's array has it, else each shape with its count."""
+    if not shapes:
+        return ""
+    if len(shapes) == 1:
+        return f"shape {next(iter(shapes))}, "
+    return f"shape {levels_text(shapes)}, "
+
+
 def overview_lines(view: Overview) -> list[str]:
     """The lines ``runstore schema`` prints for a batch."""
     total = sum(view.states.values())
     states = ", ".join(f"{n} {state}" for state, n in sorted(view.states.items()))
-    lines = [f"batch {view.batch}: {total} runs" + (f" ({states})" if states else "")]
+    lines = [f"batch {view.batch}: {_runs(total)}" + (f" ({states})" if states else "")]
     rows = [("parameter " + k.name, "/".join(sorted(k.types)),
              levels_text(k.levels, k.order)
              + (f", in {k.runs} of {total} runs" if k.runs < total else ""))
             for k in view.parameters]
     rows += [("result " + k.name, "/".join(sorted(k.types)),
-              (f"shape {levels_text(k.shapes)}, " if k.shapes else "") + f"{k.runs} runs")
+              _shapes_text(k.shapes) + _runs(k.runs))
              for k in view.results]
     if not rows:
         return lines + ["  (no parameters and no results)"]

@@ -214,6 +214,16 @@ def decoded(canonical: str) -> Any:
     return value
 
 
+def float_text(value: float) -> str:
+    """A float as Python writes it when that is short (``1.0``, ``1000002.0``, ``1e-07``),
+    else in 6 significant digits that still read as a float (``0.3``, ``1.23457e+07``)."""
+    text = repr(float(value))
+    if len(text) <= 10:
+        return text
+    text = f"{value:.6g}"
+    return text if any(c in text for c in ".ein") else text + ".0"
+
+
 def display(value: Any) -> str:
     """A cell of a view for people: functions by name, structured values decoded.
 
@@ -223,7 +233,7 @@ def display(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return float_text(value)
     if isinstance(value, str) and value.startswith("[\""):
         try:
             shown = decoded(value)

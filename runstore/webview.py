@@ -347,13 +347,14 @@ def _shown(value: Any) -> str:
     import numpy as np
 
     from .encoding import FunctionRef
+    from .views import float_text
 
     if isinstance(value, np.ndarray) and value.ndim > 0:
         return f"array {value.dtype} {value.shape}"
     if isinstance(value, FunctionRef):
         return value.name.removeprefix("builtins.")
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return float_text(value)
     return repr(value)
 
 

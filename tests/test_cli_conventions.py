@@ -236,6 +236,38 @@ def test_schema_shows_parameters_levels_and_result_shapes(tmp_path, monkeypatch)
     assert invoke("schema").stdout.count("batch ") == 2
 
 
+def test_floats_read_as_floats_and_counts_agree_in_number(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from .runs import Arrays, Sweep
+
+    batch = runstore.Batch("floats")
+    batch.add_factorial_runs(Sweep, {"A": [1.0, 2.5], "B": [2.0], "C": [0, 10**6]})
+    batch(verbose=0)
+    arrays = runstore.Batch("one", store=batch.store)
+    arrays.add_run(Arrays, {"n": 3})
+    arrays(verbose=0)
+    batch.store.close()
+    rows = invoke("runs", "floats", "C=0").stdout.splitlines()
+    assert rows[0].split() == ["id", "state", "A", "B", "C", "val"]
+    assert [row.split()[2:] for row in rows[1:3]] == [["1.0", "2.0", "0", "2.0"],
+                                                      ["2.5", "2.0", "0", "5.0"]]
+    assert invoke("runs", "floats", "C>0", "A=2.5").stdout.splitlines()[-1] == "(1 run)"
+    big = invoke("runs", "floats", "C>0", "A=1").stdout.splitlines()[1].split()
+    assert big[4:] == ["1000000", "1000002.0"]  # an int stays an int, a float a float
+    from runstore.views import float_text
+
+    assert [float_text(x) for x in (0.1 + 0.2, 12345678.25, -0.0, 1e-7, float("inf"))] == [
+        "0.3", "1.23457e+07", "-0.0", "1e-07", "inf"]
+    out = invoke("schema", "floats").stdout.splitlines()
+    assert out[1].split()[1:] == ["A", "float", "1.0,", "2.5", "(2", "runs", "each)"]
+    one = invoke("schema", "one").stdout.splitlines()
+    assert one[0] == "batch one: 1 run (1 done)"
+    assert [line for line in one if "result c " in line][0].split() == [
+        "result", "c", "complex", "1", "run"]
+    assert [line for line in one if "result x " in line][0].split()[-4:] == [
+        "shape", "(3,),", "1", "run"]
+
+
 @pytest.mark.parametrize("command", sorted(main.commands))
 def test_help_is_formatted_by_click(command):
     result = invoke(command, "--help")

@@ -51,7 +51,7 @@ def test_col_gives_a_row_of_panels_whose_lines_each_hold_one_run_per_x(driven):
     assert [ax.get_title() for ax in axes.flat] == ["damping = 0.1", "damping = 0.2"]
     for ax, damping in zip(axes.flat, DAMPINGS):
         lines = ax.get_lines()
-        assert [line.get_label() for line in lines] == ["drive=0.5", "drive=1", "drive=2"]
+        assert [line.get_label() for line in lines] == ["drive=0.5", "drive=1.0", "drive=2.0"]
         for line, drive in zip(lines, DRIVES):
             # Every point of the line is the one run with this drive, damping and A.
             assert points(line) == expected_line(driven, drive=drive, damping=damping)
@@ -59,7 +59,7 @@ def test_col_gives_a_row_of_panels_whose_lines_each_hold_one_run_per_x(driven):
     assert axes[0, 0].get_shared_y_axes().joined(axes[0, 0], axes[0, 1])
     assert axes[0, 0].get_shared_x_axes().joined(axes[0, 0], axes[0, 1])
     (legend,) = axes[0, 0].figure.legends  # one legend for the figure
-    assert [t.get_text() for t in legend.get_texts()] == ["drive=0.5", "drive=1", "drive=2"]
+    assert [t.get_text() for t in legend.get_texts()] == ["drive=0.5", "drive=1.0", "drive=2.0"]
     # A drive has one color in every panel.
     colors = [{line.get_label(): line.get_color() for line in ax.get_lines()}
               for ax in axes.flat]
@@ -72,7 +72,7 @@ def test_row_and_col_give_a_grid_rows_by_columns(driven):
     for i, damping in enumerate(DAMPINGS):
         for j, drive in enumerate(DRIVES):
             ax = axes[i, j]
-            assert ax.get_title() == f"damping = {damping:g} | drive = {drive:g}"
+            assert ax.get_title() == f"damping = {damping:g} | drive = {drive!r}"
             (line,) = ax.get_lines()
             assert points(line) == expected_line(driven, drive=drive, damping=damping)
     assert axes[0, 0].get_shared_y_axes().joined(axes[0, 0], axes[1, 2])
@@ -90,7 +90,7 @@ def test_a_parameter_left_varying_is_refused_by_name_with_its_values(driven):
     assert "col='damping'" in message and "where='damping=0.1'" in message
     with pytest.raises(VaryingParametersError) as caught:
         driven.plot("A", "amp")
-    assert caught.value.varying == {"drive": ["0.5", "1", "2"], "damping": ["0.1", "0.2"]}
+    assert caught.value.varying == {"drive": ["0.5", "1.0", "2.0"], "damping": ["0.1", "0.2"]}
     with pytest.raises(VaryingParametersError, match="damping"):
         driven.plot("A", "amp", col="drive")
     assert plt.get_fignums() == []  # refused before a figure was made

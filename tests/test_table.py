@@ -364,7 +364,7 @@ def test_plot_legends_are_in_numeric_order_whatever_the_types(in_tmp):
     batch(verbose=0)
     ax = batch.plot("i", "r", hue="x")
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels == ["x=0", "x=0.5", "x=1", "x=2.5", "x=10"]
+    assert labels == ["x=0.0", "x=0.5", "x=1.0", "x=2.5", "x=10.0"]  # one column, one type
     import matplotlib.pyplot as plt
 
     plt.close("all")
