@@ -207,6 +207,22 @@ def forced(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
     return run
 
 
+def sql_alone(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
+              driver: str, raw: sqlite3.Connection) -> Callable[[], Any]:
+    """The SQL driven by ``driver`` on a plain sqlite3 connection, as the wide table is timed.
+
+    No read transaction of runstore's, no ordering, no Python around it: the
+    fastest of these over the drivers is the least these tables allow.
+    """
+    with store._reading() as conn:  # noqa: SLF001
+        query = Query(conditions)
+        query.check_names(conn)
+        query.order(conn)
+        query.conditions.sort(key=lambda c: c.label != driver)
+        sql, args = query.sql(batch_id)
+    return lambda: raw.execute(sql, args).fetchall()
+
+
 def probes(store: runstore.Store, conditions: dict[str, Any]) -> Callable[[], Any]:
     """What Query.order costs: counting each condition's rows."""
     def run() -> Any:
@@ -262,6 +278,7 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
     if [(r.position, r.id) for r in rows] != [(r[0], r[1]) for r in wide_rows]:
         raise RuntimeError(f"{conditions}: runstore and the wide table disagree")
     labels = [Query({k: v}).conditions[0].label for k, v in conditions.items()]
+    raw = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
     variants: dict[str, Callable[[], Any]] = {
         **{f"perm {name}": fn for name, fn in perms.items()},
         "get_runs_with": lambda: batch.get_runs_with(**conditions),
@@ -270,6 +287,8 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
            for column in wide_columns(conditions)},
         "plan": forced(store, batch_id, conditions, None),
         **{f"driver {label}": forced(store, batch_id, conditions, label) for label in labels},
+        **{f"alone {label}": sql_alone(store, batch_id, conditions, label, raw)
+           for label in labels},
         "probes": probes(store, conditions),
     }
     if before is not None:
@@ -279,6 +298,7 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
                                                             {k: conditions[k] for k in p}))
                          for name, p in zip(perms, itertools.permutations(keys))})
     t = best_times(variants)
+    raw.close()
     perm_times = [t[f"perm {name}"] for name in perms]
     orders = [{k: conditions[k] for k in p} for p in itertools.permutations(keys)]
     drivers = {label: t[f"driver {label}"] for label in labels}
@@ -288,24 +308,26 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
             "wide": min(t[k] for k in t if k.startswith("wide")), "plan": t["plan"],
             "best_driver": min(drivers, key=drivers.__getitem__),
             "driver_time": min(drivers.values()), "probes": t["probes"],
+            "alone": min(t[f"alone {label}"] for label in labels),
             "was": min((t[k] for k in t if k.startswith("was ")), default=None)}
 
 
 # -- the table ---------------------------------------------------------------------
 
-HEADER = ("  {:<36} {:>7} {:>5} {:>6} {:>9} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} {:>8}".format(
-    "conditions", "hits", "plans", "perms", "query ms", "/wide", "grw/w", "plan/best", "probes",
-    "wide ms", "planner", "was ms"))
+HEADER = ("  {:<36} {:>7} {:>5} {:>6} {:>9} {:>7} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} "
+          "{:>8}".format("conditions", "hits", "plans", "perms", "query ms", "/wide", "grw/w",
+                         "sql/w", "plan/best", "probes", "wide ms", "planner", "was ms"))
 
 
 def row(conditions: dict[str, Any], m: dict[str, Any]) -> str:
     text = ", ".join(f"{k}={v}" for k, v in conditions.items())
     mark = "*" if m["hits"] <= 100 else " "
     was = f"{m['was'] * 1e3:8.2f}" if m["was"] is not None else ""
-    return ("  {:<36} {:>6,}{} {:>5} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>9.2f} {:>6.0f}% {:>8.3f} "
-            "{:>8.3f} {:>8}").format(
+    return ("  {:<36} {:>6,}{} {:>5} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>7.2f} {:>9.2f} "
+            "{:>6.0f}% {:>8.3f} {:>8.3f} {:>8}").format(
         text, m["hits"], mark, m["plans"], max(m["perms"]) / m["query"], m["query"] * 1e3,
-        m["query"] / m["wide"], m["get_runs_with"] / m["wide"], m["plan"] / m["driver_time"],
+        m["query"] / m["wide"], m["get_runs_with"] / m["wide"], m["alone"] / m["wide"],
+        m["plan"] / m["driver_time"],
         100 * m["probes"] / m["query"], m["wide"] * 1e3, m["planner"] * 1e3, was)
 
 
@@ -316,6 +338,9 @@ LEGEND = """\
   /wide      Store.query / the same lookup on the wide table, its best plan (target
              <= 3 where hits are marked *, <= 100)
   grw/w      get_runs_with (Run objects) / the wide table's best plan
+  sql/w      runstore's SQL alone, driven by the best condition, on a plain sqlite3
+             connection as the wide table is queried / the wide table's best plan:
+             the least the typed parameter rows allow, whatever the ordering
   plan/best  SQL of the chosen plan / SQL driven by the best condition (forced)
   probes     a read transaction and Query.order's counts, as a share of query ms
   wide ms    the wide table's best plan: SQLite's choice, or one column's index
