@@ -408,7 +408,8 @@ def _plot(batch: Batch, chosen: dict[str, str]) -> tuple[str, list[str]]:
     """The batch's plot the form asks for, as a data URL of a PNG, and its panels' titles.
 
     Without facets it is drawn on a figure of its own; a grid of facets is
-    drawn by :meth:`~runstore.Batch.plot` on a pyplot figure, closed once saved.
+    drawn by :meth:`~runstore.Batch.plot` on a pyplot figure, closed once saved
+    (or once it failed).
     """
     from matplotlib.figure import Figure
 
@@ -420,13 +421,12 @@ def _plot(batch: Batch, chosen: dict[str, str]) -> tuple[str, list[str]]:
         if col or row:
             import matplotlib.pyplot as plt
 
-            axes = batch.plot(chosen["x"], chosen["y"], hue=chosen["hue"] or None, col=col,
-                              row=row, where=wanted or None)
-            figure = axes[0][0].figure
             try:
-                image = _png(figure)
+                axes = batch.plot(chosen["x"], chosen["y"], hue=chosen["hue"] or None,
+                                  col=col, row=row, where=wanted or None)
+                image = _png(axes[0][0].figure)
             finally:
-                plt.close(figure)
+                plt.close("all")  # (pyplot is used here only, under the lock)
             panels = [ax.get_title() for ax in axes.flat]
         else:
             figure = Figure(figsize=(7.5, 4.6), dpi=100)
