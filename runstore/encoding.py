@@ -72,6 +72,7 @@ from .errors import (
     UnstorableValueError,
 )
 from .interfaces import IReference, implementer
+from .summary import ResultDict
 
 __all__ = [
     "ENCODING_VERSION",
@@ -535,6 +536,8 @@ _ENCODERS: dict[type, Callable[[Any, str, _Walk], Tree]] = {
     set: _encode_set("set"),
     frozenset: _encode_set("frozenset"),
     dict: _encode_dict,
+    # run.result of a dict result: the dict it is (same tree, same run id).
+    ResultDict: _encode_dict,
     np.ndarray: _encode_array,
 }
 

@@ -53,7 +53,7 @@ from .lazy import LazyArray, ResultArrays
 from .results import encode_result
 from .schema import RunState
 from .store import Completion, RunRow
-from .summary import summary
+from .summary import shown_short, summary
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -538,11 +538,16 @@ class Run:
 
     @property
     def result(self) -> Any:
-        """The result (arrays loaded), read on first access; None if not done."""
+        """The result (arrays loaded), read on first access; None if not done.
+
+        A dict result is a :class:`~runstore.summary.ResultDict`: the same
+        dict, printed with its large arrays summarised (dtype, shape, range
+        and a few values) instead of in full.
+        """
         if self._result is _UNSET:
             if not self.done or self._batch is None:
                 return None
-            self._result = self._batch._load_result(self)
+            self._result = shown_short(self._batch._load_result(self))
         return self._result
 
     @property

@@ -9,7 +9,9 @@ numpy's own summarised repr does, only shorter::
 
 Arrays of at most :data:`WHOLE` elements are shown whole, by numpy's repr.
 Long lists and tuples are cut the same way. Nothing here changes a value:
-``run.result`` stays exactly what the run returned.
+``run.result`` holds exactly what the run returned. A dict result comes as a
+:class:`ResultDict`, the same dict, whose repr (at a Python or IPython
+prompt) is its :func:`summary`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WHOLE", "summary", "array_summary"]
+__all__ = ["WHOLE", "summary", "array_summary", "ResultDict", "shown_short"]
 
 #: Arrays (and lists, tuples) of at most this many elements are shown whole.
 WHOLE = 20
@@ -37,6 +39,48 @@ def summary(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return _sequence_summary(value)
     return repr(value)
+
+
+class ResultDict(dict[Any, Any]):
+    """A dict result as :attr:`Run.result <runstore.Run.result>` gives it: shown short.
+
+    It is the dict the run returned: an instance of ``dict``, equal to it,
+    with the same keys and the same values of the same types (nested dicts
+    stay plain dicts). Only its repr differs, so that a result of large arrays
+    prints in a few lines, not as thousands of numbers: each large array
+    (also inside lists, tuples and nested dicts) as one line of dtype, shape,
+    range and a few values (see :func:`summary`). Copying or pickling it gives
+    a plain dict; it encodes (as a parameter, or in another result) as the
+    dict it is, with the same run id.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return summary(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """In IPython and Jupyter: a key per line when long, large arrays summarised."""
+        with printer.group(1, "{", "}"):
+            for i, (key, value) in enumerate(self.items()):
+                if i:
+                    printer.text(",")
+                    printer.breakable()
+                printer.text(f"{summary(key)}: {summary(value)}")
+
+    def __reduce__(self) -> tuple[type[dict[Any, Any]], tuple[dict[Any, Any]]]:
+        # A pickle (or copy) is a plain dict: it loads without runstore.
+        return dict, (dict(self),)
+
+
+def shown_short(result: Any) -> Any:
+    """A loaded result as ``run.result`` gives it: a dict as a :class:`ResultDict`.
+
+    Other results are given as they are: a subclass of a list or an ndarray
+    would be a different value (numpy prints an array of more than
+    ``np.get_printoptions()["threshold"]`` elements summarised itself).
+    """
+    return ResultDict(result) if type(result) is dict else result
 
 
 def _sequence_summary(value: list[Any] | tuple[Any, ...]) -> str:

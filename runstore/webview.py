@@ -7,7 +7,8 @@ their runs by state (the page polls ``counts.json`` and updates itself while
 runs complete), a batch's table of runs (filtered in the language of
 ``runstore runs``, sorted by any column), a run (parameters, scalar results,
 a figure of each array, error and traceback, provenance), and a plot of a
-batch (:meth:`runstore.Batch.plot`).
+batch (:meth:`runstore.Batch.plot`: lines by ``hue``, panels by ``col`` and
+``row``, the runs ``where`` keeps).
 
 Each request opens the store read-only and closes it: nothing is written,
 every read goes through the store's own reading queries (never a file's
@@ -30,7 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BatchNotFound, OptionalDependencyError, QueryError, RunNotFound, RunstoreError
+from .errors import (BatchNotFound, OptionalDependencyError, QueryError, RunNotFound, RunstoreError,
+                     VaryingParametersError)
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -45,6 +47,8 @@ MAX_ROWS = 500
 MAX_POINTS = 2000
 #: Columns of a batch's view that are not offered to plot or shown in its table.
 _HIDDEN = ("position", "finished_at")
+#: The fields of the plot page's form (the arguments of Batch.plot it passes on).
+_PLOT_FIELDS = ("x", "y", "hue", "col", "row", "where")
 #: States in the order the pages show them.
 STATES = ("pending", "running", "done", "failed")
 
@@ -196,11 +200,12 @@ class _Pages:
         return Response(image, media_type="image/png")
 
     def plot(self, request: Any) -> Any:
-        """A batch's plot: ``y`` against ``x``, a line per value of ``hue``, some runs."""
+        """A batch's plot: ``y`` against ``x``, lines by ``hue``, panels by ``col`` and ``row``."""
         query = request.query_params
-        chosen = {k: query.get(k, "") for k in ("x", "y", "hue", "where")}
+        chosen = {k: query.get(k, "") for k in _PLOT_FIELDS}
         asked = bool(chosen["x"] and chosen["y"])  # else the form only, with defaults
-        image = error = None
+        image = error = hint = None
+        panels: list[str] = []
         with self._store() as store:
             batch = _batch(store, request.path_params["name"])
             columns = [c for c in store.view_rows(batch._id, [])[0]
@@ -208,11 +213,14 @@ class _Pages:
             _default_axes(store, batch, chosen)
             if asked:
                 try:
-                    image = _plot(batch, chosen)
+                    image, panels = _plot(batch, chosen)
+                except VaryingParametersError as exc:
+                    error, hint = str(exc), _varying_hint(exc)
                 except RunstoreError as exc:
                     error = str(exc)
         return self._page(request, "plot.html", 400 if error else 200, batch=batch.name,
-                          columns=columns, chosen=chosen, image=image, error=error)
+                          columns=columns, chosen=chosen, image=image, panels=panels,
+                          description=_description(chosen), error=error, hint=hint)
 
 
 def _batch(store: Store, name: str) -> Batch:
@@ -397,18 +405,58 @@ def _array_figure(array: LazyArray, key: str) -> bytes:
         return _png(figure)
 
 
-def _plot(batch: Batch, chosen: dict[str, str]) -> str:
-    """The batch's plot the form asks for, as a data URL of a PNG."""
+def _plot(batch: Batch, chosen: dict[str, str]) -> tuple[str, list[str]]:
+    """The batch's plot the form asks for, as a data URL of a PNG, and its panels' titles.
+
+    Without facets it is drawn on a figure of its own; a grid of facets is
+    drawn by :meth:`~runstore.Batch.plot` on a pyplot figure, closed once saved
+    (or once it failed).
+    """
     from matplotlib.figure import Figure
 
     from .cli import conditions
 
     wanted = conditions(batch.store, tuple(_filters(chosen["where"])))
+    col, row = chosen["col"] or None, chosen["row"] or None
     with _drawing:
-        figure = Figure(figsize=(7.5, 4.6), dpi=100)
-        batch.plot(chosen["x"], chosen["y"], hue=chosen["hue"] or None, ax=figure.subplots(),
-                   where=wanted or None)
-        return "data:image/png;base64," + base64.b64encode(_png(figure)).decode()
+        if col or row:
+            import matplotlib.pyplot as plt
+
+            try:
+                axes = batch.plot(chosen["x"], chosen["y"], hue=chosen["hue"] or None,
+                                  col=col, row=row, where=wanted or None)
+                image = _png(axes[0][0].figure)
+            finally:
+                plt.close("all")  # (pyplot is used here only, under the lock)
+            panels = [ax.get_title() for ax in axes.flat]
+        else:
+            figure = Figure(figsize=(7.5, 4.6), dpi=100)
+            batch.plot(chosen["x"], chosen["y"], hue=chosen["hue"] or None,
+                       ax=figure.subplots(), where=wanted or None)
+            image, panels = _png(figure), []
+    return "data:image/png;base64," + base64.b64encode(image).decode(), panels
+
+
+def _description(chosen: dict[str, str]) -> str:
+    """What the plot shows, in words (the figure's alternative text)."""
+    parts = [f"{chosen['y']} against {chosen['x']}"]
+    if chosen["hue"]:
+        parts.append(f"a line per {chosen['hue']}")
+    facets = [f"{chosen[k]} ({name})" for k, name in (("col", "columns"), ("row", "rows"))
+              if chosen[k]]
+    if facets:
+        parts.append("panels by " + " and ".join(facets))
+    if chosen["where"]:
+        parts.append(f"where {chosen['where']}")
+    return ", ".join(parts)
+
+
+def _varying_hint(exc: VaryingParametersError) -> str:
+    """What to choose on the plot page when other parameters vary."""
+    names = " or ".join(exc.varying)
+    name, values = next(iter(exc.varying.items()))
+    return (f"On this page: choose {names} as hue, col or row, or keep one value with "
+            f"where (for example {name}={values[0]}).")
 
 
 def _png(figure: Any) -> bytes:

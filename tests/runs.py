@@ -330,6 +330,16 @@ class Frames(runstore.Run):
         return {"t": np.arange(size, dtype=float), "frames": [np.ones(size)] * n, "n": n}
 
 
+class Large(runstore.Run):
+    """Returns what a simulation returns: large arrays of several shapes, and scalars."""
+
+    def run(self, n=100_000):
+        return {"x": np.linspace(0.0, 1.0, n), "m": np.arange(40_000.0).reshape(200, 200),
+                "counts": np.arange(500, dtype=np.int32), "few": np.arange(3),
+                "history": [float(i) for i in range(5000)], "steps": n, "label": "large",
+                "nested": {"frames": [np.ones(300)] * 2, "mean": 0.5}}
+
+
 class Driven(runstore.Run):
     """A driven oscillator's amplitude: several parameters to plot against each other."""
 

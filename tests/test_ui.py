@@ -34,7 +34,7 @@ import pytest
 import runstore
 
 from .browser import chromium
-from .runs import Arrays, ExampleRun, Flaky, Sleepy
+from .runs import Arrays, Driven, ExampleRun, Flaky, Sleepy
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -108,7 +108,7 @@ def unchanged(folder: Path, before: dict[str, str]) -> None:
 
 
 def make_store(folder: Path) -> Path:
-    """A store with three batches: a sweep, arrays, and runs that fail."""
+    """A store with four batches: a sweep, arrays, runs that fail, a sweep of three parameters."""
     path = folder / "_res" / "example.db"
     example = runstore.Batch("example", store=path)
     example.add_factorial_runs(ExampleRun, {"A": [1, 2, 3, 4], "operator": [min, max]})
@@ -120,6 +120,10 @@ def make_store(folder: Path) -> Path:
     flaky.add_factorial_runs(Flaky, {"x": [0, 1, 2, 3]})
     with pytest.raises(runstore.errors.RunstoreError):
         flaky(verbose=0)
+    driven = runstore.Batch("driven", store=example.store)
+    driven.add_factorial_runs(Driven, {"A": [1, 2, 3, 4], "drive": [0.5, 1.0, 2.0],
+                                       "damping": [0.1, 0.5]})
+    driven(verbose=0)
     example.store.close()
     return path
 
@@ -206,8 +210,8 @@ def test_the_batches_page_shows_each_batch_by_state(server, browser):
     assert header[:6] == ["batch", "pending", "running", "done", "failed", "runs"]
     found = {row[0]: row[1:6] for row in rows}
     assert found == {"example": ["0", "0", "8", "0", "8"], "arrays": ["0", "0", "2", "0", "2"],
-                     "flaky": ["0", "0", "2", "2", "4"]}
-    screenshot(browser, "ui-batches.png", height=460)
+                     "flaky": ["0", "0", "2", "2", "4"], "driven": ["0", "0", "24", "0", "24"]}
+    screenshot(browser, "ui-batches.png", height=500)
 
 
 @pytest.mark.slow
@@ -306,11 +310,71 @@ def test_the_plot_page_draws_a_batch(server, browser):
     figure = wait_for(browser, lambda d: d.find_elements(By.ID, "figure"), "the figure")[0]
     assert browser.execute_script("return arguments[0].naturalWidth", figure) > 300
     assert "A=2" not in browser.current_url and "where=A%3E%3D2" in browser.current_url
-    screenshot(browser, "ui-plot.png")
+    assert figure.get_attribute("alt") == "val against A, a line per operator, where A>=2"
+    assert browser.find_elements(By.ID, "panels") == []  # one panel
     browser.get(server + "/batches/example/plot?x=A&y=nope")
     assert "has no column 'nope'" in browser.find_element(By.ID, "error").text
     browser.get(server + "/batches/example/plot?x=A&y=val&where=A%3E")
     assert "cannot read the filter" in browser.find_element(By.ID, "error").text
+
+
+@pytest.mark.slow
+def test_the_plot_page_draws_panels_by_col_and_row(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    def draw(**fields: str):
+        """Choose the form's fields (the others as they are), submit; the figure or None."""
+        for name, value in fields.items():
+            Select(browser.find_element(By.ID, name)).select_by_value(value)
+        old = browser.find_element(By.ID, "plot")
+        old.submit()
+        wait_for(browser, lambda d: not _attached(old), "the new page")
+        found = browser.find_elements(By.ID, "figure")
+        return found[0] if found else None
+
+    def size(figure) -> tuple[int, int]:
+        return tuple(browser.execute_script(
+            "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", figure))
+
+    browser.get(server + "/batches/driven/plot")
+    # drive and damping both vary: a line through A alone would join different runs.
+    assert draw(x="A", y="amp") is None
+    error = browser.find_element(By.ID, "error").text
+    assert ("its runs also differ in damping (2 values: 0.1, 0.5); drive (3 values: 0.5, 1, "
+            "2), so a line would join points of different calculations") in error
+    assert browser.find_element(By.ID, "hint").text == (
+        "On this page: choose damping or drive as hue, col or row, or keep one value with "
+        "where (for example damping=0.1).")
+    assert draw(hue="drive") is None  # damping still varies
+    assert "damping (2 values: 0.1, 0.5)" in browser.find_element(By.ID, "error").text
+    # A panel per damping, side by side, a line per drive in each.
+    figure = draw(col="damping")
+    assert browser.find_elements(By.ID, "error") == []
+    assert figure.get_attribute("alt") == (
+        "amp against A, a line per drive, panels by damping (columns)")
+    assert browser.find_element(By.ID, "panels").text == (
+        "2 panels: damping = 0.1; damping = 0.5")
+    assert "col=damping" in browser.current_url
+    wait_for(browser, lambda d: size(figure)[0] > 0, "the figure")
+    by_col = size(figure)
+    screenshot(browser, "ui-plot.png", height=780)
+    # Rows by damping, columns by drive: a grid of 2 x 3 panels, wider and taller.
+    figure = draw(hue="", col="drive", row="damping")
+    assert figure.get_attribute("alt") == (
+        "amp against A, panels by drive (columns) and damping (rows)")
+    assert browser.find_element(By.ID, "panels").text == (
+        "6 panels: damping = 0.1 | drive = 0.5; damping = 0.1 | drive = 1; "
+        "damping = 0.1 | drive = 2; damping = 0.5 | drive = 0.5; damping = 0.5 | drive = 1; "
+        "damping = 0.5 | drive = 2")
+    wait_for(browser, lambda d: size(figure)[0] > 0, "the grid")
+    grid = size(figure)
+    assert grid[0] > by_col[0] and grid[1] > by_col[1] * 1.5, (grid, by_col)
+    # The filter narrows the grid: one damping, one row of panels.
+    browser.find_element(By.ID, "where").send_keys("damping=0.5")
+    figure = draw()
+    assert browser.find_element(By.ID, "panels").text.startswith(
+        "3 panels: damping = 0.5 | drive = 0.5;")
 
 
 @pytest.mark.slow
@@ -348,6 +412,7 @@ def test_browsing_writes_nothing_to_the_store(tmp_path):
     with served(path) as url:
         pages = ["/", "/counts.json", "/batches/example?where=A%3E%3D3&sort=val&order=desc",
                  "/batches/example/plot?x=A&y=val&hue=operator", "/batches/arrays",
+                 "/batches/driven/plot?x=A&y=amp&hue=drive&col=damping&row=",
                  "/batches/flaky?where=x%3D"]
         for page in pages:
             assert fetch(url + page)[0] in (200, 400), page
