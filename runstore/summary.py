@@ -1,4 +1,4 @@
-"""Short text for values people look at: large arrays summarised, small ones whole. Internal module.
+"""Short text for values people look at: large arrays summarised, small ones whole.
 
 A run's result may hold arrays of millions of numbers; the tables that show
 runs (a run's HTML in Jupyter, ``runstore show``) show each such array in

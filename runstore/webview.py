@@ -166,6 +166,7 @@ class _Pages:
                 error, ids = str(exc), []
             columns, rows = store.view_rows(batch._id, ids)
             counts = store.counts_by_batch().get(batch.name, {})
+            example = _example_filter(store, batch)
         keep = [i for i, c in enumerate(columns) if c not in _HIDDEN]
         columns, cells = [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]
         if sort in columns:
@@ -175,7 +176,7 @@ class _Pages:
         return self._page(request, "batch.html", 400 if error else 200, batch=batch.name,
                           columns=columns, rows=[_cells(columns, r) for r in shown],
                           total=len(cells), where=where, sort=sort, descending=descending,
-                          error=error, counts=counts, every=every)
+                          error=error, counts=counts, every=every, example=example)
 
     def run(self, request: Any) -> Any:
         """One run: parameters, scalar results, figures of its arrays, error, provenance."""
@@ -211,6 +212,7 @@ class _Pages:
             columns = [c for c in store.view_rows(batch._id, [])[0]
                        if c not in _HIDDEN + ("id",)]
             _default_axes(store, batch, chosen)
+            example = _example_filter(store, batch)
             if asked:
                 try:
                     image, panels = _plot(batch, chosen)
@@ -220,7 +222,8 @@ class _Pages:
                     error = str(exc)
         return self._page(request, "plot.html", 400 if error else 200, batch=batch.name,
                           columns=columns, chosen=chosen, image=image, panels=panels,
-                          description=_description(chosen), error=error, hint=hint)
+                          description=_description(chosen), error=error, hint=hint,
+                          example=example)
 
 
 def _batch(store: Store, name: str) -> Batch:
@@ -239,6 +242,30 @@ def _default_axes(store: Store, batch: Batch, chosen: dict[str, str]) -> None:
         sources.setdefault(source, []).append(label)
     chosen["x"] = next(iter(sources["parameter"]), "")
     chosen["y"] = next(iter(sources["result"]), "")
+
+
+def _example_filter(store: Store, batch: Batch) -> str:
+    """Filters on the batch's first parameters that its first run matches: ``A>=1 B=0.5``."""
+    from .views import display
+
+    first = store.rows(batch._id, 0, 1)
+    if not first:
+        return ""
+    columns, rows = store.view_rows(batch._id, [first[0].id])
+    names = [label for label, source, _, _ in store.view_columns(batch._id)
+             if source == "parameter"][:2]
+    filters = []
+    for name in names:
+        if name not in columns or not rows:
+            continue
+        value = rows[0][columns.index(name)]
+        if value is None:
+            continue
+        op = ">=" if isinstance(value, (int, float)) and not filters else "="
+        text = f"{name}{op}{display(value)}"
+        filters.append(shlex.quote(text) if any(c.isspace() or c in "'\"\\" for c in text)
+                       else text)
+    return " ".join(filters)
 
 
 def _filters(where: str) -> list[str]:

@@ -341,8 +341,8 @@ def test_the_plot_page_draws_panels_by_col_and_row(server, browser):
     # drive and damping both vary: a line through A alone would join different runs.
     assert draw(x="A", y="amp") is None
     error = browser.find_element(By.ID, "error").text
-    assert ("its runs also differ in damping (2 values: 0.1, 0.5); drive (3 values: 0.5, 1, "
-            "2), so a line would join points of different calculations") in error
+    assert ("its runs also differ in damping (2 values: 0.1, 0.5); drive (3 values: 0.5, 1.0, "
+            "2.0), so a line would join points of different calculations") in error
     assert browser.find_element(By.ID, "hint").text == (
         "On this page: choose damping or drive as hue, col or row, or keep one value with "
         "where (for example damping=0.1).")
@@ -364,9 +364,9 @@ def test_the_plot_page_draws_panels_by_col_and_row(server, browser):
     assert figure.get_attribute("alt") == (
         "amp against A, panels by drive (columns) and damping (rows)")
     assert browser.find_element(By.ID, "panels").text == (
-        "6 panels: damping = 0.1 | drive = 0.5; damping = 0.1 | drive = 1; "
-        "damping = 0.1 | drive = 2; damping = 0.5 | drive = 0.5; damping = 0.5 | drive = 1; "
-        "damping = 0.5 | drive = 2")
+        "6 panels: damping = 0.1 | drive = 0.5; damping = 0.1 | drive = 1.0; "
+        "damping = 0.1 | drive = 2.0; damping = 0.5 | drive = 0.5; damping = 0.5 | drive = 1.0; "
+        "damping = 0.5 | drive = 2.0")
     wait_for(browser, lambda d: size(figure)[0] > 0, "the grid")
     grid = size(figure)
     assert grid[0] > by_col[0] and grid[1] > by_col[1] * 1.5, (grid, by_col)
@@ -422,6 +422,24 @@ def test_browsing_writes_nothing_to_the_store(tmp_path):
             for src in re.findall(r'src="(/runs/[^"]+)"', text):
                 assert fetch(url + src.replace("&amp;", "&"))[0] == 200
     unchanged(tmp_path, before)
+
+
+def test_the_filter_boxes_suggest_filters_that_match_the_batch(server):
+    import html
+    import urllib.parse
+
+    suggested = {}
+    for name in ("example", "arrays", "flaky", "driven"):
+        for page in (f"/batches/{name}", f"/batches/{name}/plot"):
+            text = fetch(server + page)[1]
+            (example,) = re.findall(r'id="where"[^>]*placeholder="([^"]*)"', text)
+            suggested[page] = html.unescape(example)
+        assert suggested[f"/batches/{name}"] == suggested[f"/batches/{name}/plot"]
+        status, text = fetch(server + f"/batches/{name}?where="
+                             + urllib.parse.quote(suggested[f"/batches/{name}"]))
+        assert status == 200 and re.search(r"/runs/[0-9a-f]{40}", text), (name, suggested)
+    assert suggested["/batches/example"] == "A>=1 'B=[1, 2, 3]'"
+    assert suggested["/batches/driven"] == "A>=1 damping=0.1"
 
 
 def test_pages_that_name_nothing_say_so(server):
