@@ -254,7 +254,7 @@ def _example_filter(store: Store, batch: Batch) -> str:
     columns, rows = store.view_rows(batch._id, [first[0].id])
     names = [label for label, source, _, _ in store.view_columns(batch._id)
              if source == "parameter"][:2]
-    filters = []
+    filters: list[str] = []
     for name in names:
         if name not in columns or not rows:
             continue
