@@ -74,7 +74,8 @@ from .views import (
     parse_kinds,
 )
 
-__all__ = ["Store", "RunRow", "Removal", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Appended", "Removal", "Completion", "Adopted", "Reserve",
+           "owner_token", "sqlite_url"]
 
 _STATE_VALUES = {state: state.value for state in RunState}
 _DONE = RunState.DONE
@@ -141,6 +142,20 @@ class RunRow(NamedTuple):
     parameters: str
     state: str
     key: int
+
+
+class Appended(NamedTuple):
+    """What :meth:`Store.add_runs` appended to a batch.
+
+    The run ``ids[i]`` is at position ``start + i`` with row key ``keys[i]``;
+    it was new to the store, so inserted PENDING, if its key is ``first_new``
+    or more.
+    """
+
+    ids: list[str]
+    keys: list[int]
+    start: int
+    first_new: int
 
 
 @dataclass
@@ -603,22 +618,22 @@ class Store:
             return [r[0] for r in conn.exec_driver_sql("SELECT name FROM batches ORDER BY id")]
 
     def add_runs(self, batch: int, runs: Sequence[tuple[str, str, str, dict[str, Indexed]]]
-                 ) -> list[str]:
+                 ) -> Appended:
         """Append runs ``(id, run_type, parameters_json, indexed)`` to a batch.
 
         Runs new to the store are inserted PENDING with their typed
         parameters; runs already stored keep their state and result. Runs
         already in the batch (or given twice) are not appended again; which
         those are is decided inside the write transaction, so processes
-        adding the same runs at once each add them once. Returns the ids
-        appended.
+        adding the same runs at once each add them once. Returns what was
+        appended: the ids, their keys and positions, and which are new.
         """
         first: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
         for run in runs:
             first.setdefault(run[0], run)
         runs = list(first.values())
         if not runs:
-            return []
+            return Appended([], [], 0, 0)
         with self._writing("add runs") as conn:
             start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
@@ -652,7 +667,8 @@ class Store:
                 (name, f.kind) for _, _, _, forms in runs for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
-        return [run[0] for run in runs]
+        return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
+                        next_key)
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
         """Append runs already in the store to a batch; return the missing ids.
@@ -863,6 +879,36 @@ class Store:
             keys = _keys(conn, run_ids)
             return self._claim(conn, {keys[rid]: i for i, rid in enumerate(run_ids)
                                       if rid in keys}, lease)
+
+    def claim_rows(self, rows: Sequence[RunRow], lease: float | None = None) -> list[RunRow]:
+        """Atomically move the given runs, those still pending, to RUNNING.
+
+        For runs the caller knows already (a batch that has just added
+        them, which makes their rows as RUNNING ones): the claim reads back
+        only keys and ids, and returns those of the rows given whose runs
+        it claimed.
+        """
+        if not rows:
+            return []
+        keys = [row.key for row in rows]
+        if keys[-1] - keys[0] == len(keys) - 1 and keys == sorted(keys):
+            where, args = "key BETWEEN ? AND ?", (keys[0], keys[-1])  # the usual, contiguous keys
+        else:
+            where, args = f"key IN ({','.join('?' * len(keys))})", tuple(keys)
+        with self._writing("run the batch") as conn:
+            claimed = dict(_fetch(
+                conn, "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
+                "attempts = attempts + 1, host = ?, pid = ? "
+                f"WHERE {where} AND state = 'pending' RETURNING key, id",
+                (self.owner, clock() + (lease or self.lease), socket.gethostname(),
+                 os.getpid(), *args)))
+            self._hold(list(claimed))  # before the claim commits (see _claim)
+        wanted = {row.key: row.id for row in rows}
+        # A key whose id is not the one given was deleted and then reused: give it back.
+        strangers = [key for key, rid in claimed.items() if wanted[key] != rid]
+        if strangers:
+            self.release_runs(strangers)
+        return [row for row in rows if claimed.get(row.key) == row.id]
 
     def _claim(self, conn: sa.Connection, positions: dict[int, int],
                lease: float | None) -> list[RunRow]:
