@@ -1050,9 +1050,7 @@ class Store:
         versions = (_runstore_version(), sys.version.split()[0])
         try:
             with self._writing("store results") as conn:
-                states = _states_of(conn, [c.run_key for c in completions])
-                taken = [c for c in completions if states.get(c.run_key) in _OPEN]
-                _record_outcomes(conn, taken, filename, versions)
+                taken, closed = _record_outcomes(conn, completions, filename, versions)
                 self._record_scalars(conn, taken, batch)
         except Exception as exc:
             if filename is not None and not _environmental(exc):
@@ -1060,8 +1058,7 @@ class Store:
             raise
         if filename is not None and not any(c.arrays for c in taken):
             self.arrays.remove(filename)  # no committed row points into it
-        return len(taken), [c.run_id for c in completions
-                            if states.get(c.run_key) in _CLOSED]
+        return len(taken), [c.run_id for c in completions if c.run_key in closed]
 
     def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]],
                       infos: dict[str, RunInfo], storage: ArrayOptions | None) -> str:
@@ -1642,39 +1639,57 @@ def _other_batches(conn: sa.Connection, batch: int) -> list[int]:
     return [r[0] for r in conn.exec_driver_sql("SELECT id FROM batches WHERE id != ?", (batch,))]
 
 
-def _record_outcomes(conn: sa.Connection, taken: Sequence[Completion], filename: str | None,
-                     versions: tuple[str, str]) -> None:
-    """Write the outcomes of runs into their rows (RUNNING or PENDING ones only).
+def _record_outcomes(conn: sa.Connection, completions: Sequence[Completion],
+                     filename: str | None, versions: tuple[str, str]
+                     ) -> tuple[list[Completion], set[int]]:
+    """Write the outcomes of runs into their rows, RUNNING or PENDING ones only.
+
+    Returns the completions recorded, and the keys of the runs not recorded
+    because they are DONE or FAILED already.
 
     The common outcome, a result without arrays computed by this process,
-    has a statement of its own that binds only what varies from run to run:
-    binding the rest, NULL or unchanged, took a quarter of the time.
+    has statements of their own: each updates many rows from a list of
+    values, binds only what varies from run to run (binding the rest, NULL
+    or unchanged, took a quarter of the time), and returns the keys of the
+    rows it updated, so that their states need not be read first.
     """
     done = _DONE
-    plain = [c for c in taken if c.state is done and not c.arrays and c.host is None
+    plain = [c for c in completions if c.state is done and not c.arrays and c.host is None
              and c.pid is None]
-    if len(plain) < len(taken):
-        chosen = {id(c) for c in plain}
-        _executemany(
-            conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
-            "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
-            "finished_at = ?, runtime = ?, code_fingerprint = ?, "
-            "runstore_version = ?, python_version = ?, owner = NULL, "
-            "lease_expires = NULL, result_origin = NULL, "
-            "host = COALESCE(?, host), pid = COALESCE(?, pid) "
-            "WHERE key = ? AND state IN ('running', 'pending')",
-            [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
-              c.error_type, c.error_message, c.traceback, c.started_at,
-              c.finished_at, c.runtime, c.code_fingerprint, *versions,
-              c.host, c.pid, c.run_key) for c in taken if id(c) not in chosen])
+    others = [c for c in completions if c.state is not done or c.arrays or c.host is not None
+              or c.pid is not None] if len(plain) < len(completions) else []
+    states = _states_of(conn, [c.run_key for c in others])
+    taken = [c for c in others if states.get(c.run_key) in _OPEN]
     _executemany(
-        conn, "UPDATE runs SET state = 'done', result = ?, array_file = NULL, "
-        "error_type = NULL, error_message = NULL, traceback = NULL, started_at = ?, "
-        "finished_at = ?, runtime = ?, code_fingerprint = ?, runstore_version = ?, "
-        "python_version = ?, owner = NULL, lease_expires = NULL, result_origin = NULL "
+        conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+        "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+        "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+        "runstore_version = ?, python_version = ?, owner = NULL, "
+        "lease_expires = NULL, result_origin = NULL, "
+        "host = COALESCE(?, host), pid = COALESCE(?, pid) "
         "WHERE key = ? AND state IN ('running', 'pending')",
-        [(c.result_json, c.started_at, c.finished_at, c.runtime, c.code_fingerprint,
-          *versions, c.run_key) for c in plain])
+        [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
+          c.error_type, c.error_message, c.traceback, c.started_at,
+          c.finished_at, c.runtime, c.code_fingerprint, *versions,
+          c.host, c.pid, c.run_key) for c in taken])
+    updated: set[int] = set()
+    for chunk in _chunks(plain):
+        rows = ",".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+        updated.update(key for (key,) in _fetch(
+            conn, "UPDATE runs SET state = 'done', result = v.column2, array_file = NULL, "
+            "error_type = NULL, error_message = NULL, traceback = NULL, "
+            "started_at = v.column3, finished_at = v.column4, runtime = v.column5, "
+            "code_fingerprint = v.column6, runstore_version = ?, python_version = ?, "
+            "owner = NULL, lease_expires = NULL, result_origin = NULL "
+            f"FROM (VALUES {rows}) AS v WHERE runs.key = v.column1 "
+            "AND runs.state IN ('running', 'pending') RETURNING key",
+            (*versions, *[value for c in chunk for value in (
+                c.run_key, c.result_json, c.started_at, c.finished_at, c.runtime,
+                c.code_fingerprint)])))
+    taken += [c for c in plain if c.run_key in updated]
+    if len(updated) < len(plain):  # done or failed already, or deleted
+        states.update(_states_of(conn, [c.run_key for c in plain if c.run_key not in updated]))
+    return taken, {key for key, state in states.items() if state in _CLOSED}
 
 
 def _result_kinds(completions: Sequence[Completion]) -> set[tuple[str, str]]:
