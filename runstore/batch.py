@@ -275,7 +275,7 @@ class Batch:
         the packer encode each level once and make no dict per run.
         """
         rtype = self._register_class(runclass)
-        packed: dict[str, tuple[str, str, str, Any]] = {}
+        packed: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
         pack = Packer(runclass, {})
         with _collector_paused():
             runs = None if levels is None else pack.factorial(levels)
@@ -966,9 +966,8 @@ class Batch:
 
     def _compute(self, row: RunRow) -> Completion:
         cls = self._classes[row.run_type]
-        forms = self._fresh.forms.pop(row.key, None)
-        public = (plain_parameters(cls, row.parameters, forms[1])
-                  if forms is not None and forms[0] == row.id else None)
+        packed = self._fresh.packed.get(row.id)
+        public = None if packed is None else plain_parameters(cls, row.parameters, packed[3])
         return compute(cls, row, self.store.allow_pickle, self, public)
 
     def _raise_failures(self, failed: list[str]) -> None:
@@ -1023,35 +1022,40 @@ class _Fresh:
 
     Kept until the batch is next called, so that a serial call claims them
     without reading them back (``rows``, made as RUNNING rows), and computes
-    them from their parameters' indexed forms (``forms``: id and forms by
-    key) without decoding their documents.
+    them from their parameters' indexed forms without decoding their
+    documents (``packed``: each run added, as packed, by id; an id stands for
+    its parameters).
     """
 
     def __init__(self) -> None:
         self.rows: list[RunRow] = []
-        self.forms: dict[int, tuple[str, dict[str, Indexed]]] = {}
+        self.packed: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
 
-    def note(self, appended: Appended, packed: Mapping[str, tuple[str, str, str, Any]]) -> None:
+    def note(self, appended: Appended,
+             packed: dict[str, tuple[str, str, str, dict[str, Indexed]]]) -> None:
         """Keep the runs the store has just inserted, new, into the batch."""
         running, make, first = RunState.RUNNING.value, RunRow._make, appended.first_new
-        rows, forms = self.rows, self.forms
-        for position, rid, key in zip(itertools.count(appended.start), appended.ids,
-                                      appended.keys):
-            if key >= first:
-                _, rtype, document, indexed = packed[rid]
-                rows.append(make((position, rid, rtype, document, running, key)))
-                forms[key] = rid, indexed
+        if max(appended.keys, default=0) < first:
+            return  # none new: nothing to keep
+        self.rows += [make((position, rid, run[1], run[2], running, key))
+                      for position, rid, key, run in zip(
+                          itertools.count(appended.start), appended.ids, appended.keys,
+                          map(packed.__getitem__, appended.ids)) if key >= first]
+        if self.packed:
+            self.packed.update(packed)
+        else:
+            self.packed = packed
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def take(self) -> list[RunRow]:
-        """The rows kept (their forms stay until computed); none are kept after."""
+        """The rows kept (the runs as packed stay until cleared); none are kept after."""
         rows, self.rows = self.rows, []
         return rows
 
     def clear(self) -> None:
-        self.rows, self.forms = [], {}
+        self.rows, self.packed = [], {}
 
 
 def _first_line(text: str | None) -> str:
