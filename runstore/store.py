@@ -891,6 +891,7 @@ class Store:
         if not rows:
             return []
         keys = [row.key for row in rows]
+        args: tuple[int, ...]
         if keys[-1] - keys[0] == len(keys) - 1 and keys == sorted(keys):
             where, args = "key BETWEEN ? AND ?", (keys[0], keys[-1])  # the usual, contiguous keys
         else:
