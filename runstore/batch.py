@@ -52,9 +52,10 @@ from .lazy import LazyArray, ResultArrays
 from .results import array_name, array_paths, array_payloads, decode_result
 from .pool import drain, new_wisdom, take_wisdom
 from .progress import progress_bar, summary
-from .run import Packer, ResultRun, Run, code_fingerprint, compute, unpack
+from .run import Packer, ResultRun, Run, code_fingerprint, compute, plain_parameters, unpack
 from .schema import RunState
-from .store import Completion, Removal, RunRow, Store
+from .encoding import Indexed
+from .store import Appended, Completion, Removal, RunRow, Store
 from .views import check_view_name, display
 
 __all__ = ["Batch", "RunList"]
@@ -229,6 +230,7 @@ class Batch:
             raise BatchNotFound(name, self.store.path, self.store.batch_names())
         self._id = batch_id
         self._classes: dict[str, type[Run]] = {}
+        self._fresh = _Fresh()
 
     # -- adding runs -----------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class Batch:
         the packer encode each level once and make no dict per run.
         """
         rtype = self._register_class(runclass)
-        packed: dict[str, tuple[str, str, str, Any]] = {}
+        packed: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
         pack = Packer(runclass, {})
         with _collector_paused():
             runs = None if levels is None else pack.factorial(levels)
@@ -284,7 +286,7 @@ class Batch:
             self.store.vouch_parameters([(rid, run[2]) for rid, run in packed.items()])
             # The store leaves out, inside its write transaction, the runs the
             # batch holds already (another process may be adding them too).
-            self.store.add_runs(self._id, list(packed.values()))
+            self._fresh.note(self.store.add_runs(self._id, list(packed.values())), packed)
         return list(packed)
 
     def add_resultrun(self, ids: str | Iterable[str],
@@ -578,6 +580,7 @@ class Batch:
                 raise TypeError(f"cannot remove {item!r}: give runs, run ids or positions")
         if self.store.readonly:
             raise ReadOnlyStoreError(self.store.path, "remove runs")
+        self._fresh.clear()  # the runs after those removed move up
         unknown = [rid for rid in ids if not self.store.rows_of(self._id, [rid])]
         if unknown:
             raise RunNotFound(unknown[0], f"batch {self.name!r} of {self.store.path} "
@@ -723,6 +726,7 @@ class Batch:
         finally:
             self._storage_now = self.storage
             self._only = None
+            self._fresh.clear()  # claimed or not, the store tells from now on
 
     def _selected(self, runs: int | Iterable[int]) -> list[int] | None:
         """The positions ``runs`` selects (None: every run), each checked."""
@@ -768,14 +772,41 @@ class Batch:
                                pending=pending)
             else:
                 take_wisdom(self.store.fftw_wisdom() if pending else ())
-                failed = self._drain(lambda after, n: self.store.claim(
-                    self._id, types, n, after, positions=self._only), bar)
+                failed = self._drain(self._serial_claim(types, pending), bar)
                 gained = new_wisdom()
                 if gained:
                     self.store.save_fftw_wisdom(gained)
         self._warn_unknown_types()
         self._report(verbose, before, bar.n, len(failed))
         self._raise_failures(failed)
+
+    def _serial_claim(self, types: list[str], pending: int) -> Any:
+        """The claim of a serial call: ``claim(after, n)`` gives up to ``n`` runs.
+
+        When the runs this object added new to the store are all the
+        batch's pending runs (the usual first call after adding a sweep),
+        they are claimed as this object holds them, without being read back;
+        then, as always, what else is pending in batch order.
+        """
+        fresh = self._fresh.take()
+        if self._only is not None or len(fresh) != pending:
+            return lambda after, n: self.store.claim(self._id, types, n, after,
+                                                     positions=self._only)
+        taken = claimed = 0
+        swept = False
+
+        def claim(after: int, n: int) -> list[RunRow]:
+            nonlocal taken, claimed, swept
+            while taken < len(fresh):
+                rows = self.store.claim_rows(fresh[taken:taken + n])
+                taken += n
+                claimed += len(rows)
+                if rows:
+                    return rows
+            if not swept and claimed < pending:  # some were claimed elsewhere: look again
+                swept, after = True, -1
+            return self.store.claim(self._id, types, n, after)
+        return claim
 
     def _nothing_pending(self, serial: bool) -> None:
         """What a call does when none of its runs is pending, without draining."""
@@ -934,7 +965,10 @@ class Batch:
         computed.clear()
 
     def _compute(self, row: RunRow) -> Completion:
-        return compute(self._classes[row.run_type], row, self.store.allow_pickle, self)
+        cls = self._classes[row.run_type]
+        packed = self._fresh.packed.get(row.id)
+        public = None if packed is None else plain_parameters(cls, row.parameters, packed[3])
+        return compute(cls, row, self.store.allow_pickle, self, public)
 
     def _raise_failures(self, failed: list[str]) -> None:
         if not failed:
@@ -981,6 +1015,47 @@ class Batch:
         counts = self.store.state_counts(self._id)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         return f"<Batch {self.name!r} in {self.store.path}: {summary or 'empty'}>"
+
+
+class _Fresh:
+    """The runs a batch object added new to its store (PENDING), as it made them.
+
+    Kept until the batch is next called, so that a serial call claims them
+    without reading them back (``rows``, made as RUNNING rows), and computes
+    them from their parameters' indexed forms without decoding their
+    documents (``packed``: each run added, as packed, by id; an id stands for
+    its parameters).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[RunRow] = []
+        self.packed: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
+
+    def note(self, appended: Appended,
+             packed: dict[str, tuple[str, str, str, dict[str, Indexed]]]) -> None:
+        """Keep the runs the store has just inserted, new, into the batch."""
+        running, make, first = RunState.RUNNING.value, RunRow._make, appended.first_new
+        if max(appended.keys, default=0) < first:
+            return  # none new: nothing to keep
+        self.rows += [make((position, rid, run[1], run[2], running, key))
+                      for position, rid, key, run in zip(
+                          itertools.count(appended.start), appended.ids, appended.keys,
+                          map(packed.__getitem__, appended.ids)) if key >= first]
+        if self.packed:
+            self.packed.update(packed)
+        else:
+            self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self) -> list[RunRow]:
+        """The rows kept (the runs as packed stay until cleared); none are kept after."""
+        rows, self.rows = self.rows, []
+        return rows
+
+    def clear(self) -> None:
+        self.rows, self.packed = [], {}
 
 
 def _first_line(text: str | None) -> str:

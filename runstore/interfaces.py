@@ -259,8 +259,9 @@ class IRunStore(Interface):
     readonly = Attribute("readonly", "Whether the store refuses writes.")
     arrays = Attribute("arrays", "The IArrayStore holding the side files.")
 
-    def add_runs(batch: int, runs: Any) -> None:
-        """Append runs ``(id, run_type, parameters, indexed)`` to a batch in bulk."""
+    def add_runs(batch: int, runs: Any) -> Any:
+        """Append runs ``(id, run_type, parameters, indexed)`` to a batch in bulk;
+        return what was appended (ids, row keys, positions, which are new)."""
 
     def claim(batch: int, run_types: Any, limit: int, after: int = -1,
               lease: float = 600.0) -> Any:

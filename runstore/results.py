@@ -119,24 +119,31 @@ def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
     rows as the general path.
     """
     values: dict[str, Any] = {}
+    scalars: dict[str, Indexed] = {}
     for key, value in result.items():
         if type(key) is not str or not key.isascii() or "\x00" in key:
             return None
         kind = type(value)
+        # Each value's query row, as indexed() makes it (its canonical JSON
+        # as canonical_json() writes it), without looking up its type again.
         if kind is float:
             if not math.isfinite(value):
                 return None
             value += 0.0  # as encode() does: -0.0 is 0.0
+            scalars[key] = Indexed("float", value, None, float.__repr__(value))
         elif kind is int:
             if not -_INT64 <= value < _INT64:
                 return None
+            scalars[key] = Indexed("int", value, None, int.__repr__(value))
         elif kind is str:
             if not value.isascii():
                 return None
-        elif value is not None and kind is not bool:
+            scalars[key] = Indexed("text", None, value, canonical_json(value))
+        elif value is None or kind is bool:
+            scalars[key] = indexed(value)
+        else:
             return None
         values[key] = value
-    scalars = {key: indexed(value) for key, value in values.items()}
     # As encode() does, the items sorted by their keys' JSON; and the tree's
     # JSON as canonical_json writes it, from the values' JSON in their rows.
     ordered = sorted([(canonical_json(key), key) for key in values])

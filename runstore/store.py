@@ -74,7 +74,8 @@ from .views import (
     parse_kinds,
 )
 
-__all__ = ["Store", "RunRow", "Removal", "Completion", "Adopted", "Reserve", "owner_token", "sqlite_url"]
+__all__ = ["Store", "RunRow", "Appended", "Removal", "Completion", "Adopted", "Reserve",
+           "owner_token", "sqlite_url"]
 
 _STATE_VALUES = {state: state.value for state in RunState}
 _DONE = RunState.DONE
@@ -141,6 +142,20 @@ class RunRow(NamedTuple):
     parameters: str
     state: str
     key: int
+
+
+class Appended(NamedTuple):
+    """What :meth:`Store.add_runs` appended to a batch.
+
+    The run ``ids[i]`` is at position ``start + i`` with row key ``keys[i]``;
+    it was new to the store, so inserted PENDING, if its key is ``first_new``
+    or more.
+    """
+
+    ids: list[str]
+    keys: list[int]
+    start: int
+    first_new: int
 
 
 @dataclass
@@ -603,22 +618,22 @@ class Store:
             return [r[0] for r in conn.exec_driver_sql("SELECT name FROM batches ORDER BY id")]
 
     def add_runs(self, batch: int, runs: Sequence[tuple[str, str, str, dict[str, Indexed]]]
-                 ) -> list[str]:
+                 ) -> Appended:
         """Append runs ``(id, run_type, parameters_json, indexed)`` to a batch.
 
         Runs new to the store are inserted PENDING with their typed
         parameters; runs already stored keep their state and result. Runs
         already in the batch (or given twice) are not appended again; which
         those are is decided inside the write transaction, so processes
-        adding the same runs at once each add them once. Returns the ids
-        appended.
+        adding the same runs at once each add them once. Returns what was
+        appended: the ids, their keys and positions, and which are new.
         """
         first: dict[str, tuple[str, str, str, dict[str, Indexed]]] = {}
         for run in runs:
             first.setdefault(run[0], run)
         runs = list(first.values())
         if not runs:
-            return []
+            return Appended([], [], 0, 0)
         with self._writing("add runs") as conn:
             start: int = conn.exec_driver_sql(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM entries WHERE batch_id = ?",
@@ -652,7 +667,8 @@ class Store:
                 (name, f.kind) for _, _, _, forms in runs for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
-        return [run[0] for run in runs]
+        return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
+                        next_key)
 
     def add_existing(self, batch: int, run_ids: Sequence[str]) -> list[str]:
         """Append runs already in the store to a batch; return the missing ids.
@@ -864,6 +880,37 @@ class Store:
             return self._claim(conn, {keys[rid]: i for i, rid in enumerate(run_ids)
                                       if rid in keys}, lease)
 
+    def claim_rows(self, rows: Sequence[RunRow], lease: float | None = None) -> list[RunRow]:
+        """Atomically move the given runs, those still pending, to RUNNING.
+
+        For runs the caller knows already (a batch that has just added
+        them, which makes their rows as RUNNING ones): the claim reads back
+        only keys and ids, and returns those of the rows given whose runs
+        it claimed.
+        """
+        if not rows:
+            return []
+        keys = [row.key for row in rows]
+        args: tuple[int, ...]
+        if keys[-1] - keys[0] == len(keys) - 1 and keys == sorted(keys):
+            where, args = "key BETWEEN ? AND ?", (keys[0], keys[-1])  # the usual, contiguous keys
+        else:
+            where, args = f"key IN ({','.join('?' * len(keys))})", tuple(keys)
+        with self._writing("run the batch") as conn:
+            claimed = dict(_fetch(
+                conn, "UPDATE runs SET state = 'running', owner = ?, lease_expires = ?, "
+                "attempts = attempts + 1, host = ?, pid = ? "
+                f"WHERE {where} AND state = 'pending' RETURNING key, id",
+                (self.owner, clock() + (lease or self.lease), socket.gethostname(),
+                 os.getpid(), *args)))
+            self._hold(list(claimed))  # before the claim commits (see _claim)
+        wanted = {row.key: row.id for row in rows}
+        # A key whose id is not the one given was deleted and then reused: give it back.
+        strangers = [key for key, rid in claimed.items() if wanted[key] != rid]
+        if strangers:
+            self.release_runs(strangers)
+        return [row for row in rows if claimed.get(row.key) == row.id]
+
     def _claim(self, conn: sa.Connection, positions: dict[int, int],
                lease: float | None) -> list[RunRow]:
         if not positions:
@@ -1004,9 +1051,7 @@ class Store:
         versions = (_runstore_version(), sys.version.split()[0])
         try:
             with self._writing("store results") as conn:
-                states = _states_of(conn, [c.run_key for c in completions])
-                taken = [c for c in completions if states.get(c.run_key) in _OPEN]
-                _record_outcomes(conn, taken, filename, versions)
+                taken, closed = _record_outcomes(conn, completions, filename, versions)
                 self._record_scalars(conn, taken, batch)
         except Exception as exc:
             if filename is not None and not _environmental(exc):
@@ -1014,8 +1059,7 @@ class Store:
             raise
         if filename is not None and not any(c.arrays for c in taken):
             self.arrays.remove(filename)  # no committed row points into it
-        return len(taken), [c.run_id for c in completions
-                            if states.get(c.run_key) in _CLOSED]
+        return len(taken), [c.run_id for c in completions if c.run_key in closed]
 
     def _write_arrays(self, arrays: dict[str, dict[str, np.ndarray]],
                       infos: dict[str, RunInfo], storage: ArrayOptions | None) -> str:
@@ -1596,39 +1640,57 @@ def _other_batches(conn: sa.Connection, batch: int) -> list[int]:
     return [r[0] for r in conn.exec_driver_sql("SELECT id FROM batches WHERE id != ?", (batch,))]
 
 
-def _record_outcomes(conn: sa.Connection, taken: Sequence[Completion], filename: str | None,
-                     versions: tuple[str, str]) -> None:
-    """Write the outcomes of runs into their rows (RUNNING or PENDING ones only).
+def _record_outcomes(conn: sa.Connection, completions: Sequence[Completion],
+                     filename: str | None, versions: tuple[str, str]
+                     ) -> tuple[list[Completion], set[int]]:
+    """Write the outcomes of runs into their rows, RUNNING or PENDING ones only.
+
+    Returns the completions recorded, and the keys of the runs not recorded
+    because they are DONE or FAILED already.
 
     The common outcome, a result without arrays computed by this process,
-    has a statement of its own that binds only what varies from run to run:
-    binding the rest, NULL or unchanged, took a quarter of the time.
+    has statements of their own: each updates many rows from a list of
+    values, binds only what varies from run to run (binding the rest, NULL
+    or unchanged, took a quarter of the time), and returns the keys of the
+    rows it updated, so that their states need not be read first.
     """
     done = _DONE
-    plain = [c for c in taken if c.state is done and not c.arrays and c.host is None
+    plain = [c for c in completions if c.state is done and not c.arrays and c.host is None
              and c.pid is None]
-    if len(plain) < len(taken):
-        chosen = {id(c) for c in plain}
-        _executemany(
-            conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
-            "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
-            "finished_at = ?, runtime = ?, code_fingerprint = ?, "
-            "runstore_version = ?, python_version = ?, owner = NULL, "
-            "lease_expires = NULL, result_origin = NULL, "
-            "host = COALESCE(?, host), pid = COALESCE(?, pid) "
-            "WHERE key = ? AND state IN ('running', 'pending')",
-            [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
-              c.error_type, c.error_message, c.traceback, c.started_at,
-              c.finished_at, c.runtime, c.code_fingerprint, *versions,
-              c.host, c.pid, c.run_key) for c in taken if id(c) not in chosen])
+    others = [c for c in completions if c.state is not done or c.arrays or c.host is not None
+              or c.pid is not None] if len(plain) < len(completions) else []
+    states = _states_of(conn, [c.run_key for c in others])
+    taken = [c for c in others if states.get(c.run_key) in _OPEN]
     _executemany(
-        conn, "UPDATE runs SET state = 'done', result = ?, array_file = NULL, "
-        "error_type = NULL, error_message = NULL, traceback = NULL, started_at = ?, "
-        "finished_at = ?, runtime = ?, code_fingerprint = ?, runstore_version = ?, "
-        "python_version = ?, owner = NULL, lease_expires = NULL, result_origin = NULL "
+        conn, "UPDATE runs SET state = ?, result = ?, array_file = ?, "
+        "error_type = ?, error_message = ?, traceback = ?, started_at = ?, "
+        "finished_at = ?, runtime = ?, code_fingerprint = ?, "
+        "runstore_version = ?, python_version = ?, owner = NULL, "
+        "lease_expires = NULL, result_origin = NULL, "
+        "host = COALESCE(?, host), pid = COALESCE(?, pid) "
         "WHERE key = ? AND state IN ('running', 'pending')",
-        [(c.result_json, c.started_at, c.finished_at, c.runtime, c.code_fingerprint,
-          *versions, c.run_key) for c in plain])
+        [(_STATE_VALUES[c.state], c.result_json, filename if c.arrays else None,
+          c.error_type, c.error_message, c.traceback, c.started_at,
+          c.finished_at, c.runtime, c.code_fingerprint, *versions,
+          c.host, c.pid, c.run_key) for c in taken])
+    updated: set[int] = set()
+    for chunk in _chunks(plain):
+        rows = ",".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+        updated.update(key for (key,) in _fetch(
+            conn, "UPDATE runs SET state = 'done', result = v.column2, array_file = NULL, "
+            "error_type = NULL, error_message = NULL, traceback = NULL, "
+            "started_at = v.column3, finished_at = v.column4, runtime = v.column5, "
+            "code_fingerprint = v.column6, runstore_version = ?, python_version = ?, "
+            "owner = NULL, lease_expires = NULL, result_origin = NULL "
+            f"FROM (VALUES {rows}) AS v WHERE runs.key = v.column1 "
+            "AND runs.state IN ('running', 'pending') RETURNING key",
+            (*versions, *[value for c in chunk for value in (
+                c.run_key, c.result_json, c.started_at, c.finished_at, c.runtime,
+                c.code_fingerprint)])))
+    taken += [c for c in plain if c.run_key in updated]
+    if len(updated) < len(plain):  # done or failed already, or deleted
+        states.update(_states_of(conn, [c.run_key for c in plain if c.run_key not in updated]))
+    return taken, {key for key, state in states.items() if state in _CLOSED}
 
 
 def _result_kinds(completions: Sequence[Completion]) -> set[tuple[str, str]]:

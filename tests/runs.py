@@ -374,3 +374,10 @@ class Where(runstore.Run):
 def slurm_job_and_pid() -> tuple[str, int]:
     """Where an engine runs: its SLURM job ('' outside one) and its process id."""
     return os.environ.get("SLURM_JOB_ID", ""), os.getpid()
+
+
+class Positioned(runstore.Run):
+    """Returns where it is in its batch and what it was given."""
+
+    def run(self, A=0, B="b"):
+        return {"index": self.index, "A": A, "B": B, "seen": repr(self.parameters)}

@@ -441,3 +441,44 @@ def test_calling_a_batch_with_runs_computes_those_only_batchpy_s_order(in_tmp):
     assert states == ["failed", "failed", "done"]
     assert flaky.store.run_record(flaky.run[1].id)["attempts"] == 1  # not retried
     assert flaky.store.run_record(flaky.run[0].id)["attempts"] == 2
+
+
+def test_runs_just_added_are_computed_where_they_are_with_their_parameters(tmp_path):
+    from .runs import Positioned
+
+    batch = Batch("fresh", path=tmp_path)
+    batch.add_factorial_runs(Positioned, {"A": [1, 2, 3], "B": ["x", "y"]})
+    batch.add_factorial_runs(Positioned, {"A": [3, 4], "B": ["y", "z"]})  # (3, 'y') again
+    batch(verbose=0)
+    expected = [(a, b) for a in [1, 2, 3] for b in "xy"] + [(3, "z"), (4, "y"), (4, "z")]
+    assert [(r.result["A"], r.result["B"]) for r in batch.run] == expected
+    assert [r.result["index"] for r in batch.run] == list(range(len(expected)))
+    assert batch.run[0].result["seen"] == repr({"A": 1, "B": "x"})  # the signature's order
+    again = Batch("fresh", path=tmp_path)  # read back from the store: the same parameters
+    assert [r.parameters for r in again.run] == [{"A": a, "B": b} for a, b in expected]
+
+
+def test_runs_just_added_that_another_process_claimed_are_left_to_it(tmp_path):
+    from .runs import Positioned
+
+    batch = Batch("fresh", path=tmp_path)
+    batch.add_factorial_runs(Positioned, {"A": list(range(10))})
+    other = runstore.Store(batch.store.path)
+    taken = other.claim(batch._id, [f"{Positioned.__module__}.Positioned"], 3, after=4)
+    batch(verbose=0)
+    states = [r.state for r in batch.run]
+    assert states == ["done"] * 5 + ["running"] * 3 + ["done"] * 2
+    assert [r.result["index"] for r in batch.run if r.state == "done"] == [0, 1, 2, 3, 4, 8, 9]
+    other.complete([runstore.run.compute(Positioned, row, False) for row in taken])
+    assert [r.result["A"] for r in Batch("fresh", path=tmp_path).run] == list(range(10))
+    other.close()
+
+
+def test_removing_runs_forgets_the_positions_of_those_just_added(tmp_path):
+    from .runs import Positioned
+
+    batch = Batch("fresh", path=tmp_path)
+    batch.add_factorial_runs(Positioned, {"A": list(range(4))})
+    batch.remove([0])
+    batch(verbose=0)
+    assert [(r.result["A"], r.result["index"]) for r in batch.run] == [(1, 0), (2, 1), (3, 2)]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
 
 import runstore
 from runstore import Batch
 from runstore.errors import RunError
 
 from .runs import Echo, ExampleRun
+from .strategies import values
 
 
 def test_the_same_run_of_the_same_batch_is_equal_however_it_was_reached(in_tmp):
@@ -142,3 +144,20 @@ def test_a_factorial_design_that_cannot_take_the_fast_way_is_packed_run_by_run(l
     from runstore.run import Packer
 
     assert Packer(_Private, {}).factorial(levels) is None
+
+
+@given(values)
+@settings(max_examples=300, deadline=None)
+def test_parameters_read_off_their_forms_are_those_decoding_gives(value):
+    from runstore.run import pack, plain_parameters, unpack
+
+    _, document, forms = pack(Echo, {"i": 1, "x": value})
+    read = plain_parameters(Echo, document, forms)
+    public, private = unpack(document, import_code=True)
+    if value is None or type(value) in (bool, str) or (
+            type(value) is int and -2**63 <= value < 2**63):
+        assert read is not None  # a plain value: no decoding
+    if read is not None:
+        assert list(read) == ["i", "x"] and not private
+        assert read == public and [type(v) for v in read.values()] == [
+            type(public[k]) for k in read]

@@ -242,3 +242,39 @@ def test_runs_added_again_are_found_by_a_scan_or_by_lookups_alike(tmp_path, agai
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == len(expected)
     store.close()
+
+
+def test_a_claim_of_known_rows_takes_only_those_still_pending_and_theirs(tmp_path):
+    batch = Batch("known", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": list(range(6))})
+    store = batch.store
+    rows = store.rows(batch._id)
+    (first,) = store.claim_ids([rows[0].id])  # claimed already: not taken again
+    stranger = rows[1]._replace(id="f" * 40)  # its key holds another run now
+    claimed = store.claim_rows([rows[0], stranger, *rows[2:]])
+    assert [row.id for row in claimed] == [row.id for row in rows[2:]]
+    assert store.states([row.id for row in rows]) == {
+        rows[0].id: "running", rows[1].id: "pending",
+        **{row.id: "running" for row in rows[2:]}}
+    store.release_runs([first.key, *(row.key for row in claimed)])
+    spread = store.claim_rows([rows[1], rows[3], rows[5]])  # keys not contiguous
+    assert [row.key for row in spread] == [rows[1].key, rows[3].key, rows[5].key]
+
+
+def test_plain_results_recorded_twice_are_recorded_once_with_a_warning(tmp_path):
+    from runstore.errors import DuplicateResultWarning
+    from runstore.run import compute
+
+    batch = Batch("twice", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": list(range(4)), "B": [2]})
+    store = batch.store
+    rows = store.claim(batch._id, [f"{Sweep.__module__}.Sweep"], 4)
+    outcomes = [compute(Sweep, row, False) for row in rows]
+    assert store.complete(outcomes[:2], batch._id) == 2
+    with pytest.warns(DuplicateResultWarning):
+        assert store.complete(outcomes, batch._id) == 2  # the other two
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT count(*) FROM result_values").fetchone() == (4,)
+        assert db.execute("SELECT DISTINCT state, owner FROM runs").fetchall() == [
+            ("done", None)]
+    assert [r.result["val"] for r in batch.run] == [0, 2, 4, 6]
