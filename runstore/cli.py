@@ -11,6 +11,7 @@ and with which exit code, :mod:`runstore.exitcodes`'.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,13 +177,16 @@ def status(store: str | None) -> None:
               help="Worker processes to run on this host.")
 @click.option("--import", "modules", multiple=True, metavar="MODULE",
               help="Import MODULE first (for run classes its name does not locate).")
-@click.option("-v", "--verbose", is_flag=True, help="Show progress and skipped runs.")
+@click.option("-v", "--verbose", is_flag=True, help="Show a progress bar per batch.")
 def worker(store: str | None, batch_name: str | None, processes: int,
            modules: tuple[str, ...], verbose: bool) -> None:
     """Compute STORE's pending runs until none is left, beside other workers.
 
     Run classes are imported by the module path the store names (this is the
-    step that allows importing code; opening a store never does).
+    step that allows importing code; opening a store never does), from the
+    installed packages, PYTHONPATH and, after them, the current folder. Runs
+    whose class cannot be imported are left pending, and the worker ends with
+    an error saying so.
     """
     import importlib
 
@@ -191,6 +195,9 @@ def worker(store: str | None, batch_name: str | None, processes: int,
 
     found = target(store)
     store, batch_name = found.path, batch_name or found.batch
+    # As `python script.py` finds the modules beside it: last, shadowing nothing installed.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     for module in modules:  # told here in one line, not from inside a worker process
         try:
             importlib.import_module(module)
@@ -199,11 +206,12 @@ def worker(store: str | None, batch_name: str | None, processes: int,
                           "that it can be imported from here (its folder on PYTHONPATH)",
                           ExitCode.UNAVAILABLE) from None
     before = _states(store, batch_name)
+    skipped: dict[str, str] = {}
     try:
         if processes > 1:
             work_in_processes(store, processes, batch_name, modules)
         else:
-            work(store, batch_name, modules, verbose=int(verbose))
+            work(store, batch_name, modules, verbose=int(verbose), skipped=skipped)
     except KeyboardInterrupt:
         after = _states(store, batch_name)
         raise KeyboardInterrupt(
@@ -212,6 +220,9 @@ def worker(store: str | None, batch_name: str | None, processes: int,
     after = _states(store, batch_name)
     count = sum(after.get(s, 0) - before.get(s, 0) for s in ("done", "failed"))
     click.echo(summary(before, max(0, count), pending=after.get("pending", 0)))
+    if skipped and after.get("pending", 0):
+        raise Failure(f"{after['pending']} runs left pending: {next(iter(skipped.values()))}",
+                      ExitCode.UNAVAILABLE)
 
 
 def _states(store: str, batch_name: str | None) -> dict[str, int]:

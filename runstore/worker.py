@@ -88,20 +88,22 @@ def _registered(name: str) -> type[Run] | None:
 
 
 def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
-         verbose: int = 0) -> dict[str, int]:
+         verbose: int = 0, skipped: dict[str, str] | None = None) -> dict[str, int]:
     """Compute pending runs of a store until none this worker can compute is left.
 
     Returns the number of runs computed per batch. Runs whose class cannot be
-    imported are left pending (a message says why); failed runs are recorded
-    as failed and the worker goes on.
+    imported are left pending: a line on standard error says why, once per
+    run type, and ``skipped`` (if given) maps each such type to the reason.
+    Failed runs are recorded as failed and the worker goes on.
     """
     store = Store(path)
     computed: dict[str, int] = {}
+    skipped = {} if skipped is None else skipped
     try:
         while True:  # each batch call keeps its leases alive while it computes
             progress = 0
             for name in [batch] if batch else store.batch_names():
-                progress += _drain_batch(store, name, modules, verbose, computed)
+                progress += _drain_batch(store, name, modules, verbose, computed, skipped)
             released = store.recover()  # runs of workers that died return to pending
             if not progress and not released:
                 return computed
@@ -110,7 +112,7 @@ def work(path: str, batch: str | None = None, modules: Sequence[str] = (),
 
 
 def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
-                 computed: dict[str, int]) -> int:
+                 computed: dict[str, int], skipped: dict[str, str]) -> int:
     target = Batch(name, store=store)
     target._summarize = False  # the worker sums its calls up in one line of its own
     # Only run types the store's own runs name: an imported run's type names a
@@ -119,8 +121,10 @@ def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
         try:
             target._classes[rtype] = import_run_class(rtype, modules)
         except WorkerError as exc:
-            if verbose:
-                print(f"runstore worker: skipping runs of {rtype}: {exc}", flush=True)
+            if rtype not in skipped:
+                print(f"runstore worker: skipping runs of {rtype}: {exc}", file=sys.stderr,
+                      flush=True)
+            skipped[rtype] = str(exc)
     if not target._classes:
         return 0
     before = store.state_counts(target._id).get("pending", 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -129,3 +130,47 @@ def test_runs_of_other_hosts_return_to_pending_only_when_their_lease_expires(tmp
     reopened.add_factorial_runs(Sweep, {"A": [1, 2]})
     reopened(verbose=0)
     assert [r.state for r in reopened.run] == ["done", "running"]  # a live lease holds
+
+
+MODULE = """
+import runstore
+
+class Beside(runstore.Run):
+    def run(self, x=0):
+        return {"y": 2 * x}
+"""
+
+MAKER = """
+from beside import Beside
+import runstore
+batch = runstore.Batch("beside")
+batch.add_factorial_runs(Beside, {"x": [1, 2, 3]})
+"""
+
+
+def test_the_installed_worker_imports_modules_beside_it_and_says_when_it_cannot(tmp_path):
+    # The console script, as a user types it: unlike `python -m`, it does not put
+    # the current folder on sys.path itself.
+    command = shutil.which("runstore")
+    assert command is not None, "pip install -e . installs the runstore command"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    (tmp_path / "beside.py").write_text(MODULE)
+    subprocess.run([sys.executable, "-c", MAKER], cwd=tmp_path, env=env, check=True)
+    (tmp_path / "beside.py").rename(tmp_path / "elsewhere.py")
+    gone = subprocess.run([command, "worker"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert gone.returncode == 7, gone
+    lines = gone.stderr.splitlines()
+    assert lines[0].startswith("runstore worker: skipping runs of beside.Beside: cannot "
+                               "import the run class beside.Beside"), lines
+    assert lines[-1].startswith("runstore: error: 3 runs left pending: cannot import"), lines
+    assert len(lines) == 2 and "Traceback" not in gone.stderr
+    (tmp_path / "elsewhere.py").rename(tmp_path / "beside.py")
+    done = subprocess.run([command, "worker"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done
+    assert done.stdout.strip() == "0 of 3 runs from the store, 3 computed"
+    with sqlite3.connect(tmp_path / "_res" / "beside.db") as db:
+        assert sorted(db.execute("SELECT state, result FROM runs")) == [
+            ("done", '["dict",[["y",2]]]'), ("done", '["dict",[["y",4]]]'),
+            ("done", '["dict",[["y",6]]]')]
