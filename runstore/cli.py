@@ -425,15 +425,16 @@ def _flat(result: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 @main.command(epilog=STORE_HELP)
-@click.argument("store")
+@click.argument("store", required=False)
 @click.argument("query", required=False)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
-def sql(store: str, query: str | None, as_csv: bool) -> None:
+def sql(store: str | None, query: str | None, as_csv: bool) -> None:
     """Run a read-only SQL QUERY on STORE and print the rows.
 
     Each batch is a view named after it, with a row per run and a column per
     parameter and scalar result. Without QUERY, list the views and their columns;
-    QUERY '-' reads the query from standard input.
+    QUERY '-' reads the query from standard input. A single argument that is
+    '-' or holds a space is the QUERY, on the store found here.
 
     \b
     Example:
@@ -445,6 +446,9 @@ def sql(store: str, query: str | None, as_csv: bool) -> None:
 
     from .storefile import reading_uri, survey_path
 
+    if query is None and store is not None and (store == "-" or any(
+            c.isspace() for c in store)):
+        store, query = None, store
     store = target(store).path
     if query == "-":
         query = click.get_text_stream("stdin").read()
@@ -793,7 +797,8 @@ def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
     with output(out, binary=True) as f:
         panels[0].figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
     lines = sum(len(panel.get_lines()) for panel in panels)
-    shown = f" in {len(panels)} panels" if col or row else ""
+    shown = (f" in {len(panels)} panel{'' if len(panels) == 1 else 's'}" if col or row
+             else "")
     tell(f"wrote {_named(out)} ({lines} lines{shown})", out != "-")
     opened.close()
 

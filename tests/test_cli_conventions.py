@@ -212,6 +212,12 @@ def test_dash_is_standard_output_and_input(project):
     assert image.returncode == 0 and image.stdout[:8] == b"\x89PNG\r\n\x1a\n"
     query = runstore_cli("sql", "example", "-", stdin=b"select count(*) as n from example")
     assert query.stdout.decode().split() == ["n", "8"]
+    # One argument that is '-' or holds a space is the query, on the store found here.
+    query = runstore_cli("sql", "-", stdin=b"select count(*) as n from example")
+    assert query.returncode == 0 and query.stdout.decode().split() == ["n", "8"]
+    query = runstore_cli("sql", "select max(A) as m from example")
+    assert query.returncode == 0 and query.stdout.decode().split() == ["m", "4"]
+    assert runstore_cli("sql").stdout.decode().startswith("example: id, position")
 
 
 def test_schema_shows_parameters_levels_and_result_shapes(tmp_path, monkeypatch):
