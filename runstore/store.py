@@ -1489,14 +1489,18 @@ class Store:
 
         The rows are computed from the tables, by the same SELECT the view
         holds, built here: a file's views are never read (one that runstore
-        did not write may say anything, or never end).
+        did not write may say anything, or never end). A column that holds
+        only booleans (0 and 1 in SQL) gives False and True.
         """
         with self._reading() as conn:
             select = batch_select(conn, batch)
+            flags = [label for label, _, _, kinds in batch_columns(conn, batch)
+                     if kinds == {"bool"}]
             if run_ids is None:
                 result = conn.exec_driver_sql(select + " ORDER BY e.position")
-                return list(result.keys()), [tuple(row) for row in result]
-            columns: list[str] = []
+                columns = list(result.keys())
+                return columns, _as_bools(columns, flags, [tuple(row) for row in result])
+            columns = []
             rows: list[tuple[Any, ...]] = []
             for chunk in _chunks(run_ids):
                 result = conn.exec_driver_sql(
@@ -1506,7 +1510,7 @@ class Store:
             if not columns:
                 columns = list(conn.exec_driver_sql(select + " LIMIT 0").keys())
             at = columns.index("position")
-            return columns, sorted(rows, key=lambda row: row[at])
+            return columns, _as_bools(columns, flags, sorted(rows, key=lambda row: row[at]))
 
     def view_columns(self, batch: int) -> list[tuple[str, str, str, frozenset[str]]]:
         """The ``(label, source, name, kinds)`` of a batch's parameter and result columns."""
@@ -1797,6 +1801,22 @@ def _fetch(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[A
 _position = attrgetter("position")
 
 _T = TypeVar("_T")
+
+
+def _as_bools(columns: list[str], flags: list[str], rows: list[tuple[Any, ...]]
+              ) -> list[tuple[Any, ...]]:
+    """The rows with the view's 0 and 1 of columns holding only booleans as False and True."""
+    at = [columns.index(label) for label in flags if label in columns]
+    if not at:
+        return rows
+    out = []
+    for row in rows:
+        cells = list(row)
+        for i in at:
+            if cells[i] is not None:
+                cells[i] = bool(cells[i])
+        out.append(tuple(cells))
+    return out
 
 
 def _chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:

@@ -274,6 +274,22 @@ def test_floats_read_as_floats_and_counts_agree_in_number(tmp_path, monkeypatch)
         "shape", "(3,),", "1", "run"]
 
 
+def test_booleans_read_as_booleans_and_filter_as_shown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from .runs import Anything
+
+    batch = runstore.Batch("flags")
+    batch.add_factorial_runs(Anything, {"on": [True, False], "x": [1, 2]})
+    batch(verbose=0)
+    batch.store.close()
+    rows = [row.split() for row in invoke("runs", "flags").stdout.splitlines()]
+    at = rows[0].index("on")
+    assert [row[at] for row in rows[1:5]] == ["True", "True", "False", "False"]
+    shown = [row.split() for row in invoke("runs", "flags", "on=False").stdout.splitlines()]
+    assert [row[at] for row in shown[1:-1]] == ["False", "False"] and shown[-1] == ["(2", "runs)"]
+    assert "on=False" in invoke("plot", "--x", "x", "--y", "x", "-o", "p.png").stderr
+
+
 @pytest.mark.parametrize("command", sorted(main.commands))
 def test_help_is_formatted_by_click(command):
     result = invoke(command, "--help")
