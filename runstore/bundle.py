@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import RunInfo
-from .batch import Batch
+from .batch import Batch, check_batch_name
 from .encoding import canonical_json, indexed, stored_array
 from .errors import (ArrayFileError, BundleError, CustomIdRefusedError, DecodingError,
                      ReadOnlyStoreError, RunNotFound, UnsafeArrayFileError)
@@ -167,6 +167,8 @@ def import_bundle(path: str | os.PathLike[str], store: Store | str | os.PathLike
     ``trust=True`` trusts the whole bundle: only for files whose author you
     trust.
     """
+    if batch is not None:
+        check_batch_name(batch)  # before a store is created for it
     source = open_bundle(path)
     target = store if isinstance(store, Store) else Store(store)
     try:
@@ -183,6 +185,8 @@ def import_runs(source: Batch, store: Store, batch: str | None = None,
 
     See :func:`import_bundle`, which applies it to a bundle (and for ``trust``).
     """
+    if batch is not None:
+        check_batch_name(batch)  # before anything is opened or written
     if store.readonly:
         raise ReadOnlyStoreError(store.path, "import runs")
     if os.path.abspath(source.store.path) == os.path.abspath(store.path):

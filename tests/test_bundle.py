@@ -137,6 +137,19 @@ def test_importing_a_bundle_adds_its_runs_once(shared, tmp_path):
     assert store.check().ok
 
 
+def test_an_import_into_a_batch_no_one_could_open_is_refused_before_anything_is_written(
+        shared, tmp_path):
+    from runstore.errors import BatchNameError
+
+    shared.export(tmp_path / "b")
+    for name in ("bad name/..", "<script>", "", "."):
+        with pytest.raises(BatchNameError, match="invalid batch name"):
+            runstore.import_bundle(tmp_path / "b", tmp_path / "new.db", name)
+    assert not (tmp_path / "new.db").exists()
+    runstore.import_bundle(tmp_path / "b", tmp_path / "new.db", "other-name.1")
+    assert Batch("other-name.1", store=runstore.Store(tmp_path / "new.db")).run[0].done
+
+
 def test_imported_results_complete_pending_runs_and_are_not_computed_again(shared, tmp_path):
     shared.export(tmp_path / "b")
     mine = Batch("mine", store=tmp_path / "mine.db")
