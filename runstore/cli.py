@@ -54,16 +54,47 @@ def target(store: str | None, must_exist: bool = True) -> Target:
 
 @contextlib.contextmanager
 def output(path: str, binary: bool = False) -> Iterator[IO[Any]]:
-    """The file to write, or standard output for '-'; a file that cannot be opened is told."""
+    """The file to write, or standard output for '-'; a file that cannot be opened is told.
+
+    The file is written beside ``path`` under a hidden name and renamed to it
+    once complete: a failure (a full disk) leaves no partial file, and an
+    existing file at ``path`` as it was.
+    """
+    import errno
+
     if path == "-":
         yield click.get_binary_stream("stdout") if binary else click.get_text_stream("stdout")
         return
+    target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # /dev/null, a FIFO, a terminal: written where it is, never replaced.
+        try:
+            f = open(path, "wb" if binary else "w", newline=None if binary else "")
+        except OSError as exc:
+            raise Failure(os_error(exc, "write"), ExitCode.OS_ERROR) from None
+        with f:
+            yield f
+        return
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        f = open(path, "wb" if binary else "w", newline=None if binary else "")
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        f = open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666),
+                 "wb" if binary else "w", newline=None if binary else "")
     except OSError as exc:
+        exc.filename = path  # the name the user gave, not the hidden one
         raise Failure(os_error(exc, "write"), ExitCode.OS_ERROR) from None
-    with f:
-        yield f
+    try:
+        with f:
+            yield f
+        os.replace(part, target)
+    except BaseException as exc:
+        part.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise Failure(f"cannot write {path}: {exc.strerror}; nothing was written there. "
+                          "Free some space, or give a path on another disk",
+                          ExitCode.OS_ERROR) from None
+        raise
 
 
 def _named(path: str) -> str:

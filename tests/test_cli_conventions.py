@@ -220,6 +220,35 @@ def test_dash_is_standard_output_and_input(project):
     assert runstore_cli("sql").stdout.decode().startswith("example: id, position")
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 8 KiB filesystem (tmpfs), to fill."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_leaves_no_partial_file_and_an_old_one_as_it_was(project, tiny_disk):
+    (tiny_disk / "kept.svg").write_text("an earlier figure")
+    for args, name in [(("plot", "--x", "A", "--y", "val", "--hue", "operator"), "kept.svg"),
+                       (("plot", "--x", "A", "--y", "val", "--hue", "operator"), "new.svg")]:
+        done = runstore_cli(*args, "-o", str(tiny_disk / name))
+        assert_one_line(done, ExitCode.OS_ERROR)
+        err = done.stderr.decode()
+        assert f"cannot write {tiny_disk / name}: No space left on device" in err, err
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["kept.svg"]
+    assert (tiny_disk / "kept.svg").read_text() == "an earlier figure"
+    done = runstore_cli("export", "--csv", str(tiny_disk / "small.csv"))
+    assert done.returncode == 0 and (tiny_disk / "small.csv").read_text().count("\n") == 9
+    assert runstore_cli("export", "--csv", "/dev/null").returncode == 0
+    assert Path("/dev/null").is_char_device()
+
+
 def test_schema_shows_parameters_levels_and_result_shapes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from .runs import Arrays, ExampleRun
