@@ -502,7 +502,10 @@ def sql(store: str | None, query: str | None, as_csv: bool) -> None:
         columns = [d[0] for d in cursor.description or []]
         echo_table(columns, [tuple(row) for row in cursor.fetchall()], as_csv, full_ids=True)
     except sqlite3.Error as exc:
-        raise click.ClickException(_sql_error(exc, store)) from None
+        text = str(exc)
+        code = (ExitCode.REFUSED if "readonly" in text or "not authorized" in text
+                else ExitCode.FAILED if "interrupted" in text else ExitCode.USAGE)
+        raise Failure(_sql_error(exc, store), code) from None
     finally:
         conn.close()
 
@@ -521,18 +524,18 @@ def _sql_error(exc: Exception, store: str) -> str:
     """What to tell about a failed `runstore sql` statement."""
     from .guard import query_time_limit
 
-    text = str(exc)
+    text = str(exc).rstrip(".")
     if "interrupted" in text:
         return (f"SQL error: the query took longer than {query_time_limit():g} s and was "
                 "stopped. If the query is right, the file may be hostile or damaged (its "
                 "views may never end); for a large file you trust, raise the limit with "
                 "RUNSTORE_QUERY_TIME_LIMIT=SECONDS")
     if "readonly" in text or "not authorized" in text:
-        return (f"SQL error: {exc}. `runstore sql` only reads: writes, ATTACH/DETACH, "
+        return (f"SQL error: {text}. `runstore sql` only reads: writes, ATTACH/DETACH, "
                 "pragmas that change settings and extensions are refused. Change runs with "
                 "runstore's Python API (Run.clear, Batch(...)) so that ids and files stay "
                 "consistent")
-    return (f"SQL error: {exc}. `runstore sql {store}` lists the batch views and their "
+    return (f"SQL error: {text}. `runstore sql {store}` lists the batch views and their "
             "columns; the tables are described in the SQL how-to.")
 
 

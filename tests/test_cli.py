@@ -201,7 +201,7 @@ def test_show_refuses_unknown_and_ambiguous_ids(example_store):
 
 def test_sql_only_reads(example_store):
     result = runstore_cli("sql", "_res/example.db", "delete from runs")
-    assert result.returncode == 1
+    assert result.returncode == 5  # refused
     assert "only reads" in result.stderr and "Traceback" not in result.stderr
     assert len(runstore.Batch("example", store="_res/example.db").run) == 16
     result = runstore_cli("sql", "_res/example.db", "select count(*) as n from runs", "--csv")

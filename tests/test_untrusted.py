@@ -594,7 +594,7 @@ def test_runstore_sql_only_reads(query, made, tmp_path):
     db = one_run_bundle(tmp_path)
     before = digest(db)
     out = cli(tmp_path, "sql", str(db), query)
-    assert out.returncode == 1, out.stdout
+    assert out.returncode in (2, 5), out.stdout  # a statement refused, or one that fails
     assert "only reads" in out.stderr or "SQL error" in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "made"]
     assert digest(db) == before
