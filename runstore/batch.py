@@ -1046,9 +1046,6 @@ class _Fresh:
         else:
             self.packed = packed
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def take(self) -> list[RunRow]:
         """The rows kept (the runs as packed stay until cleared); none are kept after."""
         rows, self.rows = self.rows, []

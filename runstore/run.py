@@ -90,15 +90,21 @@ def _signature_defaults(cls: type[Run]) -> tuple[dict[str, Any], bool]:
     return defaults, var_kw
 
 
+def _signature_order(cls: type[Run]) -> list[str]:
+    """The parameter names of ``cls.run`` in the order of its signature (kept per class)."""
+    order = _ORDERS.get(cls)
+    if order is None:
+        order = _ORDERS[cls] = list(signature_defaults(cls)[0])
+    return order
+
+
 def _in_signature_order(cls: type[Run], public: dict[str, Any]) -> dict[str, Any]:
     """The parameters in the order of the signature of ``cls.run``, then the others.
 
     Most often they are in that order already (the document sorts them by
     name, and signatures often do too): then they are returned as they are.
     """
-    order = _ORDERS.get(cls)
-    if order is None:
-        order = _ORDERS[cls] = list(signature_defaults(cls)[0])
+    order = _signature_order(cls)
     if list(public) == order:
         return public
     return {**{k: public[k] for k in order if k in public}, **public}
@@ -406,9 +412,7 @@ def plain_parameters(cls: type[Run], document: str, forms: Mapping[str, Indexed]
     """
     if not document.startswith('{"values":'):  # the other keys sort before it
         return None
-    order = _ORDERS.get(cls)
-    if order is None:
-        order = _ORDERS[cls] = list(signature_defaults(cls)[0])
+    order = _signature_order(cls)
     if len(order) != len(forms):
         return None
     public: dict[str, Any] = {}

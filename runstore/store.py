@@ -1659,10 +1659,11 @@ def _record_outcomes(conn: sa.Connection, completions: Sequence[Completion],
     rows it updated, so that their states need not be read first.
     """
     done = _DONE
-    plain = [c for c in completions if c.state is done and not c.arrays and c.host is None
-             and c.pid is None]
-    others = [c for c in completions if c.state is not done or c.arrays or c.host is not None
-              or c.pid is not None] if len(plain) < len(completions) else []
+    plain: list[Completion] = []
+    others: list[Completion] = []
+    for c in completions:
+        (plain if c.state is done and not c.arrays and c.host is None and c.pid is None
+         else others).append(c)
     states = _states_of(conn, [c.run_key for c in others])
     taken = [c for c in others if states.get(c.run_key) in _OPEN]
     _executemany(
