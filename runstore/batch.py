@@ -195,6 +195,8 @@ class Batch:
     #: Whether a call (with ``verbose``) ends with its one-line summary; a
     #: standalone worker, which calls its batches many times, says its own.
     _summarize = True
+    #: Runs recorded (done or failed) by this object's calls: what a worker counts.
+    _recorded = 0
 
     def __init__(self, name: str, path: str | os.PathLike[str] = "", saveresult: bool = True,
                  store: Store | str | os.PathLike[str] | None = None,
@@ -958,6 +960,7 @@ class Batch:
         """Record computed runs; they are no longer this call's to give back."""
         done = [c for c in computed if c.state is not _FAILED]
         self.store.complete(computed, self._id, self._storage_now)
+        self._recorded += len(computed)
         if failed is not None:  # runs whose results could not be stored failed
             failed += [c.run_id for c in done if c.state is _FAILED]
         for completion in computed:

@@ -240,17 +240,17 @@ def worker(store: str | None, batch_name: str | None, processes: int,
     skipped: dict[str, str] = {}
     try:
         if processes > 1:
-            work_in_processes(store, processes, batch_name, modules)
+            computed = work_in_processes(store, processes, batch_name, modules)
         else:
-            work(store, batch_name, modules, verbose=int(verbose), skipped=skipped)
+            computed = sum(work(store, batch_name, modules, verbose=int(verbose),
+                                skipped=skipped).values())
     except KeyboardInterrupt:
         after = _states(store, batch_name)
         raise KeyboardInterrupt(
             f"interrupted: {after.get('done', 0)} of {sum(after.values())} results kept; "
             "run the worker again to resume") from None
-    after = _states(store, batch_name)
-    count = sum(after.get(s, 0) - before.get(s, 0) for s in ("done", "failed"))
-    click.echo(summary(before, max(0, count), pending=after.get("pending", 0)))
+    after = _states(store, batch_name)  # this worker's runs only: others may work beside it
+    click.echo(summary(before, computed, pending=after.get("pending", 0)))
     if skipped and after.get("pending", 0):
         raise Failure(f"{after['pending']} runs left pending: {next(iter(skipped.values()))}",
                       ExitCode.UNAVAILABLE)

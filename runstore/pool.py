@@ -248,6 +248,7 @@ class _Drain:
         """Record the buffered outcomes; they are no longer this drain's to give back."""
         done = [c for c in self.buffer if c.state is not RunState.FAILED]
         self.store.complete(self.buffer, self.batch._id, self.batch._storage_now)
+        self.batch._recorded += len(self.buffer)
         self.failed += [c.run_id for c in done if c.state is RunState.FAILED]  # unstorable
         for completion in self.buffer:
             self.claimed.pop(completion.run_key, None)

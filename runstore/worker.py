@@ -23,6 +23,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from .batch import Batch
 from .errors import RunsFailedError, UncomputedRunsWarning, WorkerError
@@ -127,7 +128,6 @@ def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
             skipped[rtype] = str(exc)
     if not target._classes:
         return 0
-    before = store.state_counts(target._id).get("pending", 0)
     try:
         with warnings.catch_warnings():  # the worker reports skipped run types itself
             warnings.simplefilter("ignore", UncomputedRunsWarning)
@@ -135,22 +135,23 @@ def _drain_batch(store: Store, name: str, modules: Sequence[str], verbose: int,
     except RunsFailedError as exc:
         if verbose:
             print(f"runstore worker: {exc}", flush=True)
-    after = store.state_counts(target._id).get("pending", 0)
-    done = max(0, before - after)
+    done = target._recorded  # this worker's runs, not those others finished meanwhile
     if done:
         computed[name] = computed.get(name, 0) + done
     return done
 
 
 def work_in_processes(path: str, processes: int, batch: str | None = None,
-                      modules: Sequence[str] = ()) -> None:
+                      modules: Sequence[str] = ()) -> int:
     """Run ``processes`` workers on this host and wait for them.
 
     Each limits BLAS, OpenMP and FFTW threads to its share of the cores.
+    Returns the number of runs they computed (done or failed).
     """
     share = max(1, (os.cpu_count() or 1) // processes)
+    computed = multiprocessing.Value("q", 0)
     workers = [multiprocessing.Process(target=_limited_work,
-                                       args=(share, path, batch, tuple(modules)))
+                                       args=(share, path, batch, tuple(modules), computed))
                for _ in range(processes)]
     for process in workers:
         process.start()
@@ -164,6 +165,7 @@ def work_in_processes(path: str, processes: int, batch: str | None = None,
     if failed:
         raise WorkerError(f"{len(failed)} of {processes} worker processes exited with "
                           f"status {failed}; their runs return to pending")
+    return int(computed.value)
 
 
 def _stop(workers: Sequence[multiprocessing.Process]) -> None:
@@ -178,7 +180,8 @@ def _stop(workers: Sequence[multiprocessing.Process]) -> None:
         process.join()
 
 
-def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[str]) -> None:
+def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[str],
+                  computed: Any) -> None:
     """A worker process of ``runstore worker --processes N``.
 
     Ctrl-C at a terminal signals every process of the group at once; here it
@@ -191,9 +194,11 @@ def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[
     signal.signal(signal.SIGTERM, _interrupt)
     limit_threads(threads)
     try:
-        work(path, batch, modules)
+        done = sum(work(path, batch, modules).values())
     except KeyboardInterrupt:
         sys.exit(130)  # what Ctrl-C means; the parent tells what was kept
+    with computed.get_lock():
+        computed.value += done
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

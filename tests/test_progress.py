@@ -159,6 +159,12 @@ def test_a_worker_says_what_it_computed_in_one_line(tmp_path):
     verbose = worker_cli("-v", "--processes", "2", cwd=tmp_path)
     assert (verbose.returncode, verbose.stdout, verbose.stderr) == (
         0, "6 of 6 runs from the store, 0 computed\n", "")
+    more = Batch("more", path=tmp_path / "b")
+    more.add_factorial_runs(Sweep, {"A": [1, 2, 3, 4], "B": [1]})
+    more.store.close()
+    shared = worker_cli("--processes", "2", "_res/more.db", cwd=tmp_path / "b")
+    assert (shared.returncode, shared.stdout, shared.stderr) == (
+        0, "0 of 4 runs from the store, 4 computed\n", "")
 
 
 @pytest.mark.slow

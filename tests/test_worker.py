@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -69,16 +70,22 @@ def test_a_coordinator_and_four_workers_compute_every_run_exactly_once(tmp_path)
         stdout=subprocess.PIPE, text=True)
     assert coordinator.stdout.readline() == "added\n"
     workers = [cli("worker", str(store)) for _ in range(4)]
+    said = {}
     for process in [coordinator, *workers]:
-        _, err = process.communicate(timeout=300)
+        out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
         assert "locked" not in (err or "")
+        said[process.pid] = out
     assert sorted(map(int, log.read_text().split())) == list(range(n))
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT state, MAX(attempts), COUNT(*) FROM runs GROUP BY state"
                           ).fetchall() == [("done", 1, n)]
-        pids = {row[0] for row in db.execute("SELECT DISTINCT pid FROM runs")}
-    assert len(pids) >= 2  # the work was shared
+        by_pid = dict(db.execute("SELECT pid, COUNT(*) FROM runs GROUP BY pid"))
+    assert len(by_pid) >= 2  # the work was shared
+    # Each worker counts the runs it computed, not those the others finished meanwhile.
+    for worker in workers:
+        (count,) = re.findall(r"(\d+) computed", said[worker.pid])
+        assert int(count) == by_pid.get(worker.pid, 0)
 
 
 @pytest.mark.slow
