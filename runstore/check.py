@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
+from .counts import MISCOUNTED, count_all, recount
 from .arrays import ArrayStore, MemoryArrayStore, side_file_writer
 from .encoding import Indexed, canonical_json, indexed, stored_array
 from .errors import BundleRepairError, StoreUnreadableError
@@ -79,6 +80,8 @@ class CheckReport:
     wrong_rows: dict[str, str] = field(default_factory=dict)
     #: Typed rows and batch entries of runs that do not exist.
     stray_rows: dict[str, int] = field(default_factory=dict)
+    #: Values whose count of runs in ``parameter_counts`` is wrong (or missing).
+    wrong_counts: int = 0
     orphan_files: list[str] = field(default_factory=list)
     partial_files: list[str] = field(default_factory=list)
     #: Entries named like side files that are not regular files (never deleted).
@@ -97,6 +100,7 @@ class CheckReport:
         """Whether nothing is wrong (runs with custom ids are not a problem)."""
         return not (self.integrity or self.wrong_ids or self.unreadable
                     or self.missing_arrays or self.wrong_rows or self.stray_rows
+                    or self.wrong_counts
                     or self.orphan_files or self.partial_files or self.strange_files)
 
     def problems(self) -> list[str]:
@@ -110,6 +114,10 @@ class CheckReport:
                   for rid, problem in self.wrong_rows.items()]
         lines += [f"{count} rows of {table} belong to no run"
                   for table, count in self.stray_rows.items()]
+        if self.wrong_counts:
+            lines.append(f"parameter_counts: the counts of {self.wrong_counts} parameter "
+                         "values are wrong (they order query conditions; what queries "
+                         "match is not affected)")
         lines += [f"side file no run points into: {name}" for name in self.orphan_files]
         lines += [f"half-written side file: {name}" for name in self.partial_files]
         lines += [f"not a regular file where a side file is named: {name} (left alone)"
@@ -334,6 +342,7 @@ def check_store(store: Store, fix: bool = False, dry_run: bool = False,
     referenced: set[str] = set()
     _check_runs(store, scope, report, referenced, fix, dry_run, progress)
     _check_stray_rows(store, report, fix, dry_run)
+    _check_counts(store, report, fix and not report.integrity, dry_run)
     _check_files(scope, report, referenced)
     if fix and report.integrity:
         report.repaired.append("no file deleted: not every row could be read, so no "
@@ -610,6 +619,9 @@ def _rebuild_typed(conn: sa.Connection, key: int, facts: _Expected, tables: set[
                                ("result_values", "key", facts.scalars)):
         if table not in tables or forms is None:
             continue
+        counted = table == "parameters"
+        if counted:
+            recount(conn, [key], -1)
         conn.exec_driver_sql(f"DELETE FROM {table} WHERE run_key = ?", (key,))
         if forms:
             conn.exec_driver_sql(
@@ -617,6 +629,8 @@ def _rebuild_typed(conn: sa.Connection, key: int, facts: _Expected, tables: set[
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(key, label, f.kind, f.number, f.text, f.canonical)
                  for label, f in forms.items()])
+            if counted:
+                recount(conn, [key], 1)
 
 
 def _check_stray_rows(store: Store, report: CheckReport, fix: bool, dry_run: bool) -> None:
@@ -641,6 +655,21 @@ def _check_stray_rows(store: Store, report: CheckReport, fix: bool, dry_run: boo
                                          "(SELECT key FROM runs)")
         report.repaired += [f"deleted {report.stray_rows[t]} rows of {t} that belong to "
                             "no run" for t in stray]
+
+
+def _check_counts(store: Store, report: CheckReport, fix: bool, dry_run: bool) -> None:
+    """Compare ``parameter_counts`` with the ``parameters`` rows; with ``fix``, count again."""
+    try:
+        with store._reading() as conn:
+            report.wrong_counts = int(conn.exec_driver_sql(MISCOUNTED).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        report.integrity.append(f"the parameter counts cannot be read ({exc.orig})")
+        return
+    if fix and report.wrong_counts:
+        if not dry_run:
+            with store._writing("count parameter values") as conn:
+                count_all(conn)
+        report.repaired.append("parameter_counts counted again from the parameters rows")
 
 
 def _check_files(scope: _Scope, report: CheckReport, referenced: set[str]) -> None:

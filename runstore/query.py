@@ -342,41 +342,39 @@ _FIRST_PROBE = 64
 
 
 class _Probe:
-    """Counts one condition's rows through its index, a larger bound each round.
+    """Counts the rows one condition matches, up to a bound.
 
-    An equality on a number or a canonical value reads its index's rows in
-    run order, so each round goes on after the last run counted instead of
-    counting again from the start.
+    A condition on a parameter reads ``parameter_counts`` (runs per value):
+    up to ``limit`` of its matching values, whose runs are summed. Exact when
+    fewer values match; otherwise the sum is a lower bound of at least
+    ``limit``. A condition on a result counts its rows through the index, up
+    to ``limit`` rows: exact when fewer match, otherwise ``limit``.
     """
 
     def __init__(self, condition: Condition, where: str, values: list[Any]) -> None:
         self.condition, self.where, self.values = condition, where, values
-        self.resumes = condition.source == "parameter" and where in (
-            "p.num = ?", "(p.canonical = ? AND p.num IS NULL)")
-        self.counted, self.last = 0, -1
+        self.by_value = condition.source == "parameter"
+        self.count, self.exact = 0, False
 
     def sql(self) -> str:
         c = self.condition
-        rows = f"FROM {c.table} p WHERE p.{c.column} = ? AND {self.where}"
-        if self.resumes:  # the count and the last run counted, in one value
-            return (f"(SELECT COUNT(*) || ' ' || IFNULL(MAX(k), -1) FROM (SELECT p.run_key AS k "
-                    f"{rows} AND p.run_key > ? ORDER BY p.run_key LIMIT ?))")
-        return f"(SELECT COUNT(*) FROM (SELECT 1 {rows} LIMIT ?))"
+        if self.by_value:  # the values read and their runs, in one value
+            return ("(SELECT COUNT(*) || ' ' || IFNULL(SUM(runs), 0) FROM (SELECT p.runs "
+                    f"FROM parameter_counts p WHERE p.name = ? AND {self.where} LIMIT ?))")
+        return f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE p.{c.column} = ? " \
+               f"AND {self.where} LIMIT ?))"
 
     def args(self, limit: int) -> list[Any]:
-        if self.resumes:
-            return [self.condition.name, *self.values, self.last, limit - self.counted]
         return [self.condition.name, *self.values, limit]
 
-    def count(self, found: Any) -> int:
-        """The rows counted so far, from what the round returned."""
-        if not self.resumes:
-            self.counted = int(found)
-            return self.counted
-        more, last = str(found).split()
-        self.counted += int(more)
-        self.last = max(self.last, int(last))
-        return self.counted
+    def read(self, found: Any, limit: int) -> None:
+        """Take what a round with this ``limit`` returned."""
+        if self.by_value:
+            values, runs = str(found).split()
+            self.count, self.exact = int(runs), int(values) < limit
+        else:
+            self.count = int(found)
+            self.exact = self.count < limit
 
 
 class Query:
@@ -416,17 +414,18 @@ class Query:
     def order(self, conn: Connection) -> bool:
         """Put the most selective condition first, whatever order they were written in.
 
-        Each condition's matching rows are counted through the index, up to
-        a bound: 64 rows, then twice as many, while every count reaches it.
-        So the query is driven by the condition with the fewest rows however
-        many that is, and the others are checked per run, the most selective
-        first; counting an index range costs far less a row than the query
-        does, and each condition is counted to at most about 4 times the
-        rows of the driving one (2 times for equalities, whose counts go on
-        where the previous round stopped). Ties keep the operator order (equality
-        first) and then the names, so every order of writing the conditions
-        gives one plan. Returns False when a condition matches no row (then
-        no run matches).
+        Each condition's matching runs are counted, up to a bound (see
+        :class:`_Probe`): conditions on parameters from the runs stored per
+        value, conditions on results through their index. The bound starts
+        at 64 and doubles until the smallest count is exact and no bound
+        below it is left, so the query is driven by the condition with the
+        fewest runs however many that is, and the others are checked per
+        run, the most selective first. An equality on a parameter is counted
+        exactly in one lookup; a range is read to at most about twice the
+        values (or result rows) of the driving condition. Ties keep the
+        operator order (equality first) and then the names, so every order
+        of writing the conditions gives one plan. Returns False when a
+        condition matches no run.
         """
         if len(self.conditions) < 2:
             return True
@@ -436,13 +435,19 @@ class Query:
         while True:
             args = [arg for probe in probes for arg in probe.args(limit)]
             (found,) = _fetch(conn, sql, args)
-            counts = [probe.count(value) for probe, value in zip(probes, found)]
-            if min(counts) < limit:
+            for probe, value in zip(probes, found):
+                probe.read(value, limit)
+            exact = [p.count for p in probes if p.exact]
+            if exact and min(exact) <= min((p.count for p in probes if not p.exact),
+                                           default=min(exact)):
                 break
             limit *= 2
-        rank = {id(c): n for c, n in zip(self.conditions, counts)}
+        rank = {id(p.condition): p.count for p in probes}
         self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
-        return min(counts) > 0
+        # No run matches a condition whose rows were counted to none. (A
+        # parameter value counted to none is still looked up: the counts
+        # only order the conditions.)
+        return not any(p.exact and not p.count and not p.by_value for p in probes)
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:

@@ -19,6 +19,12 @@ Tables:
     ``num`` (numbers, indexed; declared without a type, so that floats stay
     REAL and ints INTEGER), ``text`` (strings) and ``canonical`` (every
     value, indexed; strings compare equal through it).
+``parameter_counts``
+    How many runs hold each parameter value: one row per name and canonical
+    value, with its typed columns and ``runs``. Kept as runs are added and
+    deleted; queries read it to find their most selective condition without
+    counting the runs (it decides only the order of a query's conditions,
+    never what matches).
 ``result_values``
     The same for the scalar values of each result (nested keys dotted).
 ``batch_columns``
@@ -43,10 +49,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
            "APPLICATION_ID", "RUNSTORE_TABLES", "SYNCHRONOUS",
-           "Parameter", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
+           "Parameter", "ParameterCount", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 #: ``PRAGMA application_id`` of every file runstore writes (stores and
 #: bundles): "RunS" in ASCII. A SQLite file with another non-zero id belongs to
@@ -182,6 +188,21 @@ class Parameter(TypedValue, Base):
                  sqlite_where=sa.text("num IS NOT NULL")),
         sa.Index("ix_parameters_canonical", "name", "canonical", "run_key",
                  sqlite_where=sa.text("num IS NULL")),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class ParameterCount(TypedValue, Base):
+    __tablename__ = "parameter_counts"
+
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    canonical: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    #: The number of runs whose parameter ``name`` has this value.
+    runs: Mapped[int] = mapped_column(sa.Integer)
+
+    __table_args__ = (
+        sa.Index("ix_parameter_counts_num", "name", "num",
+                 sqlite_where=sa.text("num IS NOT NULL")),
         {"sqlite_with_rowid": False},
     )
 

@@ -60,6 +60,7 @@ from .errors import (
 from .interfaces import IRunStore, implementer
 from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
+from .counts import count_values, recount
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, reading_mode, require_regular_files, survey, survey_path
@@ -658,6 +659,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(keys[rid], name, f.kind, f.number, f.text, f.canonical)
                  for rid, _, _, forms in new for name, f in forms.items()])
+            count_values(conn, [forms for _, _, _, forms in new])
             _executemany(
                 conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                 [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
@@ -749,6 +751,7 @@ class Store:
         removal.running = len(run_keys) - len(doomed)
         for chunk in _chunks(doomed):
             marks = ",".join("?" * len(chunk))
+            recount(conn, chunk, -1)
             for table in ("parameters", "result_values"):
                 conn.exec_driver_sql(f"DELETE FROM {table} WHERE run_key IN ({marks})",
                                      tuple(chunk))
@@ -1227,6 +1230,7 @@ class Store:
                          f"({', '.join('?' * len(columns))})", rows)
             _executemany(conn, "INSERT INTO parameters (run_key, name, kind, num, text, "
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)", [tuple(r) for r in parameters])
+            recount(conn, keys, 1)
             _executemany(conn, "INSERT INTO result_values (run_key, key, kind, num, text, "
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)", [tuple(r) for r in values])
             _executemany(conn, "INSERT INTO entries (batch_id, position, run_key) "
@@ -1299,6 +1303,7 @@ class Store:
                          "canonical) VALUES (?, ?, ?, ?, ?, ?)",
                          [(keys[run.record["id"]], name, f.kind, f.number, f.text, f.canonical)
                           for run in new for name, f in run.parameters.items()])
+            count_values(conn, [run.parameters for run in new])
             completed = [run for run in old if run.record["state"] == RunState.DONE.value]
             taken = []
             for run in completed:

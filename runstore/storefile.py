@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import NotAStoreError
-from .schema import APPLICATION_ID, RUNSTORE_TABLES, SCHEMA_REVISION
+from .schema import APPLICATION_ID, RUNSTORE_TABLES, SCHEMA_REVISION, Base
 from .writerhost import reading_query
 
 __all__ = ["Survey", "survey", "survey_path", "require_regular_files", "reading_mode",
@@ -143,6 +143,11 @@ def survey(query: Query, path: str) -> Survey:
     if revision is None:
         raise NotAStoreError(path, "it is marked as a runstore file but records no schema "
                              "revision: it is damaged. Restore it from a copy")
+    absent = sorted(set(Base.metadata.tables) - tables) if revision == SCHEMA_REVISION else []
+    if absent:
+        raise NotAStoreError(path, f"it records schema revision {revision} but its tables "
+                             f"{absent} are missing: it was changed outside runstore or is "
+                             "damaged. Restore it from a copy")
     return Survey(revision, marker == APPLICATION_ID)
 
 

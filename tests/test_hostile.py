@@ -225,6 +225,17 @@ def test_a_bundle_named_with_sql_is_refused_clearly(tmp_path, monkeypatch):
         open_bundle(db)
 
 
+@pytest.mark.parametrize("table", ["parameter_counts", "result_values", "batch_columns"])
+def test_a_bundle_missing_a_table_of_its_revision_is_refused_on_opening(
+        tmp_path, monkeypatch, table):
+    db = edited_bundle(tmp_path, monkeypatch, f"DROP TABLE {table}")
+    from runstore import open_bundle
+    from runstore.errors import NotAStoreError
+
+    with pytest.raises(NotAStoreError, match=rf"tables \['{table}'\] are missing.*from a copy"):
+        open_bundle(db)
+
+
 def test_a_parameters_document_that_is_not_json_is_a_clear_error(tmp_path, monkeypatch):
     db = edited_bundle(tmp_path, monkeypatch,
                        "UPDATE runs SET parameters = 'import os; os.system(\"x\")'")

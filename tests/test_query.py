@@ -193,7 +193,7 @@ def test_the_most_selective_condition_drives_whatever_order_they_are_written_in(
 
 def test_when_every_condition_is_broad_the_plan_still_ignores_the_written_order(in_tmp):
     batch = Batch("broad")
-    # A=1 and B=1 each match 10,000 runs: the probes count them all, and they tie.
+    # A=1 and B=1 each match 10,000 runs: their counts tie.
     batch.add_factorial_runs(Sweep, {"A": [0, 1], "B": [0, 1], "C": list(range(5000))})
     with batch.store._reading() as conn:
         a, b = Query({"B": 1, "A": 1}), Query({"A": 1, "B": 1})
@@ -249,23 +249,3 @@ def test_the_command_line_filters_on_results_too(in_tmp):
     assert len(out.stdout.splitlines()) == 2
     out = runstore_cli("runs", batch.store.path, "vals>=10")
     assert out.returncode == 2 and "no run has a parameter 'vals'" in out.stderr
-
-
-def test_counts_that_go_on_from_the_last_run_find_the_most_selective_condition(in_tmp):
-    batch = Batch("resume")
-    # A=1 matches 2,000 runs, B=7 150 and C=7 120 (rounds of 64, 128, 256
-    # rows, each equality going on after the last run it counted).
-    batch.add_factorial_runs(Sweep, {"A": list(range(3)), "B": list(range(40)),
-                                     "C": list(range(50))})
-    raw = batch.store.engine.raw_connection()
-    try:
-        for conditions, first in (({"A": 1, "B": 7}, "B"), ({"A": 1, "B": 7, "C": 7}, "C"),
-                                  ({"B": 7, "A__ge": 1}, "B")):
-            query = Query(conditions)
-            assert query.order(raw.driver_connection)
-            assert query.conditions[0].label == first
-    finally:
-        raw.close()
-    runs = batch.get_runs_with(C=7, A=1, B=7)
-    assert [(r.parameters["A"], r.parameters["B"], r.parameters["C"]) for r in runs] == [(1, 7, 7)]
-    assert len(batch.get_runs_with(A=1, B=7)) == 50
