@@ -317,13 +317,14 @@ def check_store(store: Store, fix: bool = False, dry_run: bool = False,
 
     Checks SQLite's integrity; recomputes every run id from its stored
     parameters; compares the typed query rows (``parameters``,
-    ``result_values``) with the rows the documents give; checks every array
+    ``result_values``) with the rows the documents give, and the runs counted
+    per value (``parameter_counts``) with those rows; checks every array
     of every done run against the dtype, shape and CRC-32 in its result; and
     finds files no run points into. Never stops at damage: what cannot be
     read is reported.
 
-    Repairs (``fix=True``): wrong typed rows are rebuilt from the documents;
-    done runs whose result or arrays are damaged go back to pending (each
+    Repairs (``fix=True``): wrong typed rows are rebuilt from the documents,
+    and wrong counts counted again; done runs whose result or arrays are damaged go back to pending (each
     reported); typed rows of no run are deleted; side files no row points
     into are deleted when their writer is dead, or (writer unknown) when
     older than :data:`ORPHAN_AGE`. Runs whose id does not match their

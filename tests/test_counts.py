@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import runstore
 from runstore import Batch, Store
 from runstore.bundle import import_bundle
-from runstore.query import Query
+from runstore.query import Query, _Probe
 
 from .runs import Sweep
 
@@ -150,3 +150,27 @@ def test_the_counts_pick_the_driving_condition_in_one_lookup(in_tmp):
         raw.close()
     runs = batch.get_runs_with(C=7, A=1, B=7)
     assert [(r.parameters["A"], r.parameters["B"], r.parameters["C"]) for r in runs] == [(1, 7, 7)]
+
+
+def test_counting_reads_an_index_of_the_counts_never_every_value_of_a_name(in_tmp):
+    batch = Batch("plan")
+    batch.add_factorial_runs(Sweep, {"A": [0, 1], "B": list(range(300)), "C": ["x", "y"]})
+    raw = batch.store.engine.raw_connection()
+    try:
+        db = raw.driver_connection
+        for conditions in ({"A": 1, "B": 7}, {"A": 1.0, "B__lt": 3}, {"B__in": [1, 2], "C": "x"},
+                           {"A__ge": 1, "B__gt": 298}):
+            query = Query(conditions)
+            probes = [_Probe(c, *c.predicate("p")) for c in query.conditions]
+            sql = "SELECT " + ", ".join(p.sql() for p in probes)
+            args = [a for p in probes for a in p.args(64)]
+            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args)]
+            searches = [step for step in plan if "parameter_counts" in step or " p " in step
+                        or step.startswith(("SEARCH p", "SCAN p"))]
+            assert len(searches) == len(conditions), plan
+            for step in searches:  # a number through its index, text through the key
+                assert step.startswith("SEARCH p USING"), plan
+                assert ("COVERING INDEX ix_parameter_counts_num (name=? AND num" in step
+                        or "PRIMARY KEY (name=? AND canonical" in step), plan
+    finally:
+        raw.close()

@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_parameter_counts_num", "parameter_counts", ["name", "num"],
+    op.create_index("ix_parameter_counts_num", "parameter_counts", ["name", "num", "runs"],
                     sqlite_where=sa.text("num IS NOT NULL"))
     op.execute("INSERT INTO parameter_counts (name, canonical, kind, num, text, runs) "
                "SELECT name, canonical, kind, num, text, COUNT(*) FROM parameters "
