@@ -683,8 +683,8 @@ def remove(store: str | None, filters: tuple[str, ...], batch_name: str | None,
     store, batch_name = found.path, batch_name or found.batch
     _regular(Path(store))
     if bundle_evidence(store) is not None:
-        raise click.UsageError(f"{store} is a bundle, which is shared as it was made; import "
-                               "it into a store (runstore import) and remove runs there")
+        raise Failure(f"{store} is a bundle, which is shared as it was made; import it "
+                      "into a store (runstore import) and remove runs there", ExitCode.REFUSED)
     opened = open_store(store, readonly=dry_run)
     try:
         batch = choose_batch(opened, batch_name)
@@ -828,9 +828,16 @@ def plot(store: str | None, x: str, y: str, hue: str | None, col: str | None,
     batch = choose_batch(opened, batch_name or found.batch)
     drawn = batch.plot(x, y, hue=hue, col=col, row=row, where=list(filters) or None)
     panels = list(drawn.flat) if col or row else [drawn]
+    lines = sum(len(panel.get_lines()) for panel in panels)
+    if not lines:  # an empty image would hide a filter that matches nothing
+        opened.close()
+        chosen = f" matching {' '.join(filters)}" if filters else ""
+        raise Failure(f"nothing to plot, so {_named(out)} was not written: no run of batch "
+                      f"{batch.name!r}{chosen} has values of both {x} and {y} (runs that "
+                      "are not computed have no result); see `runstore runs` for what the "
+                      "batch holds")
     with output(out, binary=True) as f:
         panels[0].figure.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-    lines = sum(len(panel.get_lines()) for panel in panels)
     shown = (f" in {len(panels)} panel{'' if len(panels) == 1 else 's'}" if col or row
              else "")
     tell(f"wrote {_named(out)} ({lines} lines{shown})", out != "-")

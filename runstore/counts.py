@@ -10,7 +10,9 @@ counts and ``--fix`` counts again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,17 +28,12 @@ _COUNT = ("INSERT INTO parameter_counts (name, canonical, kind, num, text, runs)
 
 def count_values(conn: sa.Connection, runs: Iterable[Mapping[str, Indexed]]) -> None:
     """Add the parameter values of new runs to ``parameter_counts``."""
-    counts: dict[tuple[str, str], list[Any]] = {}
-    for forms in runs:
-        for name, form in forms.items():
-            row = counts.get((name, form.canonical))
-            if row is None:
-                counts[name, form.canonical] = [name, form.canonical, form.kind, form.number,
-                                                form.text, 1]
-            else:
-                row[5] += 1
+    # A value counted under two keys (NaN is not equal to itself) is added
+    # up by the upsert all the same.
+    counts = Counter(chain.from_iterable(forms.items() for forms in runs))
     if counts:
-        conn.exec_driver_sql(_COUNT, [tuple(row) for row in counts.values()])
+        conn.exec_driver_sql(_COUNT, [(name, form.canonical, form.kind, form.number, form.text,
+                                       n) for (name, form), n in counts.items()])
 
 
 def recount(conn: sa.Connection, run_keys: Sequence[int], sign: int) -> None:

@@ -128,6 +128,9 @@ class Commands(click.Group):
         try:
             found = super().main(args, prog_name or "runstore", complete_var,
                                  standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `runstore` alone: its help
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "runstore"
             fail(f"{exc.format_message()} (see '{where} --help')", ExitCode.USAGE)

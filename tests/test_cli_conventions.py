@@ -96,6 +96,14 @@ def test_unknown_commands_and_bad_values_are_usage_errors(text_files):
     assert_one_line(invoke("runs", "--limit", "many"), ExitCode.USAGE)
 
 
+def test_runstore_alone_prints_its_help_and_succeeds():
+    alone = runstore_cli()
+    assert (alone.returncode, alone.stderr) == (0, b"")
+    assert alone.stdout.startswith(b"Usage: runstore [OPTIONS] COMMAND [ARGS]...")
+    assert b"Commands:" in alone.stdout and b"worker" in alone.stdout
+    assert alone.stdout == runstore_cli("--help").stdout
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A folder with a store in _res/, as a batch makes it."""

@@ -41,7 +41,8 @@ def assert_counted(path: str | Path) -> None:
     assert kept == true
 
 
-values = st.one_of(st.integers(-3, 3), st.sampled_from([0.5, 2.0, "x", None, True, [1, 2]]))
+values = st.one_of(st.integers(-3, 3), st.sampled_from(
+    [0.5, 2.0, "x", None, True, [1, 2], float("nan"), 2**70, -0.0]))
 steps = st.lists(st.one_of(
     st.tuples(st.just("add"), st.sampled_from("ab"), st.lists(values, min_size=1, max_size=4)),
     st.tuples(st.just("remove"), st.sampled_from("ab"), st.integers(0, 5)),

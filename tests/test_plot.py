@@ -178,3 +178,16 @@ def test_cli_refuses_a_plot_that_would_join_different_runs_in_one_line(driven, t
                        cwd=tmp_path)
     assert bad.returncode == ExitCode.USAGE and bad.stderr.count("\n") == 1
     assert "cannot read the filter 'damping'" in bad.stderr
+
+
+def test_cli_writes_no_image_when_no_run_is_left_to_plot(driven, tmp_path):
+    driven.store.close()
+    (tmp_path / "kept.png").write_bytes(b"an earlier plot")
+    for where in ("A>=99", "drive=7.5"):
+        empty = runstore_cli("plot", "--x", "A", "--y", "amp", "--col", "drive", "--row",
+                             "damping", "--where", where, "-o", "kept.png", cwd=tmp_path)
+        assert empty.returncode == ExitCode.FAILED, empty.stderr
+        assert empty.stderr.startswith(PREFIX) and empty.stderr.count("\n") == 1
+        assert "nothing to plot, so kept.png was not written: no run of batch " in empty.stderr
+        assert f"matching {where} has values of both A and amp" in empty.stderr
+        assert (tmp_path / "kept.png").read_bytes() == b"an earlier plot"

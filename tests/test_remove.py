@@ -186,7 +186,7 @@ def test_cli_remove_refuses_a_bundle(swept, tmp_path):
     batch, _ = swept
     db, _ = batch.export(tmp_path / "shared")
     result = runstore_cli("remove", str(db), "--all")
-    assert result.returncode == 2 and "is a bundle" in result.stderr
+    assert result.returncode == 5 and "is a bundle" in result.stderr
     assert len(runstore.open_bundle(db).run) == 6
 
 
