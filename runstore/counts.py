@@ -26,14 +26,16 @@ _COUNT = ("INSERT INTO parameter_counts (name, canonical, kind, num, text, runs)
           "DO UPDATE SET runs = runs + excluded.runs")
 
 
-def count_values(conn: sa.Connection, runs: Iterable[Mapping[str, Indexed]]) -> None:
-    """Add the parameter values of new runs to ``parameter_counts``."""
+def count_values(conn: sa.Connection, runs: Iterable[Mapping[str, Indexed]]
+                 ) -> Iterable[tuple[str, Indexed]]:
+    """Add the parameter values of new runs to ``parameter_counts``; return them, each once."""
     # A value counted under two keys (NaN is not equal to itself) is added
     # up by the upsert all the same.
     counts = Counter(chain.from_iterable(forms.items() for forms in runs))
     if counts:
         conn.exec_driver_sql(_COUNT, [(name, form.canonical, form.kind, form.number, form.text,
                                        n) for (name, form), n in counts.items()])
+    return counts.keys()
 
 
 def recount(conn: sa.Connection, run_keys: Sequence[int], sign: int) -> None:

@@ -659,14 +659,17 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(keys[rid], name, f.kind, f.number, f.text, f.canonical)
                  for rid, _, _, forms in new for name, f in forms.items()])
-            count_values(conn, [forms for _, _, _, forms in new])
+            counted = count_values(conn, [forms for _, _, _, forms in new])
             _executemany(
                 conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
                 [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
             new_ids = {run[0] for run in new}
             existing = [keys[run[0]] for run in runs if run[0] not in new_ids]
+            # The kinds of the new runs' values were counted: look only at the others'.
             self._add_columns(conn, batch, "parameter", {
-                (name, f.kind) for _, _, _, forms in runs for name, f in forms.items()})
+                (name, f.kind) for name, f in counted} | {
+                (name, f.kind) for rid, _, _, forms in runs if rid not in new_ids
+                for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
         return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
