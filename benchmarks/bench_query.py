@@ -232,7 +232,8 @@ def probes(store: runstore.Store, conditions: dict[str, Any]) -> Callable[[], An
 
 
 def query_before(rev: str) -> Callable[[runstore.Store, int, dict[str, Any]], list[RunRow]]:
-    """``Store.query`` as it was at ``rev`` (when it read query.py through SQLAlchemy)."""
+    """``Store.query`` as it was at ``rev``: through ``Query.rows`` on the sqlite3
+    connection where ``rev`` has it, else as before it (through SQLAlchemy)."""
     text = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{rev}:runstore/query.py"],
                           check=True, capture_output=True, text=True).stdout
     with tempfile.TemporaryDirectory(prefix="runstore-bench-") as folder:
@@ -247,6 +248,9 @@ def query_before(rev: str) -> Callable[[runstore.Store, int, dict[str, Any]], li
     def query(store: runstore.Store, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
         old = module.Query(conditions)
         with store._reading() as conn:  # noqa: SLF001
+            if hasattr(old, "rows"):  # as Store.query calls it since Query.rows
+                raw = conn.connection.driver_connection
+                return [RunRow(*row) for row in old.rows(raw, batch)]
             old.check_names(conn)
             old.order(conn)
             sql, args = old.sql(batch)
