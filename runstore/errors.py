@@ -26,6 +26,7 @@ __all__ = [
     "SchemaTooNewError",
     "SchemaOutdatedError",
     "ReadOnlyStoreError",
+    "StoreLogUnreadableError",
     "NetworkFilesystemError",
     "OtherHostWritingError",
     "BatchNameError",
@@ -406,6 +407,27 @@ class ReadOnlyStoreError(StoreError, PermissionError):
             f"or opened with readonly=True). Import its runs into a store of "
             f"your own to add to them."
         )
+
+
+class StoreLogUnreadableError(StoreError, OSError):
+    """A store's log holds changes that SQLite cannot read where the store is.
+
+    A store on a read-only filesystem is read as it is; a write-ahead log
+    (or rollback journal) left beside it with changes needs files SQLite
+    cannot make there.
+
+    Attributes
+    ----------
+    log : str
+        The log's file name.
+    """
+
+    def __init__(self, path: str, log: str) -> None:
+        self.log = log
+        super().__init__(
+            path, f"cannot read {path}: its log {log} holds changes that are not in the "
+            f"file yet, and SQLite cannot read them on a read-only filesystem. Copy the "
+            f"store's files (with {log}) to a writable disk and open the copy")
 
 
 # What to do instead of writing a store from several hosts (for messages).

@@ -86,6 +86,7 @@ _CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (errors.OptionalDependencyError, ExitCode.UNAVAILABLE),
     (errors.MissingFilterError, ExitCode.UNAVAILABLE),
     (errors.StorageFullError, ExitCode.OS_ERROR),
+    (errors.StoreLogUnreadableError, ExitCode.OS_ERROR),
     (errors.RunstoreError, ExitCode.FAILED),
     (ImportError, ExitCode.UNAVAILABLE),
     (OSError, ExitCode.OS_ERROR),

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .errors import NotAStoreError
+from .errors import NotAStoreError, StoreLogUnreadableError
 from .schema import APPLICATION_ID, RUNSTORE_TABLES, SCHEMA_REVISION, Base
-from .writerhost import reading_query
+from .writerhost import pending_log, read_only_filesystem, reading_query
 
 __all__ = ["Survey", "survey", "survey_path", "require_regular_files", "reading_mode",
            "reading_uri", "SIDE_SUFFIXES"]
@@ -185,6 +185,9 @@ def survey_path(db: Path, readonly: bool) -> Survey:
         conn.execute("PRAGMA query_only = ON")
         found = survey(lambda sql: conn.execute(sql).fetchall(), str(db))
     except sqlite3.DatabaseError as exc:
+        log = pending_log(db) if read_only_filesystem(db) else None
+        if log is not None:
+            raise StoreLogUnreadableError(str(db), log) from exc
         raise NotAStoreError(str(db), f"it is not a SQLite database, or a damaged one "
                              f"(SQLite says: {exc}). It was left unchanged") from exc
     finally:

@@ -271,12 +271,35 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget)
 
 
+def read_only_filesystem(path: Path) -> bool:
+    """Whether ``path`` is on a filesystem mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def pending_log(db: Path) -> str | None:
+    """The name of ``db``'s write-ahead log or journal if it holds changes, else None."""
+    real = Path(os.path.realpath(db))
+    for suffix in ("-wal", "-journal"):
+        side = real.with_name(real.name + suffix)
+        try:
+            if os.stat(side).st_size:
+                return side.name
+        except OSError:
+            continue
+    return None
+
+
 def reading_query(db: Path, writable: bool) -> str:
     """The URI query with which a connection that only reads opens ``db``.
 
     On a local disk (or an allowed network filesystem): ``mode=rw`` where
     ``writable`` and nothing but this connection would be in the way (see
-    :func:`runstore.storefile.reading_mode`), else ``mode=ro``. On a network
+    :func:`runstore.storefile.reading_mode`), else ``mode=ro``; on a
+    read-only filesystem ``mode=ro&immutable=1`` unless a log holds changes
+    (nobody can write the file, and SQLite cannot make its ``-shm``). On a network
     filesystem: ``mode=ro&immutable=1`` when nobody writes the store, else
     :class:`~runstore.errors.NetworkFilesystemError` or
     :class:`~runstore.errors.OtherHostWritingError`. A writer of this very
@@ -285,6 +308,10 @@ def reading_query(db: Path, writable: bool) -> str:
     """
     mount = network_mount(db)
     if mount is None:
+        if not writable and read_only_filesystem(db) and not pending_log(db):
+            # Nobody writes a file on a read-only filesystem, and SQLite could
+            # not make the -shm it needs to read a store in WAL mode there.
+            return "mode=ro&immutable=1"
         return f"mode={'rw' if writable else 'ro'}"
     host, now = socket.gethostname(), clock()
     live = [r for r in records(db) if r.expires >= now]

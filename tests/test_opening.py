@@ -23,11 +23,14 @@ from runstore.errors import (
     BatchNameError,
     NotAStoreError,
     SchemaOutdatedError,
+    StoreLogUnreadableError,
     StoreOptionError,
 )
 from runstore.schema import APPLICATION_ID, SCHEMA_REVISION
 
 from .runs import Sweep
+
+ENV = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("store-*"))
@@ -559,3 +562,81 @@ def test_a_store_in_use_is_read_without_touching_its_log(tmp_path):
     reader.close()
     assert wal.exists()
     writer.store.close()
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """``read_only_mount(folder)``: the folder, bind-mounted read-only; unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        target = tmp_path / f"ro-{len(mounted)}"
+        target.mkdir()
+        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = f"cannot bind-mount a folder here: {done.stderr.strip() or done.returncode}"
+            print(reason)
+            pytest.skip(reason)
+        mounted.append(target)
+        # Older mount(8) ignores ro on the first bind: make sure.
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+        return target
+
+    try:
+        yield mount
+    finally:
+        for target in mounted:
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_store_on_a_read_only_filesystem_opens_read_only(tmp_path, read_only_mount):
+    from .runs import Arrays
+
+    batch = Batch("media", path=tmp_path / "src")
+    batch.add_factorial_runs(Arrays, {"n": [2, 3, 4]})
+    batch(verbose=0)
+    with sqlite3.connect(batch.store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
+    batch.store.close()
+    ro = read_only_mount(tmp_path / "src")
+    with pytest.raises(OSError):
+        (ro / "probe").write_text("")  # really read-only
+    store = Store(ro / "_res" / "media.db", readonly=True)
+    runs = Batch("media", store=store).get_runs_with(n__ge=3)
+    assert [r.parameters["n"] for r in runs] == [3, 4]
+    assert runs[0].result["m"].shape == (3, 3)  # arrays from the side file too
+    store.close()
+    listed = subprocess.run([sys.executable, "-m", "runstore", "runs",
+                             str(ro / "_res" / "media.db"), "n=2"],
+                            capture_output=True, text=True, env=ENV)
+    assert listed.returncode == 0, listed.stderr
+    assert "(1 run)" in listed.stdout
+
+
+def test_a_log_with_changes_on_a_read_only_filesystem_is_a_clear_error(tmp_path,
+                                                                        read_only_mount):
+    batch = Batch("media", path=tmp_path / "live")
+    batch.add_factorial_runs(Sweep, {"A": [1, 2]})
+    batch.store.close()
+    live = tmp_path / "live" / "_res" / "media.db"
+    writer = sqlite3.connect(live)  # a writer that has not checkpointed its log
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("UPDATE runs SET attempts = attempts + 1")
+    writer.commit()
+    copy = tmp_path / "copy" / "_res"
+    copy.mkdir(parents=True)
+    for suffix in ("", "-wal"):
+        shutil.copy(f"{live}{suffix}", copy / f"media.db{suffix}")
+    writer.close()
+    assert (copy / "media.db-wal").stat().st_size > 0
+    ro = read_only_mount(tmp_path / "copy")
+    with pytest.raises(StoreLogUnreadableError, match=r"its log media.db-wal holds changes "
+                       r"that are not in the file yet.*Copy the store's files"):
+        Store(ro / "_res" / "media.db", readonly=True)
+    listed = subprocess.run([sys.executable, "-m", "runstore", "runs",
+                             str(ro / "_res" / "media.db")],
+                            capture_output=True, text=True, env=ENV)
+    assert listed.returncode == 8 and listed.stderr.count("\n") == 1
+    assert "media.db-wal holds changes" in listed.stderr
