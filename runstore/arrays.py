@@ -329,7 +329,7 @@ def _regular_file(path: Path, filename: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ArrayFileError(filename, f"is missing from {path.parent}") from None
+        raise ArrayFileError(filename, f"is missing (there is no {path})") from None
     if not stat.S_ISREG(mode):
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
                 else "a socket" if stat.S_ISSOCK(mode) else "a device file")
@@ -606,7 +606,7 @@ class ArrayStore:
             with h5py.File(path, "r") as f:
                 yield f
         except FileNotFoundError:
-            raise ArrayFileError(filename, f"is missing from {self.directory}") from None
+            raise ArrayFileError(filename, f"is missing (there is no {path})") from None
         except (OSError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ArrayFileError):
                 raise

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .errors import RunstoreError
+from .errors import DecodingError, RunstoreError
 from .exitcodes import Commands, ExitCode, Failure, os_error
 
 if TYPE_CHECKING:
@@ -112,9 +112,12 @@ def open_store(path: str, readonly: bool = True) -> Store:
 
     db = Path(path)
     _regular(db)
+    from .check import bundle_evidence
+
     beside = None
-    if not arrays_folder(db).exists() and db.with_suffix(".h5").exists():
-        beside = db.parent  # a bundle
+    if not arrays_folder(db).exists() and (db.with_suffix(".h5").exists()
+                                           or bundle_evidence(str(db)) is not None):
+        beside = db.parent  # a bundle: its arrays are in the .h5 beside it
     return Store(db, readonly=readonly, arrays=beside)
 
 
@@ -420,12 +423,17 @@ def show(store: str, run: str | None) -> None:
         for key, value in items:
             if isinstance(value, np.ndarray) and value.ndim > 0:
                 click.echo(f"  {key}: array {value.dtype} {value.shape}")
+            elif isinstance(value, _Unloaded):
+                click.echo(f"  {key}: {value}")
             else:  # large arrays inside lists or tuples summarised
                 click.echo(f"  {key} = {summary(value)}")
 
     section("parameters", lambda: found.parameters.items())
     if record["state"] == "done":
-        section("result", lambda: _flat(found.result))
+        unloaded: list[str] = []
+        section("result", lambda: _result_items(found, record["result"], unloaded))
+        for problem in unloaded:
+            click.echo(f"  (arrays not loaded: {problem})")
     if record["error_type"]:
         click.echo(f"error\n  {record['error_type']}: {record['error_message']}")
         if record["traceback"]:
@@ -442,6 +450,45 @@ def show(store: str, run: str | None) -> None:
                 value = f"{value:.3g} s"
             click.echo(f"  {key} = {value}")
     opened.close()
+
+
+def _result_items(run: Any, document: str, unloaded: list[str]) -> list[tuple[str, Any]]:
+    """A done run's result items; without its arrays (each named) if they cannot be loaded."""
+    import json
+
+    from .errors import ArrayFileError
+    from .results import decode_result
+
+    try:
+        return _flat(run.result)
+    except ArrayFileError as exc:
+        unloaded.append(str(exc))
+    try:
+        tree = json.loads(document)
+    except ValueError as exc:
+        raise DecodingError("the result", f"a malformed document ({exc})") from None
+    return _flat(decode_result(_arrays_named(tree), {}, import_code=False,
+                               allow_pickle=False))
+
+
+class _Unloaded(str):
+    """What ``runstore show`` says of an array it cannot load."""
+
+
+def _arrays_named(tree: Any) -> Any:
+    """A result tree whose arrays are replaced by text naming their type and shape."""
+    if isinstance(tree, list):
+        if len(tree) == 2 and tree[0] == "ndarray" and isinstance(tree[1], dict):
+            import numpy as np
+
+            payload = tree[1]
+            try:
+                dtype: Any = np.dtype(payload.get("dtype"))
+            except (TypeError, ValueError):
+                dtype = payload.get("dtype")
+            return _Unloaded(f"array {dtype} {tuple(payload.get('shape') or ())} (not loaded)")
+        return [_arrays_named(item) for item in tree]
+    return tree
 
 
 def _flat(result: Any, prefix: str = "") -> list[tuple[str, Any]]:

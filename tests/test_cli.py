@@ -278,3 +278,30 @@ def test_plot_draws_one_line_per_hue(example_store):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.mark.parametrize("where", ["store", "bundle"])
+def test_show_gives_the_scalars_and_names_the_arrays_whose_file_is_missing(tmp_path, where):
+    from .runs import Arrays
+
+    batch = runstore.Batch("arrays", path=tmp_path)
+    batch.add_factorial_runs(Arrays, {"n": [3]})
+    batch(verbose=0)
+    (run,) = batch.run
+    if where == "bundle":
+        db, h5 = batch.export(tmp_path / "shared")
+        h5.unlink()
+    else:
+        db = Path(batch.store.path)
+        record = batch.store.run_record(run.id)
+        (db.parent / "arrays.arrays" / record["array_file"]).unlink()
+    batch.store.close()
+    shown = runstore_cli("show", str(db), run.id[:10])
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "  stats.label = 'n=3'\n" in out and "  stats.n = 3\n" in out
+    assert "  m: array int16 (3, 3) (not loaded)\n" in out
+    assert "  x: array float64 (3,) (not loaded)\n" in out
+    assert "(arrays not loaded: the array file" in out and "is missing (there is no" in out
+    if where == "bundle":  # looked for beside the bundle, not in a folder it never has
+        assert "shared.h5" in out and ".arrays" not in out
