@@ -113,8 +113,52 @@ def filter_conditions(store: Store, filters: Iterable[str]) -> dict[str, Any]:
                 value = FunctionRef(value if "." in value else f"builtins.{value}")
             else:
                 value = str(value)
+        if op in ("eq", "in"):  # (__ne of such a value is every run with the name)
+            _refuse_other_kinds(store, text, name, op, value)
         found[name if op == "eq" else f"{name}__{op}"] = value
     return found
+
+
+#: Kinds of value that can compare equal (an int equals a float).
+_KIND_GROUP = {"int": "number", "float": "number"}
+_KIND_WORDS = {"int": "an int", "float": "a float", "text": "a string", "bool": "a boolean",
+               "null": "None", "structured": "a list, tuple, dict or object"}
+_KINDS_HELD = {"int": "int", "float": "float", "text": "string", "bool": "boolean",
+               "null": "None", "structured": "structured"}
+
+
+def _refuse_other_kinds(store: Store, text: str, name: str, op: str, value: Any) -> None:
+    """Refuse a filter whose value is of no kind its column holds: it could match nothing.
+
+    ``'f=1,5'`` reads as the tuple ``(1, 5)``, which no float equals: said,
+    instead of listing no runs.
+    """
+    source, bare = (("result", name[len(RESULT_PREFIX):]) if name.startswith(RESULT_PREFIX)
+                    else ("parameter", name))
+    held = store.value_kinds(bare, source)
+    if not held:
+        return  # an unknown name: the query says so, naming the known ones
+    members = value if op == "in" and isinstance(value, (list, tuple)) else [value]
+    try:
+        kinds = {indexed(encode(member, "a filter value")).kind for member in members}
+    except RunstoreError:
+        return  # the query reports values it cannot compare
+    if {_KIND_GROUP.get(k, k) for k in kinds} & {_KIND_GROUP.get(k, k) for k in held}:
+        return
+    shown = (f"a {type(value).__name__}" if kinds == {"structured"} and op == "eq"
+             else ", ".join(sorted(_KIND_WORDS.get(k, k) for k in kinds)))
+    hint = ""
+    if (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
+            and held & {"int", "float"}):
+        hint = f"; for a decimal number write it with a point: {value[0]}.{value[1]}"
+    elif kinds == {"text"} and held & {"int", "float"} and _NUMBER.fullmatch(str(value)):
+        hint = f"; a number is written without quotes: {bare}={value}"
+    elif kinds & {"int", "float"} and held == {"text"}:
+        hint = f"; for text, quote it: '{bare}=\"{value}\"'"
+    raise QueryError(
+        f"the filter {short_repr(text)} can match no run: its value is {shown}, and "
+        f"{bare} holds {' and '.join(sorted(_KINDS_HELD.get(k, k) for k in held))} values"
+        f"{hint}")
 
 
 _NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9_]+)?")

@@ -1574,6 +1574,14 @@ class Store:
                 "AND canonical < ? LIMIT 1", (name, '["callable",', '["callable",\uffff')
             ).scalar() is not None
 
+    def value_kinds(self, name: str, source: str = "parameter") -> set[str]:
+        """The kinds of value (``int``, ``text`` ...) a parameter or scalar result holds in any batch."""
+        with self._reading() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT kinds FROM batch_columns WHERE source = ? AND name = ?",
+                (source, name)).all()
+        return {kind for (kinds,) in rows for kind in (kinds or "").split(",") if kind}
+
     def names_a_result(self, name: str) -> bool:
         """Whether ``name`` is a scalar result of some run and no run's parameter."""
         with self._reading() as conn:

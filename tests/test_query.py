@@ -249,3 +249,31 @@ def test_the_command_line_filters_on_results_too(in_tmp):
     assert len(out.stdout.splitlines()) == 2
     out = runstore_cli("runs", batch.store.path, "vals>=10")
     assert out.returncode == 2 and "no run has a parameter 'vals'" in out.stderr
+
+
+def test_a_command_line_filter_of_a_kind_its_column_never_holds_is_refused(in_tmp):
+    from runstore.query import filter_conditions
+
+    batch = Batch("kinds")
+    batch.add_factorial_runs(Mixed, {"v": [0.5, 1.5], "tag": ["a", "b"]})
+    store = batch.store
+    refusals = {
+        "v=1,5": r"its value is a tuple, and v holds float values; for a decimal number "
+                 r"write it with a point: 1\.5",
+        'v="1.5"': r"its value is a string, and v holds float values; a number is written "
+                   r"without quotes: v=1\.5",
+        "tag=3": r"its value is an int, and tag holds string values; for text, quote it: "
+                 r"'tag=\"3\"'",
+        "v=True": r"its value is a boolean, and v holds float values",
+        "v__in=['a', None]": r"its value is None, a string, and v holds float values",
+    }
+    for text, message in refusals.items():
+        with pytest.raises(QueryError, match=rf"the filter .* can match no run: {message}"):
+            filter_conditions(store, [text])
+    # Values of a kind the column holds, __ne of any value, and unknown names pass on.
+    assert filter_conditions(store, ["v=1.5", "tag=b"]) == {"v": 1.5, "tag": "b"}
+    assert filter_conditions(store, ["v=2"]) == {"v": 2}  # an int may equal a float
+    assert filter_conditions(store, ["v__in=[1, 'x']"]) == {"v__in": [1, "x"]}
+    assert filter_conditions(store, ["tag!=3"]) == {"tag__ne": 3}
+    assert len(batch.get_runs_with(**filter_conditions(store, ["tag!=3"]))) == 4
+    assert filter_conditions(store, ["w=1,5"]) == {"w": (1, 5)}  # the query names it
