@@ -131,22 +131,25 @@ def _the_one(stores: list[Path], where: str, argument: str) -> Path:
         f"{', '.join(names)}; name one (its path, or a batch it holds)", names)
 
 
-def _holding(stores: list[Path], name: str) -> list[Path]:
-    """The stores that hold a batch called ``name`` (those that cannot be read are skipped)."""
+def _holding(stores: list[Path], name: str
+             ) -> tuple[list[Path], dict[Path, RunstoreError]]:
+    """The stores that hold a batch called ``name``, and those that cannot be read (why)."""
     from .store import Store
 
     holding = []
+    unreadable: dict[Path, RunstoreError] = {}
     for path in stores:
         try:
             opened = Store(path, readonly=True)
-        except RunstoreError:
+        except RunstoreError as exc:
+            unreadable[path] = exc
             continue
         try:
             if name in opened.batch_names():
                 holding.append(path)
         finally:
             opened.close()
-    return holding
+    return holding, unreadable
 
 
 def resolve(argument: str | None, folder: Path | None = None, must_exist: bool = True
@@ -172,7 +175,10 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
     if os.sep in argument or "/" in argument:
         raise StoreNotFoundError(argument, f"{argument} does not exist; check the path")
     stores = stores_in(here)
-    holding = _holding(stores, argument)
+    holding, unreadable = _holding(stores, argument)
+    for path, exc in unreadable.items():
+        if path.stem == argument:  # the batch's own store (Batch(name) makes _res/<name>.db)
+            raise exc
     if len(holding) == 1:
         return Target(str(holding[0]), argument)
     if holding:
@@ -181,7 +187,9 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
             argument, f"{len(holding)} stores hold a batch {argument!r}: {', '.join(names)}; "
             "give the path of the one you mean", names)
     known = ", ".join(_shown(stores)) or f"none in this folder or its {RESULTS_FOLDER}/"
+    unread = "".join(f"; {path} cannot be read, so its batches are unknown ({exc})"
+                     for path, exc in unreadable.items())
     raise StoreNotFoundError(
         argument, f"{argument!r} is no file, folder or batch of a store found here "
-        f"(stores found: {known}); check the name, or give the path of a store's .db file",
-        _shown(stores))
+        f"(stores found: {known}){unread}; check the name, or give the path of a store's "
+        ".db file", _shown(stores))

@@ -139,6 +139,30 @@ def test_the_tracebacks_of_issue_14_are_one_line_errors(project):
     assert Path("notes.txt").read_text() == "hello\n"
 
 
+def test_a_batch_name_never_resolves_past_a_store_that_cannot_be_read(tmp_path, monkeypatch):
+    from .runs import Sweep
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("x", "y"):
+        batch = runstore.Batch(name)
+        batch.add_factorial_runs(Sweep, {"A": [1]})
+        batch.store.close()
+    Path("_res/other.db").write_bytes(runstore_path_bytes := Path("_res/y.db").read_bytes())
+    assert runstore_path_bytes  # a copy of y.db: it holds a batch 'y' too
+    with sqlite3.connect("_res/x.db") as db:  # written by a newer runstore
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    db.close()
+    own = runstore_cli("runs", "x")  # its own store, x.db, cannot be read: said
+    assert own.returncode == ExitCode.VERSION and b"_res/x.db has schema revision" in own.stderr
+    both = runstore_cli("runs", "y")  # held by two readable stores: they are named
+    assert both.returncode == ExitCode.NOT_FOUND and b"2 stores hold a batch 'y'" in both.stderr
+    Path("_res/other.db").unlink()
+    assert runstore_cli("runs", "y").returncode == 0
+    nowhere = runstore_cli("runs", "z")
+    assert nowhere.returncode == ExitCode.NOT_FOUND
+    assert b"_res/x.db cannot be read, so its batches are unknown" in nowhere.stderr
+
+
 def test_a_store_is_found_in_the_current_folder_and_its_res(project):
     assert invoke("status").stdout.split()[5:7] == ["example", "0"]
     assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
