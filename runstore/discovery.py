@@ -84,7 +84,7 @@ def _has_runstore_schema(path: Path) -> bool:
     """Whether an unmarked SQLite file has runstore's tables and a revision it wrote."""
     from .storefile import survey
 
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error:

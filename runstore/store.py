@@ -228,7 +228,7 @@ def sqlite_url(db: str | os.PathLike[str], readonly: bool = False,
     # A file: URI opens read-only; the path is quoted, since '?', '#' and '%'
     # mean something in a URI.
     options = dict(part.split("=", 1) for part in (query or "mode=ro").split("&"))
-    return sa.URL.create("sqlite", database=f"file:{quote(str(db))}",
+    return sa.URL.create("sqlite", database=f"file:{quote(os.fsencode(db))}",
                          query={**options, "uri": "true"})
 
 

@@ -224,4 +224,4 @@ def reading_uri(db: Path) -> str:
     (see :func:`runstore.writerhost.reading_query`).
     """
     query = reading_query(db, writable=reading_mode(db) == "rw")
-    return f"file:{quote(str(db.resolve()))}?{query}"
+    return f"file:{quote(os.fsencode(db.resolve()))}?{query}"

@@ -387,3 +387,29 @@ def test_a_store_written_before_the_mark_is_found_by_its_tables(tmp_path, monkey
     result = invoke("status")  # found, and too old to read without an upgrade
     assert_one_line(result, ExitCode.VERSION)
     assert "runstore upgrade" in result.stderr
+
+
+def test_a_store_in_a_folder_whose_name_is_not_utf8_works_from_python_and_the_cli(tmp_path):
+    from .runs import Sweep
+
+    folder = tmp_path / os.fsdecode(b"caf\xe9")  # Latin-1 bytes, as an old disk holds them
+    batch = runstore.Batch("x", path=folder)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2]})
+    batch(verbose=0)
+    rid = batch.run[0].id
+    batch.store.close()
+    db = os.fsencode(folder / "_res" / "x.db")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    for args, expected in (([b"runs", db], b"(2 runs)"), ([b"status", db], b"x "),
+                           ([b"show", db, rid[:8].encode()], f"run {rid}".encode()),
+                           ([b"export", db, b"--csv", b"-"], b"id,")):
+        done = subprocess.run([sys.executable, "-m", "runstore", *args], capture_output=True,
+                              env=env)
+        assert done.returncode == 0, (args, done.stderr)
+        assert expected in done.stdout, (args, done.stdout)
+    (found,) = runstore.Batch("x", path=folder).get_runs_with(A=2)
+    assert found.done and found.result == {"val": 0}  # A*B + C with B = C = 0
+    missing = subprocess.run([sys.executable, "-m", "runstore", "runs",
+                              os.fsencode(folder / "_res" / "nope.db")],
+                             capture_output=True, env=env)
+    assert missing.returncode == ExitCode.NOT_FOUND and b"does not exist" in missing.stderr
