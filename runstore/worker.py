@@ -192,8 +192,8 @@ def _limited_work(threads: int, path: str, batch: str | None, modules: Sequence[
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _interrupt)
-    limit_threads(threads)
-    try:
+    try:  # the SIGTERM may come while importing what limiting threads needs
+        limit_threads(threads)
         done = sum(work(path, batch, modules).values())
     except KeyboardInterrupt:
         sys.exit(130)  # what Ctrl-C means; the parent tells what was kept

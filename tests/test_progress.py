@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,25 @@ def test_a_worker_says_what_it_computed_in_one_line(tmp_path):
     shared = worker_cli("--processes", "2", "_res/more.db", cwd=tmp_path / "b")
     assert (shared.returncode, shared.stdout, shared.stderr) == (
         0, "0 of 4 runs from the store, 4 computed\n", "")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_worker_processes_start_prints_no_traceback(tmp_path):
+    # Each delay lands in another stage of starting: the parent importing,
+    # its processes importing what limiting threads needs, their first claims.
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.6):
+        db = tmp_path / f"s{delay}.db"
+        batch = Batch("work", store=Store(db))
+        batch.add_factorial_runs(Sleepy, {"i": list(range(40)), "seconds": 0.1})
+        batch.store.close()
+        proc = _start([sys.executable, "-m", "runstore", "worker", str(db), "--processes",
+                       "2"], tmp_path)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err and err.count("\n") <= 1, (delay, err)
+        assert proc.returncode in (130, -signal.SIGINT), (delay, err)
+        assert err == "" or err.startswith("runstore: error: interrupted"), (delay, err)
 
 
 @pytest.mark.slow
