@@ -169,7 +169,14 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
         return Target(str(_the_one(stores_in(here), "the current folder", ".")))
     path = here / argument
     if os.path.isdir(path):
-        return Target(str(_the_one(stores_in(path), argument, argument)))
+        inside = stores_in(path)
+        if inside or os.sep in argument or "/" in argument:
+            return Target(str(_the_one(inside, argument, argument)))
+        # A folder without stores that is named like a batch: the batch, if one is here.
+        holding, _ = _holding(stores_in(here), argument)
+        if len(holding) == 1:
+            return Target(str(holding[0]), argument)
+        return Target(str(_the_one(inside, argument, argument)))
     if os.path.lexists(path) or not must_exist:
         return Target(str(path) if folder else argument)  # a path: taken as it is
     if os.sep in argument or "/" in argument:

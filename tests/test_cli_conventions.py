@@ -163,6 +163,16 @@ def test_a_batch_name_never_resolves_past_a_store_that_cannot_be_read(tmp_path, 
     assert b"_res/x.db cannot be read, so its batches are unknown" in nowhere.stderr
 
 
+def test_a_folder_without_stores_named_like_a_batch_leaves_the_name_to_the_batch(project):
+    Path("example").mkdir()  # say, where the user keeps the batch's figures
+    assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
+    Path("other").mkdir()
+    missing = invoke("runs", "other")
+    assert missing.exit_code == ExitCode.NOT_FOUND and "no runstore store in other" in (
+        missing.output)
+    assert invoke("runs", "./example").exit_code == ExitCode.NOT_FOUND  # a path: the folder
+
+
 def test_a_store_is_found_in_the_current_folder_and_its_res(project):
     assert invoke("status").stdout.split()[5:7] == ["example", "0"]
     assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
