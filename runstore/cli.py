@@ -151,7 +151,7 @@ def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
 def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = False,
                full_ids: bool = False) -> None:
     """Print rows as aligned columns, or as CSV."""
-    from .views import display
+    from .views import display, shortened
 
     if as_csv:
         import csv
@@ -160,7 +160,7 @@ def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = F
         writer.writerow(columns)
         writer.writerows(rows)
         return
-    cells = [[display(v) for v in row] for row in rows]
+    cells = [[shortened(display(v)) for v in row] for row in rows]  # CSV has them whole
     if "id" in columns and not full_ids:
         at = columns.index("id")
         for row in cells:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .errors import OptionalDependencyError, QueryError, VaryingParametersError
 from .query import filter_conditions
-from .views import display
+from .views import display, shortened
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -102,7 +102,7 @@ def plot_batch(batch: Batch, x: str, y: str, hue: str | None = None, ax: Any = N
     figure = axes[0][0].figure
     figure.suptitle(_title(batch.name, where))
     if hue and table.rows:
-        handles, labels = _legend_entries(axes, [f"{hue}={_shown(v)}"
+        handles, labels = _legend_entries(axes, [f"{hue}={_label(v)}"
                                                  for v in table.values(hue)])
         figure.legend(handles, labels, loc="outside right upper")
     return axes
@@ -178,7 +178,7 @@ def _draw(ax: Any, at: dict[str, int], rows: list[tuple[Any, ...]], x: str, y: s
         style = dict(kwargs)
         if hue:
             style.setdefault("color", colors.get(key))
-            style.setdefault("label", f"{hue}={_shown(keys[key])}")
+            style.setdefault("label", f"{hue}={_label(keys[key])}")
         ax.plot([p[0] for p in points], [p[1] for p in points], **style)
 
 
@@ -208,14 +208,19 @@ def _title(name: str, where: Where) -> str:
     if where is None:
         return name
     if isinstance(where, Mapping):
-        chosen = ", ".join(f"{k}={_shown(v)}" for k, v in where.items())
+        chosen = ", ".join(f"{k}={_label(v)}" for k, v in where.items())
     else:
         chosen = where if isinstance(where, str) else ", ".join(map(str, where))
     return f"{name} ({chosen})" if chosen else name
 
 
 def _facet_title(facet: dict[str, Any]) -> str:
-    return " | ".join(f"{name} = {_shown(value)}" for name, value in facet.items())
+    return " | ".join(f"{name} = {_label(value)}" for name, value in facet.items())
+
+
+def _label(value: Any) -> str:
+    """A value in a title or legend: as shown, long text cut short."""
+    return shortened(_shown(value))
 
 
 def _shown(value: Any) -> str:

@@ -224,6 +224,22 @@ def float_text(value: float) -> str:
     return text if any(c in text for c in ".ein") else text + ".0"
 
 
+#: The most characters of a value a table cell or a plot label shows.
+SHOWN_WIDTH = 40
+
+
+def shortened(text: str, width: int = SHOWN_WIDTH) -> str:
+    """``text`` cut to ``width`` characters in its middle, marked with an ellipsis.
+
+    Its start and its end stay: long values (paths, labels) often differ only
+    at their end.
+    """
+    if len(text) <= width:
+        return text
+    head = width // 2 - 1
+    return text[:head] + "\u2026" + text[len(text) - (width - head - 1):]
+
+
 def display(value: Any) -> str:
     """A cell of a view for people: functions by name, structured values decoded.
 

@@ -191,3 +191,23 @@ def test_cli_writes_no_image_when_no_run_is_left_to_plot(driven, tmp_path):
         assert "nothing to plot, so kept.png was not written: no run of batch " in empty.stderr
         assert f"matching {where} has values of both A and amp" in empty.stderr
         assert (tmp_path / "kept.png").read_bytes() == b"an earlier plot"
+
+
+def test_long_text_values_are_cut_short_in_titles_legends_and_tables(in_tmp, capsys):
+    from runstore.cli import echo_table
+
+    long_a, long_b = "a" * 30 + "-first-variant", "a" * 30 + "-second-variant"
+    batch = runstore.Batch("long")
+    batch.add_factorial_runs(Driven, {"A": [1, 2], "label": [long_a, long_b]})
+    batch(verbose=0)
+    ax = batch.plot("A", "amp", hue="label")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    cut = [v[:19] + "\u2026" + v[-20:] for v in (long_a, long_b)]  # both ends kept
+    assert labels == [f"label={v}" for v in cut] and all(len(v) == 40 for v in cut)
+    panels = batch.plot("A", "amp", col="label")
+    assert [p.get_title() for p in panels.flat] == [f"label = {v}" for v in cut]
+    plt.close("all")
+    echo_table(["label"], [(long_a,)])
+    assert capsys.readouterr().out.splitlines()[1] == cut[0]
+    echo_table(["label"], [(long_a,)], as_csv=True)  # CSV keeps every character
+    assert capsys.readouterr().out.splitlines()[1] == long_a
