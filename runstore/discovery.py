@@ -112,6 +112,34 @@ def stores_in(folder: Path) -> list[Path]:
     return found
 
 
+def _nearest(here: Path) -> tuple[Path, list[Path]]:
+    """The stores of ``here``, else of the nearest folder above it that has some.
+
+    As git finds its repository: from a subfolder of a project, the store in
+    the project's ``_res/``. The search stays on ``here``'s filesystem.
+    """
+    found = stores_in(here)
+    if found:
+        return here, found
+    try:
+        device = os.stat(here).st_dev
+        above = here.resolve().parents
+    except OSError:
+        return here, found
+    relative = here
+    for parent in above:
+        relative = relative / ".."
+        try:
+            if os.stat(parent).st_dev != device:
+                break
+        except OSError:
+            break
+        stores = stores_in(relative)
+        if stores:
+            return relative, stores
+    return here, found
+
+
 def _shown(paths: list[Path]) -> list[str]:
     return [str(p) for p in paths]
 
@@ -166,7 +194,15 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
     """
     here = folder or Path(".")
     if argument is None:
-        return Target(str(_the_one(stores_in(here), "the current folder", ".")))
+        near, stores = _nearest(here)
+        if not stores:
+            raise StoreNotFoundError(
+                ".", f"no runstore store in the current folder, its {RESULTS_FOLDER}/ folder "
+                "or the folders above them; give the path of a store's .db file (runstore "
+                "STORE ...), or run the command in the folder that holds the store or its "
+                f"{RESULTS_FOLDER}/ folder (or in a folder below it)")
+        return Target(str(_the_one(stores, "the current folder" if near == here else
+                                   f"{near} (the nearest folder above with a store)", ".")))
     path = here / argument
     if os.path.isdir(path):
         inside = stores_in(path)
@@ -181,7 +217,7 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
         return Target(str(path) if folder else argument)  # a path: taken as it is
     if os.sep in argument or "/" in argument:
         raise StoreNotFoundError(argument, f"{argument} does not exist; check the path")
-    stores = stores_in(here)
+    _, stores = _nearest(here)
     holding, unreadable = _holding(stores, argument)
     for path, exc in unreadable.items():
         if path.stem == argument:  # the batch's own store (Batch(name) makes _res/<name>.db)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,13 +120,7 @@ def survey(query: Query, path: str) -> Survey:
         return Survey(None, False)  # an empty database: nobody's yet
     tables = {name for kind, name in objects if kind == "table"}
     missing = set(RUNSTORE_TABLES) - tables
-    shadows = sorted((name, kind) for kind, name in objects
-                     if kind != "table" and name.lower() in {t.lower() for t in missing})
-    if shadows:
-        name, kind = shadows[0]
-        raise NotAStoreError(path, f"its {name} is a {kind}, not a table: the file was "
-                             "changed outside runstore and may be hostile or damaged. It "
-                             "was left unchanged")
+    _refuse_shadows(objects, missing, path)
     if missing:
         if marker == 0:
             raise NotAStoreError(path, "it is a SQLite database without runstore's tables "
@@ -144,11 +138,24 @@ def survey(query: Query, path: str) -> Survey:
         raise NotAStoreError(path, "it is marked as a runstore file but records no schema "
                              "revision: it is damaged. Restore it from a copy")
     absent = sorted(set(Base.metadata.tables) - tables) if revision == SCHEMA_REVISION else []
+    _refuse_shadows(objects, absent, path)
     if absent:
         raise NotAStoreError(path, f"it records schema revision {revision} but its tables "
                              f"{absent} are missing: it was changed outside runstore or is "
                              "damaged. Restore it from a copy")
     return Survey(revision, marker == APPLICATION_ID)
+
+
+def _refuse_shadows(objects: set[tuple[str, str]], absent: Iterable[str], path: str) -> None:
+    """Refuse a file where a table runstore reads is missing and another object has its name."""
+    names = {t.lower() for t in absent}
+    shadows = sorted((name, kind) for kind, name in objects
+                     if kind != "table" and name.lower() in names)
+    if shadows:
+        name, kind = shadows[0]
+        raise NotAStoreError(path, f"its {name} is a {kind}, not a table: the file was "
+                             "changed outside runstore and may be hostile or damaged. It "
+                             "was left unchanged")
 
 
 def _known(revision: str | None) -> bool:

@@ -173,6 +173,21 @@ def test_a_folder_without_stores_named_like_a_batch_leaves_the_name_to_the_batch
     assert invoke("runs", "./example").exit_code == ExitCode.NOT_FOUND  # a path: the folder
 
 
+def test_a_store_is_found_from_a_folder_below_its_project_as_git_finds_a_repository(project):
+    Path("figures/2026").mkdir(parents=True)
+    os.chdir("figures/2026")
+    status = invoke("status")
+    assert status.exit_code == 0 and status.stdout.split()[5:7] == ["example", "0"]
+    assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
+    assert invoke("runs", "A>=4").stdout.count("done") == 2
+    os.chdir(project)
+    Path("figures/_res").mkdir()  # the nearest folder with stores wins, and it has none
+    os.chdir("figures/2026")
+    assert invoke("runs", "A>=4").stdout.count("done") == 2  # an empty _res/ is no store
+    Path("../_res/note.txt").write_text("not a store")
+    assert invoke("runs", "A>=4").stdout.count("done") == 2
+
+
 def test_a_store_is_found_in_the_current_folder_and_its_res(project):
     assert invoke("status").stdout.split()[5:7] == ["example", "0"]
     assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
@@ -223,7 +238,7 @@ def test_discovery_counts_only_runstore_files_and_leaves_others_untouched(projec
         "_res", "data.db", "other.sqlite"]
 
 
-def test_several_or_no_stores_are_told_with_their_paths(project, tmp_path):
+def test_several_or_no_stores_are_told_with_their_paths(project, tmp_path, tmp_path_factory):
     Path("mine").mkdir()
     assert runstore_cli("import", "_res/example.db", "mine/copy.db").returncode == 0
     Path("copy.db").write_bytes(Path("mine/copy.db").read_bytes())
@@ -235,12 +250,12 @@ def test_several_or_no_stores_are_told_with_their_paths(project, tmp_path):
     assert "2 stores hold a batch 'example'" in result.stderr
     os.chdir(tmp_path / "mine")
     assert invoke("status").exit_code == 0
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    empty = tmp_path_factory.mktemp("empty")  # no store here, nor above
     os.chdir(empty)
     result = invoke("status")
     assert_one_line(result, ExitCode.NOT_FOUND)
-    assert "no runstore store in the current folder" in result.stderr
+    assert ("no runstore store in the current folder, its _res/ folder or the folders "
+            "above them") in result.stderr
 
 
 def test_dash_is_standard_output_and_input(project):
