@@ -651,6 +651,10 @@ def _check_stray_rows(store: Store, report: CheckReport, fix: bool, dry_run: boo
     if fix and stray:
         if not dry_run:
             with store._writing("delete rows of no run") as conn:
+                if "parameters" in stray:  # their values are counted out with them
+                    recount(conn, [r[0] for r in conn.exec_driver_sql(
+                        "SELECT DISTINCT run_key FROM parameters WHERE run_key NOT IN "
+                        "(SELECT key FROM runs)")], -1)
                 for table in stray:
                     conn.exec_driver_sql(f"DELETE FROM {table} WHERE run_key NOT IN "
                                          "(SELECT key FROM runs)")

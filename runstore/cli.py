@@ -36,8 +36,9 @@ FILTER_HELP = ("Each FILTER is NAME OP VALUE, with OP one of = != < <= > >= and 
                "result__NAME when a parameter has the same name). Quote filters "
                "with < or > for the shell.")
 STORE_HELP = ("STORE is a store's .db file (or a bundle's); a folder, for the one store in "
-              "it or its _res/; a batch's name, for the one store found here that holds it; "
-              "or, left out, the one store in the current folder or its _res/.")
+              "it or its _res/; a batch's name, for the one store found as when STORE is "
+              "left out that holds it; or, left out, the one store in the current folder "
+              "or its _res/, else in the nearest _res/ above.")
 #: A STORE argument that may be left out (see :mod:`runstore.discovery`).
 store_argument = click.argument("store", required=False, metavar="[STORE]")
 
@@ -149,7 +150,7 @@ def conditions(store: Store, filters: tuple[str, ...]) -> dict[str, Any]:
 
 
 def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = False,
-               full_ids: bool = False) -> None:
+               full_ids: bool = False, whole: bool = False) -> None:
     """Print rows as aligned columns, or as CSV."""
     from .views import display, shortened
 
@@ -160,7 +161,8 @@ def echo_table(columns: list[str], rows: list[tuple[Any, ...]], as_csv: bool = F
         writer.writerow(columns)
         writer.writerows(rows)
         return
-    cells = [[shortened(display(v)) for v in row] for row in rows]  # CSV has them whole
+    cells = [[display(v) if whole else shortened(display(v)) for v in row]
+             for row in rows]  # CSV has them whole
     if "id" in columns and not full_ids:
         at = columns.index("id")
         for row in cells:
@@ -547,7 +549,8 @@ def sql(store: str | None, query: str | None, as_csv: bool) -> None:
             return
         cursor = conn.execute(query)
         columns = [d[0] for d in cursor.description or []]
-        echo_table(columns, [tuple(row) for row in cursor.fetchall()], as_csv, full_ids=True)
+        echo_table(columns, [tuple(row) for row in cursor.fetchall()], as_csv, full_ids=True,
+                   whole=True)
     except sqlite3.Error as exc:
         text = str(exc)
         code = (ExitCode.REFUSED if "readonly" in text or "not authorized" in text

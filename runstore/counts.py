@@ -51,8 +51,10 @@ def recount(conn: sa.Connection, run_keys: Sequence[int], sign: int) -> None:
             tuple(chunk)).fetchall()
         if rows:
             conn.exec_driver_sql(_COUNT, [(*row[:5], sign * row[5]) for row in rows])
-    if sign < 0:
-        conn.exec_driver_sql("DELETE FROM parameter_counts WHERE runs <= 0")
+        if rows and sign < 0:  # only the values just counted out, through the key
+            conn.exec_driver_sql(
+                "DELETE FROM parameter_counts WHERE name = ? AND canonical = ? AND runs <= 0",
+                [(row[0], row[1]) for row in rows])
 
 
 def count_all(conn: sa.Connection) -> None:

@@ -7,10 +7,11 @@ repository from the current folder:
 - a path to a file is taken as it is (and checked when the command opens it);
 - a folder means the store in it or in its ``_res/`` subfolder, if there is
   exactly one;
-- nothing means the current folder;
-- a name that is no file or folder is a batch's name, and means the one
-  store, among those found in the current folder and its ``_res/``, that
-  holds a batch of that name.
+- nothing means the current folder, else the nearest ``_res/`` of a folder
+  above it (said on standard error);
+- a name that is no file or folder (or a folder without stores) is a
+  batch's name, and means the one store, among those found as for nothing,
+  that holds a batch of that name.
 
 What counts as a store is decided by the file's content, never by its name
 (:func:`is_store_file`): a regular file that starts with SQLite's header and
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -101,22 +103,26 @@ def _has_runstore_schema(path: Path) -> bool:
 
 def stores_in(folder: Path) -> list[Path]:
     """The store files directly in ``folder`` and in its ``_res/``, sorted by path."""
-    found: list[Path] = []
-    for where in (folder, folder / RESULTS_FOLDER):
-        try:
-            entries = sorted(where.iterdir())
-        except OSError:
-            continue
-        found += [p for p in entries if not p.name.startswith(".")
-                  and not p.name.endswith(("-wal", "-shm", "-journal")) and is_store_file(p)]
-    return found
+    return stores_in_folder(folder) + stores_in_folder(folder / RESULTS_FOLDER)
+
+
+def stores_in_folder(where: Path) -> list[Path]:
+    """The store files directly in one folder, sorted by path."""
+    try:
+        entries = sorted(where.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if not p.name.startswith(".")
+            and not p.name.endswith(("-wal", "-shm", "-journal")) and is_store_file(p)]
 
 
 def _nearest(here: Path) -> tuple[Path, list[Path]]:
-    """The stores of ``here``, else of the nearest folder above it that has some.
+    """The stores of ``here`` (and its ``_res/``), else of the nearest ``_res/`` above it.
 
     As git finds its repository: from a subfolder of a project, the store in
-    the project's ``_res/``. The search stays on ``here``'s filesystem.
+    the project's ``_res/``. Above ``here`` only ``_res/`` folders are looked
+    in (not every file of every folder), on ``here``'s filesystem; where the
+    stores were found is said on standard error.
     """
     found = stores_in(here)
     if found:
@@ -134,8 +140,13 @@ def _nearest(here: Path) -> tuple[Path, list[Path]]:
                 break
         except OSError:
             break
-        stores = stores_in(relative)
+        results = relative / RESULTS_FOLDER
+        if not os.path.isdir(results):
+            continue
+        stores = stores_in_folder(results)
         if stores:
+            print(f"runstore: using the stores of {os.path.normpath(results)}",
+                  file=sys.stderr, flush=True)
             return relative, stores
     return here, found
 
@@ -209,7 +220,7 @@ def resolve(argument: str | None, folder: Path | None = None, must_exist: bool =
         if inside or os.sep in argument or "/" in argument:
             return Target(str(_the_one(inside, argument, argument)))
         # A folder without stores that is named like a batch: the batch, if one is here.
-        holding, _ = _holding(stores_in(here), argument)
+        holding, _ = _holding(_nearest(here)[1], argument)
         if len(holding) == 1:
             return Target(str(holding[0]), argument)
         return Target(str(_the_one(inside, argument, argument)))

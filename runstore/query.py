@@ -138,7 +138,10 @@ def _refuse_other_kinds(store: Store, text: str, name: str, op: str, value: Any)
     held = store.value_kinds(bare, source)
     if not held:
         return  # an unknown name: the query says so, naming the known ones
-    members = value if op == "in" and isinstance(value, (list, tuple)) else [value]
+    members = list(value) if op == "in" and isinstance(value, (list, tuple, set, frozenset)
+                                                       ) else [value]
+    if not members:
+        return  # an empty __in matches nothing, as asked
     try:
         kinds = {indexed(encode(member, "a filter value")).kind for member in members}
     except RunstoreError:

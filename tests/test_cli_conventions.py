@@ -176,16 +176,19 @@ def test_a_folder_without_stores_named_like_a_batch_leaves_the_name_to_the_batch
 def test_a_store_is_found_from_a_folder_below_its_project_as_git_finds_a_repository(project):
     Path("figures/2026").mkdir(parents=True)
     os.chdir("figures/2026")
-    status = invoke("status")
-    assert status.exit_code == 0 and status.stdout.split()[5:7] == ["example", "0"]
+    status = runstore_cli("status")
+    assert status.returncode == 0 and status.stdout.split()[5:7] == [b"example", b"0"]
+    assert status.stderr == b"runstore: using the stores of ../../_res\n"  # said where
     assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
     assert invoke("runs", "A>=4").stdout.count("done") == 2
+    Path("example").mkdir()  # a folder named like the batch does not hide it here either
+    assert invoke("runs", "example", "A>=4").stdout.count("done") == 2
     os.chdir(project)
-    Path("figures/_res").mkdir()  # the nearest folder with stores wins, and it has none
-    os.chdir("figures/2026")
-    assert invoke("runs", "A>=4").stdout.count("done") == 2  # an empty _res/ is no store
-    Path("../_res/note.txt").write_text("not a store")
-    assert invoke("runs", "A>=4").stdout.count("done") == 2
+    Path("figures/_res").mkdir()  # an empty _res/ on the way is no store
+    Path("figures/_res/note.txt").write_text("not a store")
+    Path("figures/stray.db").write_bytes(Path("_res/example.db").read_bytes())
+    os.chdir("figures/2026")  # above, only _res/ folders count: not figures/stray.db
+    assert "../../_res" in runstore_cli("status").stderr.decode()
 
 
 def test_a_store_is_found_in_the_current_folder_and_its_res(project):

@@ -175,3 +175,18 @@ def test_counting_reads_an_index_of_the_counts_never_every_value_of_a_name(in_tm
                         or "PRIMARY KEY (name=? AND canonical" in step), plan
     finally:
         raw.close()
+
+
+def test_check_fix_counts_out_the_stray_rows_it_deletes(tmp_path):
+    batch = Batch("stray", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2, 3]})
+    db = batch.store.path
+    with sqlite3.connect(db) as conn:  # a run deleted outside runstore, its rows left
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("DELETE FROM entries WHERE run_key = 1")
+        conn.execute("DELETE FROM runs WHERE key = 1")
+    conn.close()
+    fixed = batch.store.check(fix=True)
+    assert "parameter_counts" not in str(fixed)  # the fix itself kept them right
+    assert_counted(db)
+    assert batch.store.check().ok

@@ -274,6 +274,8 @@ def test_a_command_line_filter_of_a_kind_its_column_never_holds_is_refused(in_tm
     assert filter_conditions(store, ["v=1.5", "tag=b"]) == {"v": 1.5, "tag": "b"}
     assert filter_conditions(store, ["v=2"]) == {"v": 2}  # an int may equal a float
     assert filter_conditions(store, ["v__in=[1, 'x']"]) == {"v__in": [1, "x"]}
+    assert filter_conditions(store, ["v__in={0.5, 9}"]) == {"v__in": {0.5, 9}}  # a set
+    assert filter_conditions(store, ["v__in=[]"]) == {"v__in": []}  # matches nothing
     assert filter_conditions(store, ["tag!=3"]) == {"tag__ne": 3}
     assert len(batch.get_runs_with(**filter_conditions(store, ["tag!=3"]))) == 4
     assert filter_conditions(store, ["w=1,5"]) == {"w": (1, 5)}  # the query names it
