@@ -64,6 +64,7 @@ from report import Report  # noqa: E402
 
 import runstore  # noqa: E402
 from runstore.query import Query  # noqa: E402
+from runstore.slots import slots_of  # noqa: E402
 from runstore.store import RunRow  # noqa: E402
 
 #: name -> levels of A, B, C (their product is the number of runs at 1,000,000).
@@ -199,7 +200,7 @@ def forced(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
         query.order(conn)
         if driver is not None:
             query.conditions.sort(key=lambda c: c.label != driver)
-        sql, args = query.sql(batch_id)
+        sql, args = query.sql(batch_id, slots_of(conn, batch_id))
 
     def run() -> Any:
         with store._reading() as conn:  # noqa: SLF001
@@ -219,7 +220,7 @@ def sql_alone(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
         query.check_names(conn)
         query.order(conn)
         query.conditions.sort(key=lambda c: c.label != driver)
-        sql, args = query.sql(batch_id)
+        sql, args = query.sql(batch_id, slots_of(conn, batch_id))
     return lambda: raw.execute(sql, args).fetchall()
 
 
@@ -265,7 +266,7 @@ def plans(store: runstore.Store, batch_id: int, orders: list[dict[str, Any]]) ->
         for conditions in orders:
             query = Query(conditions)
             query.order(conn.connection.driver_connection)
-            sql, args = query.sql(batch_id)
+            sql, args = query.sql(batch_id, slots_of(conn, batch_id))
             found.add((sql, repr(args)))
     return len(found)
 

@@ -33,6 +33,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .counts import MISCOUNTED, count_all, recount
+from .slots import MISFILLED, refill_all, slots_of
 from .arrays import ArrayStore, MemoryArrayStore, side_file_writer
 from .encoding import Indexed, canonical_json, indexed, stored_array
 from .errors import BundleRepairError, StoreUnreadableError
@@ -82,6 +83,8 @@ class CheckReport:
     stray_rows: dict[str, int] = field(default_factory=dict)
     #: Values whose count of runs in ``parameter_counts`` is wrong (or missing).
     wrong_counts: int = 0
+    #: Slots of batch entries (``entries.v0`` ...) that differ from ``parameters``.
+    wrong_slots: int = 0
     orphan_files: list[str] = field(default_factory=list)
     partial_files: list[str] = field(default_factory=list)
     #: Entries named like side files that are not regular files (never deleted).
@@ -100,7 +103,7 @@ class CheckReport:
         """Whether nothing is wrong (runs with custom ids are not a problem)."""
         return not (self.integrity or self.wrong_ids or self.unreadable
                     or self.missing_arrays or self.wrong_rows or self.stray_rows
-                    or self.wrong_counts
+                    or self.wrong_counts or self.wrong_slots
                     or self.orphan_files or self.partial_files or self.strange_files)
 
     def problems(self) -> list[str]:
@@ -118,6 +121,11 @@ class CheckReport:
             lines.append(f"parameter_counts: the counts of {self.wrong_counts} parameter "
                          "values are wrong (they order query conditions; what queries "
                          "match is not affected)")
+        if self.wrong_slots:
+            lines.append(f"entries: {self.wrong_slots} numbers copied from the parameters "
+                         "rows (the slots v0, v1 ...) differ from them: queries on those "
+                         "parameters can miss runs or find wrong ones; runstore check --fix "
+                         "copies them again")
         lines += [f"side file no run points into: {name}" for name in self.orphan_files]
         lines += [f"half-written side file: {name}" for name in self.partial_files]
         lines += [f"not a regular file where a side file is named: {name} (left alone)"
@@ -324,7 +332,8 @@ def check_store(store: Store, fix: bool = False, dry_run: bool = False,
     read is reported.
 
     Repairs (``fix=True``): wrong typed rows are rebuilt from the documents,
-    and wrong counts counted again; done runs whose result or arrays are damaged go back to pending (each
+    wrong counts counted again, and numbers copied into batch entries
+    (slots) copied again; done runs whose result or arrays are damaged go back to pending (each
     reported); typed rows of no run are deleted; side files no row points
     into are deleted when their writer is dead, or (writer unknown) when
     older than :data:`ORPHAN_AGE`. Runs whose id does not match their
@@ -344,6 +353,7 @@ def check_store(store: Store, fix: bool = False, dry_run: bool = False,
     _check_runs(store, scope, report, referenced, fix, dry_run, progress)
     _check_stray_rows(store, report, fix, dry_run)
     _check_counts(store, report, fix and not report.integrity, dry_run)
+    _check_slots(store, report, fix and not report.integrity, dry_run)
     _check_files(scope, report, referenced)
     if fix and report.integrity:
         report.repaired.append("no file deleted: not every row could be read, so no "
@@ -675,6 +685,24 @@ def _check_counts(store: Store, report: CheckReport, fix: bool, dry_run: bool) -
             with store._writing("count parameter values") as conn:
                 count_all(conn)
         report.repaired.append("parameter_counts counted again from the parameters rows")
+
+
+def _check_slots(store: Store, report: CheckReport, fix: bool, dry_run: bool) -> None:
+    """Compare the slots of every batch's entries with ``parameters``; with ``fix``, fill again."""
+    try:
+        with store._reading() as conn:
+            for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
+                for name, slot in slots_of(conn, batch).items():
+                    report.wrong_slots += int(conn.exec_driver_sql(
+                        MISFILLED.format(slot=slot), (batch, name)).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        report.integrity.append(f"the batches' entries cannot be read ({exc.orig})")
+        return
+    if fix and report.wrong_slots:
+        if not dry_run:
+            with store._writing("copy numeric parameters into entries") as conn:
+                refill_all(conn)
+        report.repaired.append("the slots of entries copied again from the parameters rows")
 
 
 def _check_files(scope: _Scope, report: CheckReport, referenced: set[str]) -> None:

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from .encoding import FunctionRef, Indexed, Tree, encode, indexed, short_repr
 from .errors import QueryError, RunstoreError
+from .slots import slots_of
 
 if TYPE_CHECKING:
     from .store import Store
@@ -49,6 +50,11 @@ RTOL, ATOL = 1e-5, 1e-8
 _ORDER = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _INT64 = 2**63
 
+
+#: What a predicate on ``num`` alone that no NULL satisfies is made of (Condition.on_slot).
+_SLOT_SAFE = re.compile(r"p\.num|BETWEEN|AND|OR|IN|<=|>=|=|<|>|\?|,|\(|\)|\s")
+#: The slot column a predicate from Condition.on_slot starts with.
+_SLOT_COLUMN = re.compile(r"\(*e\.(v[0-9]+)\b")
 
 _FILTER = re.compile(r"^\s*([^\s<>=!]+?)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$", re.S)
 _SYMBOLS = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -210,6 +216,25 @@ class Condition:
         if self.op == "in":
             return self._in(a)
         return self._order(a)
+
+    def on_slot(self, slot: int | None) -> tuple[str, list[Any]] | None:
+        """The predicate over the entry's slot ``slot``, if it decides this condition alone.
+
+        Only predicates on ``num`` alone that no NULL satisfies qualify
+        (equalities, ranges and lists of numbers): a slot holds a run's
+        ``num``, or NULL where the run has no number under the name. Others
+        (text, None, structured values, ``__ne``, ints beyond 64 bits) are
+        tested in ``parameters``.
+        """
+        if slot is None or self.source != "parameter":
+            return None
+        try:
+            sql, args = self.predicate("p")
+        except RunstoreError:
+            return None  # the query reports it
+        if _SLOT_SAFE.sub("", sql).strip():
+            return None
+        return sql.replace("p.num", f"e.v{int(slot)}"), args
 
     def _form(self, value: Any) -> Indexed:
         return indexed(self._tree(value))
@@ -441,7 +466,7 @@ class Query:
         self._resolve_nested(conn)
         try:
             matches = self.order(conn)
-            sql, args = self.sql(batch)
+            sql, args = self.sql(batch, slots_of(conn, batch) if self.conditions else {})
         except RunstoreError:  # a value that cannot be compared
             self.check_names(conn)  # an unknown name is the error to report first
             raise
@@ -558,22 +583,49 @@ class Query:
                 return replace(condition, name=name) if name != condition.name else condition
         return None
 
-    def sql(self, batch: int) -> tuple[str, list[Any]]:
-        """The query's SQL and arguments; rows as in :class:`runstore.store.RunRow`."""
+    def sql(self, batch: int, slots: dict[str, int] | None = None) -> tuple[str, list[Any]]:
+        """The query's SQL and arguments; rows as in :class:`runstore.store.RunRow`.
+
+        ``slots`` gives the batch's parameters copied into ``entries`` (see
+        :mod:`runstore.slots`): a condition on numbers of such a parameter
+        is tested on the entry's row itself, and drives the query through
+        the slot's index when it is the most selective. The others are
+        tested by a lookup in ``parameters`` (or ``result_values``) per run.
+        """
         select = "SELECT e.position, r.id, r.run_type, r.parameters, r.state, r.key "
         if not self.conditions:
             return (select + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
                     "AND r.key = e.run_key ORDER BY e.position", [batch])
         first, *rest = self.conditions  # see order()
-        where, args = first.predicate("p0")
-        # CROSS JOIN fixes the join order: the indexed lookup drives.
-        sql = (select + f"FROM {first.table} p0 CROSS JOIN entries e CROSS JOIN runs r "
-               f"WHERE p0.{first.column} = ? AND {where} AND e.run_key = p0.run_key "
-               "AND e.batch_id = ? AND r.key = e.run_key")
-        params: list[Any] = [first.name, *args, batch]
-        for i, condition in enumerate(rest, 1):
+        on_entry = {id(c): found for c in self.conditions
+                    if (found := c.on_slot((slots or {}).get(c.name))) is not None}
+        drive = on_entry.get(id(first))
+        if drive is not None and " OR " not in drive[0]:
+            # CROSS JOIN fixes the join order: the slot's index drives.
+            column = _SLOT_COLUMN.match(drive[0])
+            assert column is not None
+            sql = (select + f"FROM entries e INDEXED BY ix_entries_{column.group(1)} CROSS JOIN "
+                   f"runs r WHERE e.batch_id = ? AND e.{column.group(1)} IS NOT NULL AND "
+                   f"{drive[0]}")
+            params: list[Any] = [batch, *drive[1]]
+            key = "e.run_key"
+        else:
+            where, args = first.predicate("p0")
+            sql = (select + f"FROM {first.table} p0 CROSS JOIN entries e CROSS JOIN runs r "
+                   f"WHERE p0.{first.column} = ? AND {where} AND e.run_key = p0.run_key "
+                   "AND e.batch_id = ?")
+            params = [first.name, *args, batch]
+            key = "p0.run_key"
+        # Tests on the entry's own row first: they cost no lookup.
+        for condition in sorted(rest, key=lambda c: id(c) not in on_entry):
+            if id(condition) in on_entry:
+                where, args = on_entry[id(condition)]
+                sql += f" AND {where}"
+                params += args
+                continue
+            i = self.conditions.index(condition)
             where, args = condition.predicate(f"p{i}")
             sql += (f" AND EXISTS (SELECT 1 FROM {condition.table} p{i} WHERE p{i}.run_key = "
-                    f"p0.run_key AND p{i}.{condition.column} = ? AND {where})")
+                    f"{key} AND p{i}.{condition.column} = ? AND {where})")
             params += [condition.name, *args]
-        return sql + " ORDER BY e.position", params
+        return sql + " AND r.key = e.run_key ORDER BY e.position", params

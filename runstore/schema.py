@@ -13,7 +13,13 @@ Tables:
     ``result_origin``).
 ``entries``
     The runs of each batch, in insertion order (``position``, from 0 without
-    gaps); a run id can sit in several batches, once in each.
+    gaps); a run id can sit in several batches, once in each. Columns ``v0``
+    to ``v15`` (:data:`SLOTS`) hold copies of numeric parameters: each
+    batch gives up to 16 of its parameter names a slot (``batch_columns.slot``),
+    and an entry's slot holds that parameter's ``num`` in ``parameters`` (NULL
+    where the run has no number under that name). Each slot is indexed with
+    the batch, so a query on numbers reads one row per run, as on a table with
+    a column per parameter (see ``runstore.slots``).
 ``parameters``
     One row per run and parameter, typed for indexed queries: ``kind``,
     ``num`` (numbers, indexed; declared without a type, so that floats stay
@@ -30,7 +36,7 @@ Tables:
 ``batch_columns``
     The parameter names and scalar result keys of each batch, with the kinds
     of value each holds in the batch: the columns of the batch's SQL view and
-    their types.
+    their types; and the slot of ``entries`` that holds a parameter's numbers.
 ``fftw_wisdom``
     FFTW wisdom (what planning FFTs learned), per kind of machine, shared by
     the processes that compute the store's runs.
@@ -48,11 +54,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["SCHEMA_REVISION", "RunState", "Base", "Batch", "Run", "Entry",
-           "APPLICATION_ID", "RUNSTORE_TABLES", "SYNCHRONOUS",
+           "APPLICATION_ID", "RUNSTORE_TABLES", "SLOTS", "SYNCHRONOUS",
            "Parameter", "ParameterCount", "ResultValue", "BatchColumn", "FftwWisdom", "Number"]
 
 #: The Alembic revision of the schema this version of runstore reads and writes.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
+
+#: How many parameters of a batch have a column in ``entries`` (``v0`` ...).
+SLOTS = 16
 
 #: ``PRAGMA application_id`` of every file runstore writes (stores and
 #: bundles): "RunS" in ASCII. A SQLite file with another non-zero id belongs to
@@ -159,9 +168,29 @@ class Entry(Base):
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), primary_key=True)
     position: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     run_key: Mapped[int] = mapped_column(sa.ForeignKey("runs.key"))
+    # The slots (SLOTS of them): numeric parameters copied from ``parameters``.
+    v0: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v1: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v2: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v3: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v4: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v5: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v6: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v7: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v8: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v9: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v10: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v11: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v12: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v13: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v14: Mapped[Any] = mapped_column(Number(), nullable=True)
+    v15: Mapped[Any] = mapped_column(Number(), nullable=True)
 
     __table_args__ = (
         sa.UniqueConstraint("batch_id", "run_key", name="uq_entries_batch_run"),
+        # One per slot, over the entries whose slot holds a number.
+        *(sa.Index(f"ix_entries_v{i}", "batch_id", f"v{i}",
+                   sqlite_where=sa.text(f"v{i} IS NOT NULL")) for i in range(SLOTS)),
     )
 
 
@@ -231,6 +260,10 @@ class BatchColumn(Base):
     #: typed rows: "float,int" ...), sorted and joined with commas: they
     #: decide the column's SQL type in the view (runstore.views.column_type).
     kinds: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: The column ``v<slot>`` of ``entries`` holding this parameter's numbers
+    #: in the batch, or NULL (results, parameters without numbers, and
+    #: parameters beyond the batch's first :data:`SLOTS` with numbers).
+    slot: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 

@@ -61,8 +61,9 @@ from .interfaces import IRunStore, implementer
 from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
 from .query import Query
 from .counts import count_values, recount
+from . import slots
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
-from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
+from .schema import APPLICATION_ID, SCHEMA_REVISION, SLOTS, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, reading_mode, require_regular_files, survey, survey_path
 from .writerhost import WriterClaim, claim, reading_query, refuse_network_write, unclaim
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
@@ -660,18 +661,21 @@ class Store:
                 [(keys[rid], name, f.kind, f.number, f.text, f.canonical)
                  for rid, _, _, forms in new for name, f in forms.items()])
             counted = count_values(conn, [forms for _, _, _, forms in new])
-            _executemany(
-                conn, "INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
-                [(batch, start + i, keys[run[0]]) for i, run in enumerate(runs)])
             new_ids = {run[0] for run in new}
             existing = [keys[run[0]] for run in runs if run[0] not in new_ids]
             # The kinds of the new runs' values were counted: look only at the others'.
-            self._add_columns(conn, batch, "parameter", {
+            grown = self._add_columns(conn, batch, "parameter", {
                 (name, f.kind) for name, f in counted} | {
                 (name, f.kind) for rid, _, _, forms in runs if rid not in new_ids
                 for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
+            slotted = slots.assign(conn, batch) if grown else slots.slots_of(conn, batch)
+            _executemany(
+                conn, f"INSERT INTO entries (batch_id, position, run_key{_SLOT_COLUMNS}) "
+                f"VALUES (?, ?, ?{',?' * SLOTS})",
+                [(batch, start + i, keys[run[0]], *slots.values(slotted, run[3]))
+                 for i, run in enumerate(runs)])
         return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
                         next_key)
 
@@ -701,6 +705,7 @@ class Store:
                               _distinct(conn, "name", "parameters", appended))
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", appended))
+            slots.fill(conn, batch, slots.assign(conn, batch), start)
         return []
 
     def remove_runs(self, batch: int, run_ids: Sequence[str], delete_unheld: bool = False
@@ -1240,6 +1245,7 @@ class Store:
                          "VALUES (?, ?, ?)", [(batch, order[k], k) for k in keys])
             target._add_columns(conn, batch, "parameter", {(r[1], r[2]) for r in parameters})
             target._add_columns(conn, batch, "result", {(r[1], r[2]) for r in values})
+            slots.fill(conn, batch, slots.assign(conn, batch), 0)
         return len(runs)
 
     def records(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1340,6 +1346,7 @@ class Store:
                 (name, f.kind) for run in runs for name, f in run.parameters.items()})
             self._add_columns(conn, batch, "result", _distinct(
                 conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
+            slots.fill(conn, batch, slots.assign(conn, batch), start)
         recorded = [run for run in new if run.record["state"] == RunState.DONE.value]
         return len(new), recorded + taken
 
@@ -1483,8 +1490,9 @@ class Store:
                 grown[name] = merged
         if grown:
             conn.exec_driver_sql(
-                "INSERT OR REPLACE INTO batch_columns (batch_id, source, name, kinds) "
-                "VALUES (?, ?, ?, ?)", [(batch, source, name, ",".join(sorted(merged)))
+                "INSERT INTO batch_columns (batch_id, source, name, kinds) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (batch_id, source, name) DO UPDATE SET kinds = excluded.kinds",
+                [(batch, source, name, ",".join(sorted(merged)))
                                         for name, merged in sorted(grown.items())])
             if any(name not in stored or column_type(merged) != column_type(stored[name])
                    for name, merged in grown.items()):
@@ -1641,6 +1649,10 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
+
+
+#: The slot columns of ``entries``, as an INSERT names them after run_key.
+_SLOT_COLUMNS = "".join(f", v{i}" for i in range(SLOTS))
 
 
 def _only_positions(positions: Sequence[int] | None) -> tuple[str, tuple[str, ...]]:

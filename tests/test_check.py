@@ -120,15 +120,18 @@ def test_a_tampered_parameter_row_is_found_and_rebuilt(tmp_path):
                    "(SELECT key FROM runs WHERE id = ?)", (batch.run[3].id,))
         db.execute("DELETE FROM parameters WHERE name = 'B' AND run_key = "
                    "(SELECT key FROM runs WHERE id = ?)", (batch.run[2].id,))
-    assert [r.id for r in batch.get_runs_with(A=99)] == [one.id]  # what the damage does
+    # Queries on numbers read their copies in the batch's entries (slots), which
+    # the tampering missed: the damage shows in check, as rows and slots that differ.
+    assert [r.id for r in batch.get_runs_with(A=1)] == [one.id]
     report = batch.store.check()
     assert not report.ok
+    assert report.wrong_slots == 2  # A of one run, B of another
     assert set(report.wrong_rows) == {one.id, batch.run[2].id, batch.run[3].id}
     assert "in parameters differ" in report.wrong_rows[one.id] and "'A'" in (
         report.wrong_rows[one.id])
     assert "in result_values differ" in report.wrong_rows[batch.run[3].id]
     dry = batch.store.check(fix=True, dry_run=True)
-    assert [r.id for r in batch.get_runs_with(A=99)] == [one.id]  # a dry run changes nothing
+    assert batch.store.check().wrong_slots == 2  # a dry run changes nothing
     assert "would repair: typed query rows of 3 runs rebuilt" in str(dry)
     fixed = batch.store.check(fix=True)
     assert not fixed.reset

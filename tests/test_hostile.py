@@ -121,7 +121,7 @@ def make_hostile(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[str]]:
         conn.execute("INSERT INTO parameters (run_key, name, kind, num, text, canonical) "
                      "SELECT key, ?, 'int', 1, NULL, '1' FROM runs WHERE id = ?",
                      (SQL_NAME, ids[1]))
-        conn.execute("INSERT INTO batch_columns VALUES (1, 'parameter', ?, 'int')", (SQL_NAME,))
+        conn.execute("INSERT INTO batch_columns (batch_id, source, name, kinds) VALUES (1, 'parameter', ?, 'int')", (SQL_NAME,))
         # Run 2: a pickled parameter.
         doc = document(2)
         doc["values"] = [[k, PICKLED if k == "B" else v] for k, v in doc["values"]]
