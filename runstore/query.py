@@ -24,7 +24,7 @@ import math
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -32,7 +32,8 @@ import sqlalchemy as sa
 
 from .encoding import FunctionRef, Indexed, Tree, encode, indexed, short_repr
 from .errors import QueryError, RunstoreError
-from .slots import slots_of
+from .slots import SLOTS_JSON, slots_of
+from .slots import parse as parse_slots
 
 if TYPE_CHECKING:
     from .store import Store
@@ -53,6 +54,8 @@ _INT64 = 2**63
 
 #: What a predicate on ``num`` alone that no NULL satisfies is made of (Condition.on_slot).
 _SLOT_SAFE = re.compile(r"p\.num|BETWEEN|AND|OR|IN|<=|>=|=|<|>|\?|,|\(|\)|\s")
+#: The alias of the row a predicate reads, as Condition.predicate makes it first.
+_ALIAS = re.compile(r"\bp\.")
 #: The slot column a predicate from Condition.on_slot starts with.
 _SLOT_COLUMN = re.compile(r"\(*e\.(v[0-9]+)\b")
 
@@ -191,6 +194,8 @@ class Condition:
     value: Any
     #: ``"parameter"``, or ``"result"`` for a scalar result (``result__name``).
     source: str = "parameter"
+    #: What was made from the condition once (its predicate's SQL).
+    _made: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def table(self) -> str:
@@ -208,6 +213,14 @@ class Condition:
 
     def predicate(self, a: str) -> tuple[str, list[Any]]:
         """SQL over the parameters row aliased ``a``, with its arguments."""
+        made = self._made.get("predicate")
+        if made is None:  # encoded once: a query asks for it for each plan and probe
+            made = self._made["predicate"] = self._predicate()
+        sql, args = made
+        return (sql if a == "p" else _ALIAS.sub(f"{a}.", sql)), list(args)
+
+    def _predicate(self) -> tuple[str, list[Any]]:
+        a = "p"
         if self.op == "eq":
             return _equal(a, self._form(self.value))
         if self.op == "ne":
@@ -232,9 +245,9 @@ class Condition:
             sql, args = self.predicate("p")
         except RunstoreError:
             return None  # the query reports it
-        if _SLOT_SAFE.sub("", sql).strip():
-            return None
-        return sql.replace("p.num", f"e.v{int(slot)}"), args
+        if self._made.setdefault("slot-safe", not _SLOT_SAFE.sub("", sql).strip()):
+            return sql.replace("p.num", f"e.v{int(slot)}"), args
+        return None
 
     def _form(self, value: Any) -> Indexed:
         return indexed(self._tree(value))
@@ -454,6 +467,8 @@ class Query:
 
     def __init__(self, conditions: dict[str, Any]) -> None:
         self.conditions = [self._parse(key, value) for key, value in conditions.items()]
+        #: The batch's slots, once :meth:`order` read them.
+        self.slots: dict[str, int] | None = None
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
     def rows(self, conn: Connection, batch: int) -> list[tuple[Any, ...]]:
@@ -465,8 +480,10 @@ class Query:
         """
         self._resolve_nested(conn)
         try:
-            matches = self.order(conn)
-            sql, args = self.sql(batch, slots_of(conn, batch) if self.conditions else {})
+            matches = self.order(conn, batch)
+            slots = self.slots if self.slots is not None else (
+                slots_of(conn, batch) if self.conditions else {})
+            sql, args = self.sql(batch, slots)
         except RunstoreError:  # a value that cannot be compared
             self.check_names(conn)  # an unknown name is the error to report first
             raise
@@ -483,7 +500,7 @@ class Query:
             if condition.source == "result" and "__" in condition.name:
                 self.conditions[i] = self._resolve(conn, condition) or condition
 
-    def order(self, conn: Connection) -> bool:
+    def order(self, conn: Connection, batch: int | None = None) -> bool:
         """Put the most selective condition first, whatever order they were written in.
 
         Each condition's matching runs are counted, up to a bound (see
@@ -497,7 +514,8 @@ class Query:
         values (or result rows) of the driving condition. Ties keep the
         operator order (equality first) and then the names, so every order
         of writing the conditions gives one plan. Returns False when a
-        condition matches no run.
+        condition matches no run. With ``batch``, the first round also
+        reads the batch's slots (:attr:`slots`, see :mod:`runstore.slots`).
         """
         if len(self.conditions) < 2:
             return True
@@ -506,7 +524,11 @@ class Query:
         limit = _FIRST_PROBE
         while True:
             args = [arg for probe in probes for arg in probe.args(limit)]
-            (found,) = _fetch(conn, sql, args)
+            if batch is not None and self.slots is None:
+                (found,) = _fetch(conn, f"{sql}, {SLOTS_JSON}", [*args, batch])
+                self.slots = parse_slots(found[-1])
+            else:
+                (found,) = _fetch(conn, sql, args)
             for probe, value in zip(probes, found):
                 probe.read(value, limit)
             exact = [p.count for p in probes if p.exact]

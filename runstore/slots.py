@@ -16,6 +16,7 @@ every slot with ``parameters``, and ``--fix`` fills them again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,23 +25,33 @@ import sqlalchemy as sa
 from .encoding import Indexed
 from .schema import SLOTS
 
-__all__ = ["NUMERIC", "slots_of", "assign", "fill", "values", "refill_all", "MISFILLED"]
+__all__ = ["NUMERIC", "SLOTS_JSON", "slots_of", "parse", "assign", "fill", "values", "refill_all", "MISFILLED"]
 
 #: The kinds of value that have a number (``parameters.num``).
 NUMERIC = frozenset({"int", "float"})
 
 
+#: The slots of a batch (one argument: its id) as one JSON value, ``[[name, slot], ...]``:
+#: a query reads it with its other first statement (see :func:`parse`).
+SLOTS_JSON = ("(SELECT json_group_array(json_array(CAST(name AS TEXT), slot)) FROM "
+              "batch_columns WHERE batch_id = ? AND source = 'parameter' AND "
+              "typeof(slot) = 'integer')")
+
+
 def slots_of(conn: Any, batch: int) -> dict[str, int]:
-    """The slots of a batch's parameters: name -> slot number.
+    """The slots of a batch's parameters: name -> slot number (see :func:`parse`)."""
+    return parse(_rows(conn, "SELECT " + SLOTS_JSON, (batch,))[0][0])
+
+
+def parse(text: str | None) -> dict[str, int]:
+    """The slots :data:`SLOTS_JSON` gives, name -> slot number.
 
     Only slots in range, each held by one name, are returned (a file
     written by something else may say anything): a name left out is
     queried through ``parameters``, as if it had no slot.
     """
-    rows = _rows(conn, "SELECT name, slot FROM batch_columns WHERE batch_id = ? AND source = "
-                 "'parameter' AND slot IS NOT NULL", (batch,))
     taken: dict[int, list[str]] = {}
-    for name, slot in rows:
+    for name, slot in json.loads(text or "[]"):
         if type(slot) is int and 0 <= slot < SLOTS:
             taken.setdefault(slot, []).append(name)
     return {names[0]: slot for slot, names in taken.items() if len(names) == 1}

@@ -434,7 +434,13 @@ class Store:
                                    [*Base.metadata.tables, "alembic_version"])
 
     def _on_begin(self, conn: sa.Connection) -> None:
-        conn.exec_driver_sql(conn.info.get("begin", "BEGIN"))
+        # Straight to sqlite3: SQLAlchemy's work around one statement cost
+        # more than a small query (about 40 us against 30 for the query).
+        statement = conn.info.get("begin", "BEGIN")
+        try:
+            conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+            raise sa.exc.DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
     @contextmanager
     def _writing(self, action: str = "write to the store") -> Iterator[sa.Connection]:
@@ -800,14 +806,38 @@ class Store:
     def query(self, batch: int, conditions: dict[str, Any]) -> list[RunRow]:
         """The runs of a batch whose parameters match, in batch order."""
         query = Query(conditions)
-        with self._reading() as conn:
-            # Through the sqlite3 connection itself (in the same transaction):
-            # SQLAlchemy's work per statement would cost more than the probes.
-            raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        with self._reading_sqlite3() as raw:
+            return [RunRow(*row) for row in query.rows(raw, batch)]
+
+    @contextmanager
+    def _reading_sqlite3(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on the sqlite3 connection itself, as :meth:`_reading`'s.
+
+        For the small queries of ``get_runs_with``: SQLAlchemy's work around
+        a connection and transaction costs more than the query (about 50 us
+        against 15). Errors are raised as SQLAlchemy raises them.
+        """
+        held = self._snapshots().get(threading.get_ident())
+        pooled = None
+        try:
+            if held is not None:  # inside snapshot(): its transaction
+                yield held.connection.driver_connection  # type: ignore[misc]
+                return
+            pooled = self.engine.raw_connection()
+            raw: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            raw.execute("BEGIN")
             try:
-                return [RunRow(*row) for row in query.rows(raw, batch)]
-            except sqlite3.Error as exc:  # as SQLAlchemy would raise it
-                raise sa.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+                yield raw
+            finally:  # a read transaction: nothing to keep or to lose
+                raw.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+            error = sa.exc.DBAPIError.instance(None, None, exc, sqlite3.Error)
+            if isinstance(error, sa.exc.OperationalError):
+                raise_if_timed_out(error, self.path, self._time_limit())
+            raise error from exc
+        finally:
+            if pooled is not None:
+                pooled.close()
 
     def states(self, run_ids: Iterable[str]) -> dict[str, str]:
         """Map run ids to their states (ids not in the store are left out)."""
