@@ -6,8 +6,9 @@ writes, into the same tables with the same indexes (the DDL of
 ``runstore.schema``, compiled for SQLite): each run's id (runstore's canonical
 encoding and BLAKE2b, through its identity functions, each parameter level
 encoded once), its parameters document, its typed parameter rows, its entry in
-the batch, its result (a flat dict, encoded by runstore's ``encode``) with its
-typed result rows and provenance. It calls the same ``run()`` of the same
+the batch (with its numbers copied into the entry's slots), its result (a flat
+dict, encoded by runstore's ``encode``) with its typed result rows and
+provenance. It calls the same ``run()`` of the same
 class. What it leaves out is what makes a
 store more than a script: claims and leases, crash safety between chunks of
 work, checks of the file, views, batches shared by processes.
@@ -59,7 +60,7 @@ import runstore  # noqa: E402
 from runstore.encoding import canonical_json, encode, indexed  # noqa: E402
 from runstore.identity import run_id_of_pairs, type_name  # noqa: E402
 from runstore.run import code_fingerprint  # noqa: E402
-from runstore.schema import Base  # noqa: E402
+from runstore.schema import SLOTS, Base  # noqa: E402
 
 
 def schema_sql() -> list[str]:
@@ -117,6 +118,8 @@ def floor_sweep(path: Path, levels: dict[str, list[int]]) -> None:
     constant = (code_fingerprint(cls), runstore.__version__, sys.version.split()[0],
                 socket.gethostname(), os.getpid())
     runs, parameters, entries, results = [], [], [], []
+    # Every parameter is a number: each has its slot, in name order (runstore.slots).
+    order = sorted(range(len(levels)), key=list(levels).__getitem__)
     for key, (rid, document, given, forms) in enumerate(identities(cls, levels), start=1):
         started, t0 = time.time(), time.perf_counter()
         value = instance.run(**given)
@@ -125,7 +128,7 @@ def floor_sweep(path: Path, levels: dict[str, list[int]]) -> None:
         runs.append((key, rid, rtype, document, result, started, time.time(), runtime,
                      *constant))
         parameters += [(key, name, f.kind, f.number, f.text, f.canonical) for name, f in forms]
-        entries.append((1, key - 1, key))
+        entries.append((1, key - 1, key, *[forms[i][1].number for i in order]))
         results += [(key, name, f.kind, f.number, f.text, f.canonical) for name, f in scalars]
     conn = connect(path)
     conn.execute("BEGIN IMMEDIATE")
@@ -138,8 +141,9 @@ def floor_sweep(path: Path, levels: dict[str, list[int]]) -> None:
         "attempts) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", runs)
     conn.executemany("INSERT INTO parameters (run_key, name, kind, num, text, canonical) "
                      "VALUES (?, ?, ?, ?, ?, ?)", parameters)
-    conn.executemany("INSERT INTO entries (batch_id, position, run_key) VALUES (?, ?, ?)",
-                     entries)
+    slots = "".join(f", v{i}" for i in range(len(levels)))
+    conn.executemany(f"INSERT INTO entries (batch_id, position, run_key{slots}) VALUES "
+                     f"(?, ?, ?{', ?' * len(levels)})", entries)
     conn.executemany("INSERT INTO result_values (run_key, key, kind, num, text, canonical) "
                      "VALUES (?, ?, ?, ?, ?, ?)", results)
     conn.execute("COMMIT")
@@ -190,7 +194,8 @@ ROWS = {
                   "FROM parameters p JOIN runs r ON r.key = p.run_key",
     "result_values": "SELECT r.id, v.key, v.kind, v.num, v.text, v.canonical "
                      "FROM result_values v JOIN runs r ON r.key = v.run_key",
-    "entries": "SELECT e.position, r.id FROM entries e JOIN runs r ON r.key = e.run_key",
+    "entries": "SELECT e.position, r.id, " + ", ".join(f"e.v{i}" for i in range(SLOTS))
+               + " FROM entries e JOIN runs r ON r.key = e.run_key",
 }
 
 

@@ -195,7 +195,7 @@ class Condition:
     #: ``"parameter"``, or ``"result"`` for a scalar result (``result__name``).
     source: str = "parameter"
     #: What was made from the condition once (its predicate's SQL).
-    _made: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _made: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def table(self) -> str:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from .encoding import Indexed
 from .schema import SLOTS
 
-__all__ = ["NUMERIC", "SLOTS_JSON", "slots_of", "parse", "assign", "fill", "values", "refill_all", "MISFILLED"]
+__all__ = ["NUMERIC", "SLOTS_JSON", "slots_of", "parse", "assign", "fill", "columns", "values", "refill_all", "MISFILLED"]
 
 #: The kinds of value that have a number (``parameters.num``).
 NUMERIC = frozenset({"int", "float"})
@@ -90,14 +90,16 @@ def fill(conn: sa.Connection, batch: int, slots: Mapping[str, int], start: int) 
             (name, batch, start))
 
 
-def values(slots: Mapping[str, int], forms: Mapping[str, Indexed]) -> list[Any]:
-    """The slot columns of an entry whose run has the typed parameters ``forms``."""
-    row: list[Any] = [None] * SLOTS
-    for name, slot in slots.items():
-        form = forms.get(name)
-        if form is not None:
-            row[slot] = form.number
-    return row
+def columns(slots: Mapping[str, int]) -> tuple[list[str], str]:
+    """The names with slots, and their columns as an INSERT lists them (``", v0, v2"``)."""
+    names = sorted(slots, key=slots.__getitem__)
+    return names, "".join(f", v{int(slots[name])}" for name in names)
+
+
+def values(names: Sequence[str], forms: Mapping[str, Indexed]) -> list[Any]:
+    """The slots of an entry whose run has the typed parameters ``forms`` (see :func:`columns`)."""
+    get = forms.get
+    return [None if (form := get(name)) is None else form.number for name in names]
 
 
 #: Entries of each batch whose slot differs from ``parameters`` (runstore check).

@@ -63,7 +63,7 @@ from .query import Query
 from .counts import count_values, recount
 from . import slots
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
-from .schema import APPLICATION_ID, SCHEMA_REVISION, SLOTS, SYNCHRONOUS, Base, RunState
+from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, reading_mode, require_regular_files, survey, survey_path
 from .writerhost import WriterClaim, claim, reading_query, refuse_network_write, unclaim
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
@@ -676,11 +676,13 @@ class Store:
                 for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
-            slotted = slots.assign(conn, batch) if grown else slots.slots_of(conn, batch)
+            # The numbers of the batch's slotted parameters go into the entries too.
+            names, columns = slots.columns(
+                slots.assign(conn, batch) if grown else slots.slots_of(conn, batch))
             _executemany(
-                conn, f"INSERT INTO entries (batch_id, position, run_key{_SLOT_COLUMNS}) "
-                f"VALUES (?, ?, ?{',?' * SLOTS})",
-                [(batch, start + i, keys[run[0]], *slots.values(slotted, run[3]))
+                conn, f"INSERT INTO entries (batch_id, position, run_key{columns}) "
+                f"VALUES (?, ?, ?{', ?' * len(names)})",
+                [(batch, start + i, keys[run[0]], *slots.values(names, run[3]))
                  for i, run in enumerate(runs)])
         return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
                         next_key)
@@ -1679,10 +1681,6 @@ class Store:
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"Store({self.path!r}{mode})"
-
-
-#: The slot columns of ``entries``, as an INSERT names them after run_key.
-_SLOT_COLUMNS = "".join(f", v{i}" for i in range(SLOTS))
 
 
 def _only_positions(positions: Sequence[int] | None) -> tuple[str, tuple[str, ...]]:
