@@ -345,7 +345,7 @@ LEGEND = """\
   grw/w      get_runs_with (Run objects) / the wide table's best plan
   sql/w      runstore's SQL alone, driven by the best condition, on a plain sqlite3
              connection as the wide table is queried / the wide table's best plan:
-             the least the typed parameter rows allow, whatever the ordering
+             the least runstore's tables allow, whatever the ordering
   plan/best  SQL of the chosen plan / SQL driven by the best condition (forced)
   probes     a read transaction and Query.order's counts, as a share of query ms
   wide ms    the wide table's best plan: SQLite's choice, or one column's index
