@@ -110,11 +110,23 @@ MISFILLED = """
 
 
 def refill_all(conn: sa.Connection) -> None:
-    """Give every batch its slots again from its columns, and fill them (check --fix)."""
-    conn.exec_driver_sql("UPDATE batch_columns SET slot = NULL WHERE slot IS NOT NULL")
-    conn.exec_driver_sql("UPDATE entries SET " + ", ".join(
-        f"v{i} = NULL" for i in range(SLOTS)))
+    """Copy every batch's slots again from ``parameters`` (check --fix).
+
+    A name keeps its slot (a slot never changes hands, so a query planned
+    before still reads the right column); slots a file got wrong (out of
+    range, held twice, not an integer) are taken back and given again.
+    """
     for (batch,) in _rows(conn, "SELECT id FROM batches", ()):
+        kept = slots_of(conn, batch)
+        conn.exec_driver_sql("UPDATE batch_columns SET slot = NULL WHERE batch_id = ? AND "
+                             "slot IS NOT NULL", (batch,))
+        if kept:
+            conn.exec_driver_sql(
+                "UPDATE batch_columns SET slot = ? WHERE batch_id = ? AND source = 'parameter' "
+                "AND name = ?", [(slot, batch, name) for name, slot in kept.items()])
+        conn.exec_driver_sql("UPDATE entries SET " + ", ".join(
+            f"v{i} = NULL" for i in range(SLOTS)) + " WHERE batch_id = ?", (batch,))
+        fill(conn, batch, kept, 0)
         assign(conn, batch)
 
 

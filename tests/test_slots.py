@@ -246,3 +246,23 @@ def test_check_finds_a_tampered_slot_and_copies_it_again(tmp_path):
     assert batch.get_runs_with(A=7) == []
     assert len(batch.get_runs_with(B=2)) == 3
     batch.store.close()
+
+
+def test_check_fix_keeps_each_name_in_its_slot_and_gives_wrong_slots_again(tmp_path):
+    batch = Batch("b", path=tmp_path)
+    batch.add_run(Anything, {"z": 1})
+    batch.add_factorial_runs(Anything, {"a": [1, 2], "m": [3, 4]})
+    assert slot_table(batch.store.path) == {"z": 0, "a": 1, "m": 2}  # as they came
+    with sqlite3.connect(batch.store.path) as db:  # a and m both claim slot 1
+        db.execute("UPDATE batch_columns SET slot = 1 WHERE name = 'm'")
+        db.execute("UPDATE entries SET v0 = 5")
+    db.close()
+    assert len(batch.get_runs_with(a=1)) == 2  # a slot held twice is not read
+    assert batch.store.check().wrong_slots == 5  # slot 0 (z) of every entry
+    batch.store.check(fix=True)
+    assert batch.store.check().ok and misfilled(batch.store.path) == 0
+    fixed = slot_table(batch.store.path)
+    assert fixed["z"] == 0 and sorted(fixed.values()) == [0, 1, 2]  # z kept its slot
+    assert [r.parameters for r in batch.get_runs_with(a=2, m=4)] == [{"a": 2, "m": 4}]
+    assert "ix_entries_v" in plan(batch, {"m": 4})
+    batch.store.close()
