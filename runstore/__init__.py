@@ -75,6 +75,7 @@ __all__ = [
     "OtherHostWritingError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
+    "UpgradeBlockedError",
     "ArrayFileError",
     "MissingFilterError",
     "CodeChangedWarning",
@@ -164,6 +165,7 @@ if TYPE_CHECKING:
         SchemaTooNewError,
         UncomputedRunsWarning,
         UnresolvedReferenceError,
+        UpgradeBlockedError,
         WorkerError,
     )
     from .identity import SCHEME_VERSION, compute_id, type_name

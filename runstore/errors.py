@@ -25,6 +25,7 @@ __all__ = [
     "StoreNotFoundError",
     "SchemaTooNewError",
     "SchemaOutdatedError",
+    "UpgradeBlockedError",
     "ReadOnlyStoreError",
     "StoreLogUnreadableError",
     "NetworkFilesystemError",
@@ -396,6 +397,34 @@ class SchemaOutdatedError(StoreError):
             f"runstore uses {head!r}) and was opened read-only, so it was not "
             f"upgraded. Upgrade it with: runstore upgrade {path}"
         )
+
+
+class UpgradeBlockedError(SchemaOutdatedError):
+    """A store was not upgraded: a process of an earlier runstore has it open for writing.
+
+    That process would go on writing rows in the old way (an entry without
+    its copies of the parameters, for one), which the upgraded store's
+    queries would read wrong. Close it, then open the store again.
+
+    Attributes
+    ----------
+    revision : str
+        The store's schema revision.
+    pid, host : int, str
+        The process that holds the store.
+    """
+
+    def __init__(self, path: str, revision: str, head: str, pid: int, host: str,
+                 record: str) -> None:
+        self.pid, self.host = pid, host
+        StoreError.__init__(
+            self, path, f"{path} was not upgraded from schema revision {revision!r} to "
+            f"{head!r}: process {pid} on {host}, of an earlier runstore, has it open for "
+            f"writing, and would go on writing it the old way. Stop that process (or "
+            f"close the store in it), then open the store again (its writer record is "
+            f"{record})."
+        )
+        self.revision = revision
 
 
 class ReadOnlyStoreError(StoreError, PermissionError):

@@ -56,6 +56,8 @@ _INT64 = 2**63
 _SLOT_SAFE = re.compile(r"p\.num|BETWEEN|AND|OR|IN|<=|>=|=|<|>|\?|,|\(|\)|\s")
 #: The alias of the row a predicate reads, as Condition.predicate makes it first.
 _ALIAS = re.compile(r"\bp\.")
+#: A slot column in a predicate from Condition.on_slot.
+_SLOT_COLUMN_ANYWHERE = re.compile(r"\b(e\.v[0-9]+)\b")
 #: The slot column a predicate from Condition.on_slot starts with.
 _SLOT_COLUMN = re.compile(r"\(*e\.(v[0-9]+)\b")
 
@@ -623,12 +625,12 @@ class Query:
                     if (found := c.on_slot((slots or {}).get(c.name))) is not None}
         drive = on_entry.get(id(first))
         if drive is not None and " OR " not in drive[0]:
-            # CROSS JOIN fixes the join order: the slot's index drives.
+            # CROSS JOIN fixes the join order: the slot's index drives. (Not
+            # INDEXED BY: a file without that index is still answered.)
             column = _SLOT_COLUMN.match(drive[0])
             assert column is not None
-            sql = (select + f"FROM entries e INDEXED BY ix_entries_{column.group(1)} CROSS JOIN "
-                   f"runs r WHERE e.batch_id = ? AND e.{column.group(1)} IS NOT NULL AND "
-                   f"{drive[0]}")
+            sql = (select + f"FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? AND "
+                   f"e.{column.group(1)} IS NOT NULL AND {drive[0]}")
             params: list[Any] = [batch, *drive[1]]
             key = "e.run_key"
         else:
@@ -641,8 +643,9 @@ class Query:
         # Tests on the entry's own row first: they cost no lookup.
         for condition in sorted(rest, key=lambda c: id(c) not in on_entry):
             if id(condition) in on_entry:
+                # "+" keeps SQLite from driving through this slot's index instead.
                 where, args = on_entry[id(condition)]
-                sql += f" AND {where}"
+                sql += " AND " + _SLOT_COLUMN_ANYWHERE.sub(r"+\1", where)
                 params += args
                 continue
             i = self.conditions.index(condition)
@@ -650,4 +653,5 @@ class Query:
             sql += (f" AND EXISTS (SELECT 1 FROM {condition.table} p{i} WHERE p{i}.run_key = "
                     f"{key} AND p{i}.{condition.column} = ? AND {where})")
             params += [condition.name, *args]
-        return sql + " AND r.key = e.run_key ORDER BY e.position", params
+        # "+": sorting the hits is cheap; reading the batch in order to spare it is not.
+        return sql + " AND r.key = e.run_key ORDER BY +e.position", params

@@ -35,7 +35,7 @@ NUMERIC = frozenset({"int", "float"})
 #: a query reads it with its other first statement (see :func:`parse`).
 SLOTS_JSON = ("(SELECT json_group_array(json_array(CAST(name AS TEXT), slot)) FROM "
               "batch_columns WHERE batch_id = ? AND source = 'parameter' AND "
-              "typeof(slot) = 'integer')")
+              "typeof(slot) = 'integer' AND typeof(name) = 'text')")
 
 
 def slots_of(conn: Any, batch: int) -> dict[str, int]:

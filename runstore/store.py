@@ -54,6 +54,7 @@ from .errors import (
     ReadOnlyStoreError,
     RunNotFound,
     SchemaOutdatedError,
+    UpgradeBlockedError,
     SchemaTooNewError,
     StoreOptionError,
 )
@@ -65,7 +66,8 @@ from . import slots
 from .check import BUNDLE_MARK, ORPHAN_AGE, CheckReport, GcReport, check_store, collect_garbage
 from .schema import APPLICATION_ID, SCHEMA_REVISION, SYNCHRONOUS, Base, RunState
 from .storefile import Survey, reading_mode, require_regular_files, survey, survey_path
-from .writerhost import WriterClaim, claim, reading_query, refuse_network_write, unclaim
+from .writerhost import (WriterClaim, claim, older_writer, reading_query,
+                         refuse_network_write, unclaim)
 from .guard import bound_queries, query_time_limit, raise_if_timed_out, refuse_shadowed_tables
 from .views import (
     batch_columns,
@@ -538,6 +540,9 @@ class Store:
 
                 if not migration.is_known(found.revision):
                     raise SchemaTooNewError(self.path, found.revision, SCHEMA_REVISION)
+                if self.path != ":memory:" and (older := older_writer(Path(self.path))):
+                    raise UpgradeBlockedError(self.path, found.revision, SCHEMA_REVISION,
+                                              older.pid, older.host, str(older.path))
                 migration.upgrade(conn)
                 for (batch,) in conn.exec_driver_sql("SELECT id FROM batches").all():
                     create_view(conn, batch)  # stores from before views had none
@@ -676,14 +681,18 @@ class Store:
                 for name, f in forms.items()})
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", existing))
-            # The numbers of the batch's slotted parameters go into the entries too.
-            names, columns = slots.columns(
-                slots.assign(conn, batch) if grown else slots.slots_of(conn, batch))
+            # The numbers of the batch's slotted parameters go into the entries
+            # too: a new run's from its values; a run stored before, from its
+            # stored rows (a custom generate_id may give other values its id).
+            slotted = slots.assign(conn, batch) if grown else slots.slots_of(conn, batch)
+            names, columns = slots.columns(slotted)
             _executemany(
                 conn, f"INSERT INTO entries (batch_id, position, run_key{columns}) "
                 f"VALUES (?, ?, ?{', ?' * len(names)})",
                 [(batch, start + i, keys[run[0]], *slots.values(names, run[3]))
                  for i, run in enumerate(runs)])
+            if existing and slotted:
+                slots.fill(conn, batch, slotted, start)
         return Appended([run[0] for run in runs], [keys[run[0]] for run in runs], start,
                         next_key)
 

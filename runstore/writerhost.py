@@ -55,6 +55,7 @@ from pathlib import Path
 from .errors import NetworkFilesystemError, OtherHostWritingError
 from .filesystems import Mount, mount_of
 from .leases import clock, process_is_dead
+from .schema import SCHEMA_REVISION
 
 __all__ = ["ALLOW_ENV", "Record", "WriterClaim", "claim", "network_mount",
            "reading_query", "record_prefix", "records", "refuse_network_write", "unclaim"]
@@ -96,6 +97,8 @@ class Record:
     pid: int
     started: float
     expires: float
+    #: The schema revision of the runstore that writes (None: before records said).
+    schema: str | None = None
 
     def mine(self, host: str) -> bool:
         return self.host == host
@@ -118,8 +121,10 @@ def records(db: Path) -> list[Record]:
         try:
             with open(entry.path, encoding="utf-8") as f:
                 data = json.load(f)
+            schema = data.get("schema")
             found.append(Record(Path(entry.path), str(data["host"]), int(data["pid"]),
-                                float(data["started"]), float(data["expires"])))
+                                float(data["started"]), float(data["expires"]),
+                                schema if isinstance(schema, str) else None))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # removed meanwhile, or not a record
     return found
@@ -173,7 +178,8 @@ class WriterClaim:
         own = self._own(host, pid, started)
         now = clock()
         self._write(own, {"host": host, "pid": pid, "started": started,
-                          "expires": now + self.ttl, "store": str(self.db)})
+                          "expires": now + self.ttl, "store": str(self.db),
+                          "schema": SCHEMA_REVISION})
         blocking = None
         for record in records(self.db):  # read after writing: see the module docstring
             if record.path == own:
@@ -214,6 +220,23 @@ class WriterClaim:
 
 _claims: dict[str, WriterClaim] = {}
 _claims_lock = threading.Lock()
+
+
+def older_writer(db: Path) -> Record | None:
+    """A live process of an earlier runstore (another schema revision) that writes ``db``.
+
+    Live: on this host, its process runs (it keeps its record while it has
+    the store open); on another host, its record has not expired.
+    """
+    host, now = socket.gethostname(), clock()
+    own = _name(host, *_process())
+    for record in records(db):
+        if record.schema == SCHEMA_REVISION or record.path.name.endswith(own):
+            continue
+        if (not process_is_dead(record.pid, record.started) if record.mine(host)
+                else record.expires >= now):
+            return record
+    return None
 
 
 def claim(db: Path, ttl: float) -> WriterClaim:

@@ -96,3 +96,65 @@ def test_floats_stored_as_integers_before_revision_0005_are_floats_again(tmp_pat
     conn.close()
     frame = batch.to_dataframe()
     assert str(frame["stats.mean"].dtype) == "float64" and 50.0 in set(frame["stats.mean"])
+
+
+def _writer_record(db: Path, pid: int, schema: str | None) -> Path:
+    """A writer record, as a runstore process writing ``db`` keeps beside it."""
+    import json
+    import socket
+    import time
+
+    import psutil
+
+    started = psutil.Process(pid).create_time()
+    record = db.with_name(f"{db.name}.writer-{socket.gethostname()}~{pid}~{started:.3f}")
+    data = {"host": socket.gethostname(), "pid": pid, "started": started,
+            "expires": time.time() + 600, "store": str(db)}
+    if schema is not None:
+        data["schema"] = schema
+    record.write_text(json.dumps(data))
+    return record
+
+
+def test_a_store_open_in_a_process_of_an_earlier_runstore_is_not_upgraded(tmp_path):
+    import subprocess
+    import sys
+
+    from runstore.errors import UpgradeBlockedError
+
+    shutil.copytree(FIXTURES[-2], tmp_path / "copy")  # the revision before this one
+    db = tmp_path / "copy" / "_res" / "fixture.db"
+    older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = _writer_record(db, older.pid, None)  # records said no schema before
+        with pytest.raises(UpgradeBlockedError, match=f"process {older.pid} on .*Stop that"):
+            Batch("fixture", path=tmp_path / "copy")
+        with sqlite3.connect(db) as conn:  # nothing was changed
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == (
+                FIXTURES[-2].name.removeprefix("store-"))
+        conn.close()
+        record.write_text(record.read_text().replace(
+            '"store"', f'"schema": "{SCHEMA_REVISION}", "store"'))  # one of this runstore
+        Batch("fixture", path=tmp_path / "copy").store.close()  # upgrades
+    finally:
+        older.kill()
+        older.wait()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == (
+            SCHEMA_REVISION)
+    conn.close()
+
+
+def test_a_dead_process_of_an_earlier_runstore_does_not_block_the_upgrade(tmp_path):
+    import subprocess
+    import sys
+
+    shutil.copytree(FIXTURES[-2], tmp_path / "copy")
+    db = tmp_path / "copy" / "_res" / "fixture.db"
+    older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    _writer_record(db, older.pid, "0001")
+    older.kill()
+    older.wait()
+    batch = Batch("fixture", path=tmp_path / "copy")  # its record is left behind: ignored
+    assert len(batch.get_runs_with(A=2)) == 4
+    batch.store.close()

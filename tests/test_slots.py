@@ -152,6 +152,9 @@ def test_known_answers_on_slots_and_their_plan(tmp_path):
     # tested on the same row: no lookup in parameters at all.
     shown = plan(batch, {"A": 3, "B": 1.5, "C": 2})
     assert "ix_entries_v0" in shown and "name=?" not in shown, shown
+    assert "ix_entries_v2 (batch_id=? AND v2>? AND v2<?)" in plan(batch, {"C__lt": 2,
+                                                                          "A__ge": 3})
+    assert "ix_entries_v0" in plan(batch, {"A__in": [1, 2], "C": 1})
     # __ne is not decided by a slot (a run without the parameter has NULL there).
     assert "(run_key=? AND name=?)" in plan(batch, {"A__ne": 3, "C": 2})
 
@@ -266,3 +269,41 @@ def test_check_fix_keeps_each_name_in_its_slot_and_gives_wrong_slots_again(tmp_p
     assert [r.parameters for r in batch.get_runs_with(a=2, m=4)] == [{"a": 2, "m": 4}]
     assert "ix_entries_v" in plan(batch, {"m": 4})
     batch.store.close()
+
+
+class BySeed(Anything):
+    """An id from ``seed`` alone: other values of ``x`` are the same run."""
+
+    def generate_id(self, parameters):
+        return f"{int(parameters['seed']):040x}"
+
+
+def test_a_run_stored_before_gets_its_stored_numbers_in_another_batch(tmp_path):
+    first = Batch("a", path=tmp_path)
+    first.add_run(BySeed, {"seed": 1, "x": 1})
+    second = Batch("b", store=first.store)
+    second.add_run(BySeed, {"seed": 1, "x": 2})  # the stored run (x=1) is appended
+    assert [r.parameters["x"] for r in second.run] == [1]
+    assert misfilled(first.store.path) == 0
+    assert [r.parameters["x"] for r in second.get_runs_with(x=1)] == [1]
+    assert second.get_runs_with(x=2) == []
+    first.store.close()
+
+
+@pytest.mark.parametrize("change", [
+    "DROP INDEX ix_entries_v0",
+    "DROP INDEX ix_entries_v0; CREATE INDEX ix_entries_v0 ON entries (batch_id, v0) "
+    "WHERE v0 > 100"])
+def test_a_file_without_a_slot_index_is_still_answered(tmp_path, change):
+    batch = Batch("b", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2, 3], "B": [1, 2]})
+    batch.store.close()
+    with sqlite3.connect(batch.store.path) as db:
+        db.executescript(change)
+    db.close()
+    store = Store(batch.store.path, readonly=True)
+    again = Batch("b", store=store)
+    assert [r.parameters["A"] for r in again.get_runs_with(A=2)] == [2, 2]
+    assert [r.parameters for r in again.get_runs_with(A__ge=2, B=1)] == [
+        {"A": 2, "B": 1, "C": 0}, {"A": 3, "B": 1, "C": 0}]
+    store.close()
