@@ -482,9 +482,10 @@ class Query:
         """
         self._resolve_nested(conn)
         try:
-            matches = self.order(conn, batch)
+            on_parameters = any(c.source == "parameter" for c in self.conditions)
+            matches = self.order(conn, batch if on_parameters else None)
             slots = self.slots if self.slots is not None else (
-                slots_of(conn, batch) if self.conditions else {})
+                slots_of(conn, batch) if on_parameters else {})
             sql, args = self.sql(batch, slots)
         except RunstoreError:  # a value that cannot be compared
             self.check_names(conn)  # an unknown name is the error to report first
