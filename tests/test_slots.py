@@ -307,3 +307,18 @@ def test_a_file_without_a_slot_index_is_still_answered(tmp_path, change):
     assert [r.parameters for r in again.get_runs_with(A__ge=2, B=1)] == [
         {"A": 2, "B": 1, "C": 0}, {"A": 3, "B": 1, "C": 0}]
     store.close()
+
+
+def test_a_slot_held_by_a_name_that_is_not_text_is_not_read(tmp_path):
+    batch = Batch("b", path=tmp_path)
+    batch.add_factorial_runs(Sweep, {"A": [1, 2, 3], "B": [1, 2]})
+    batch.store.close()
+    with sqlite3.connect(batch.store.path) as db:  # a name of bytes, not UTF-8, in slot 5
+        db.execute("INSERT INTO batch_columns (batch_id, source, name, kinds, slot) "
+                   "VALUES (1, 'parameter', x'ff41', 'int', 5)")
+        db.execute("UPDATE entries SET v5 = 1")
+    db.close()
+    store = Store(batch.store.path, readonly=True)
+    again = Batch("b", store=store)
+    assert [r.parameters["A"] for r in again.get_runs_with(A=2, B__ge=1)] == [2, 2]
+    store.close()
