@@ -54,9 +54,9 @@ from .errors import (
     ReadOnlyStoreError,
     RunNotFound,
     SchemaOutdatedError,
-    UpgradeBlockedError,
     SchemaTooNewError,
     StoreOptionError,
+    UpgradeBlockedError,
 )
 from .interfaces import IRunStore, implementer
 from .leases import HELD, Heartbeat, clock, lease_seconds, owner_is_dead
@@ -1534,7 +1534,7 @@ class Store:
                 "INSERT INTO batch_columns (batch_id, source, name, kinds) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (batch_id, source, name) DO UPDATE SET kinds = excluded.kinds",
                 [(batch, source, name, ",".join(sorted(merged)))
-                                        for name, merged in sorted(grown.items())])
+                 for name, merged in sorted(grown.items())])
             if any(name not in stored or column_type(merged) != column_type(stored[name])
                    for name, merged in grown.items()):
                 create_view(conn, batch)
