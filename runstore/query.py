@@ -247,9 +247,10 @@ class Condition:
             sql, args = self.predicate("p")
         except RunstoreError:
             return None  # the query reports it
-        if self._made.setdefault("slot-safe", not _SLOT_SAFE.sub("", sql).strip()):
-            return sql.replace("p.num", f"e.v{int(slot)}"), args
-        return None
+        safe = self._made.get("slot-safe")
+        if safe is None:
+            safe = self._made["slot-safe"] = not _SLOT_SAFE.sub("", sql).strip()
+        return (sql.replace("p.num", f"e.v{int(slot)}"), args) if safe else None
 
     def _form(self, value: Any) -> Indexed:
         return indexed(self._tree(value))

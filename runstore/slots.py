@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from .encoding import Indexed
 from .schema import SLOTS
 
-__all__ = ["NUMERIC", "SLOTS_JSON", "slots_of", "parse", "assign", "fill", "columns", "values", "refill_all", "MISFILLED"]
+__all__ = ["NUMERIC", "SLOTS_JSON", "slots_of", "parse", "assign", "fill", "settle", "columns",
+           "values", "refill_all", "MISFILLED"]
 
 #: The kinds of value that have a number (``parameters.num``).
 NUMERIC = frozenset({"int", "float"})
@@ -88,6 +89,17 @@ def fill(conn: sa.Connection, batch: int, slots: Mapping[str, int], start: int) 
             f"UPDATE entries SET v{int(slot)} = (SELECT p.num FROM parameters p WHERE "
             "p.run_key = entries.run_key AND p.name = ?) WHERE batch_id = ? AND position >= ?",
             (name, batch, start))
+
+
+def settle(conn: sa.Connection, batch: int, start: int) -> None:
+    """Slots for entries appended from ``start`` on by copying rows (imports, bundles).
+
+    Names that hold numbers now get slots (filled for every entry); the
+    slots the batch had are filled for the appended entries.
+    """
+    before = slots_of(conn, batch)
+    assign(conn, batch)
+    fill(conn, batch, before, start)
 
 
 def columns(slots: Mapping[str, int]) -> tuple[list[str], str]:

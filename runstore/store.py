@@ -722,7 +722,7 @@ class Store:
                               _distinct(conn, "name", "parameters", appended))
             self._add_columns(conn, batch, "result",
                               _distinct(conn, "key", "result_values", appended))
-            slots.fill(conn, batch, slots.assign(conn, batch), start)
+            slots.settle(conn, batch, start)
         return []
 
     def remove_runs(self, batch: int, run_ids: Sequence[str], delete_unheld: bool = False
@@ -1286,7 +1286,7 @@ class Store:
                          "VALUES (?, ?, ?)", [(batch, order[k], k) for k in keys])
             target._add_columns(conn, batch, "parameter", {(r[1], r[2]) for r in parameters})
             target._add_columns(conn, batch, "result", {(r[1], r[2]) for r in values})
-            slots.fill(conn, batch, slots.assign(conn, batch), 0)
+            slots.settle(conn, batch, 0)
         return len(runs)
 
     def records(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1387,7 +1387,7 @@ class Store:
                 (name, f.kind) for run in runs for name, f in run.parameters.items()})
             self._add_columns(conn, batch, "result", _distinct(
                 conn, "key", "result_values", [keys[run.record["id"]] for run in runs]))
-            slots.fill(conn, batch, slots.assign(conn, batch), start)
+            slots.settle(conn, batch, start)
         recorded = [run for run in new if run.record["state"] == RunState.DONE.value]
         return len(new), recorded + taken
 
