@@ -27,7 +27,10 @@ repetitions with the variants of one query interleaved, so the ratios
 compare variants measured together. Also shown:
 "plan / best" is the chosen plan's SQL time over the fastest plan among
 those driven by each condition in turn (forced, probes left out), and the
-probes' share of the query.
+probes' share of the query. A query repeated on a store that did not change
+takes its conditions and its counts from the time before (see
+``runstore.query.Known``); "new/w" times it with nothing kept, as for
+values not queried before.
 
 Run it:
 
@@ -224,6 +227,19 @@ def sql_alone(store: runstore.Store, batch_id: int, conditions: dict[str, Any],
     return lambda: raw.execute(sql, args).fetchall()
 
 
+def anew(store: runstore.Store, batch_id: int, conditions: dict[str, Any]
+         ) -> Callable[[], Any]:
+    """Store.query as the first query of its values: nothing kept from an earlier query
+    (the conditions are made anew, and counted anew)."""
+    def run() -> Any:
+        runstore.query._parsed.cache_clear()  # noqa: SLF001 - a benchmark of the internals
+        kept = store._kept  # noqa: SLF001
+        if kept is not None:
+            kept[2].version = None  # what it knows is forgotten at the next query
+        return store.query(batch_id, conditions)
+    return run
+
+
 def probes(store: runstore.Store, conditions: dict[str, Any]) -> Callable[[], Any]:
     """What Query.order costs: counting each condition's rows."""
     def run() -> Any:
@@ -287,6 +303,7 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
     variants: dict[str, Callable[[], Any]] = {
         **{f"perm {name}": fn for name, fn in perms.items()},
         "get_runs_with": lambda: batch.get_runs_with(**conditions),
+        "anew": anew(store, batch_id, conditions),
         "wide": lambda: wide.execute(sql, args).fetchall(),
         **{f"wide {column}": (lambda q=wide_sql(conditions, column): wide.execute(*q).fetchall())
            for column in wide_columns(conditions)},
@@ -309,7 +326,7 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
     drivers = {label: t[f"driver {label}"] for label in labels}
     return {"hits": len(rows), "plans": plans(store, batch_id, orders),
             "perms": perm_times, "query": min(perm_times),
-            "get_runs_with": t["get_runs_with"], "planner": t["wide"],
+            "get_runs_with": t["get_runs_with"], "anew": t["anew"], "planner": t["wide"],
             "wide": min(t[k] for k in t if k.startswith("wide")), "plan": t["plan"],
             "best_driver": min(drivers, key=drivers.__getitem__),
             "driver_time": min(drivers.values()), "probes": t["probes"],
@@ -319,19 +336,21 @@ def measure(batch: runstore.Batch, wide: sqlite3.Connection, conditions: dict[st
 
 # -- the table ---------------------------------------------------------------------
 
-HEADER = ("  {:<36} {:>7} {:>5} {:>6} {:>9} {:>7} {:>7} {:>7} {:>9} {:>7} {:>8} {:>8} "
-          "{:>8}".format("conditions", "hits", "plans", "perms", "query ms", "/wide", "grw/w",
-                         "sql/w", "plan/best", "probes", "wide ms", "planner", "was ms"))
+HEADER = ("  {:<36} {:>7} {:>5} {:>6} {:>9} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7} {:>8} "
+          "{:>8} {:>8}".format("conditions", "hits", "plans", "perms", "query ms", "/wide",
+                               "new/w", "grw/w", "sql/w", "plan/best", "probes", "wide ms",
+                               "planner", "was ms"))
 
 
 def row(conditions: dict[str, Any], m: dict[str, Any]) -> str:
     text = ", ".join(f"{k}={v}" for k, v in conditions.items())
     mark = "*" if m["hits"] <= 100 else " "
     was = f"{m['was'] * 1e3:8.2f}" if m["was"] is not None else ""
-    return ("  {:<36} {:>6,}{} {:>5} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>7.2f} {:>9.2f} "
-            "{:>6.0f}% {:>8.3f} {:>8.3f} {:>8}").format(
+    return ("  {:<36} {:>6,}{} {:>5} {:>6.2f} {:>9.2f} {:>7.2f} {:>7.2f} {:>7.2f} {:>7.2f} "
+            "{:>9.2f} {:>6.0f}% {:>8.3f} {:>8.3f} {:>8}").format(
         text, m["hits"], mark, m["plans"], max(m["perms"]) / m["query"], m["query"] * 1e3,
-        m["query"] / m["wide"], m["get_runs_with"] / m["wide"], m["alone"] / m["wide"],
+        m["query"] / m["wide"], m["anew"] / m["wide"], m["get_runs_with"] / m["wide"],
+        m["alone"] / m["wide"],
         m["plan"] / m["driver_time"],
         100 * m["probes"] / m["query"], m["wide"] * 1e3, m["planner"] * 1e3, was)
 
@@ -339,15 +358,20 @@ def row(conditions: dict[str, Any], m: dict[str, Any]) -> str:
 LEGEND = """\
   plans      how many different SQL statements the orders of writing run (1: one plan)
   perms      slowest order of writing the conditions / fastest (target <= 1.5)
-  query ms   Store.query, the fastest order (rows in batch order)
+  query ms   Store.query, the fastest order (rows in batch order), repeated as the
+             wide table's query is: its conditions and counts kept from the time
+             before (the store did not change)
   /wide      Store.query / the same lookup on the wide table, its best plan (target
              <= 3 where hits are marked *, <= 100)
+  new/w      Store.query with nothing kept from an earlier query (its conditions
+             made and counted anew, as for values not queried before) / wide
   grw/w      get_runs_with (Run objects) / the wide table's best plan
   sql/w      runstore's SQL alone, driven by the best condition, on a plain sqlite3
              connection as the wide table is queried / the wide table's best plan:
              the least runstore's tables allow, whatever the ordering
   plan/best  SQL of the chosen plan / SQL driven by the best condition (forced)
-  probes     a read transaction and Query.order's counts, as a share of query ms
+  probes     a read transaction and Query.order's counts (made anew), as a share
+             of query ms
   wide ms    the wide table's best plan: SQLite's choice, or one column's index
              forced (INDEXED BY)
   planner    the wide table, the plan SQLite chooses (ANALYZEd, without stat4)

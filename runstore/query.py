@@ -20,12 +20,13 @@ Parameter names are bound as SQL parameters, never pasted into SQL.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 import sqlalchemy as sa
@@ -56,10 +57,6 @@ _INT64 = 2**63
 _SLOT_SAFE = re.compile(r"p\.num|BETWEEN|AND|OR|IN|<=|>=|=|<|>|\?|,|\(|\)|\s")
 #: The alias of the row a predicate reads, as Condition.predicate makes it first.
 _ALIAS = re.compile(r"\bp\.")
-#: A slot column in a predicate from Condition.on_slot.
-_SLOT_COLUMN_ANYWHERE = re.compile(r"\b(e\.v[0-9]+)\b")
-#: The slot column a predicate from Condition.on_slot starts with.
-_SLOT_COLUMN = re.compile(r"\(*e\.(v[0-9]+)\b")
 
 _FILTER = re.compile(r"^\s*([^\s<>=!]+?)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$", re.S)
 _SYMBOLS = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -180,11 +177,26 @@ _NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9_]+)?")
 
 def _is_text(value: str) -> bool:
     """Whether UTF-8 can encode the string (no lone surrogates)."""
+    if value.isascii():
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+class _OnSlot(NamedTuple):
+    """A condition tested on an entry's slot (:meth:`Condition.on_slot`)."""
+
+    #: The predicate over the slot column, and its arguments.
+    sql: str
+    args: tuple[Any, ...]
+    #: The slot column (``e.v3``).
+    column: str
+    #: The predicate as a test that does not drive (``+e.v3``: SQLite may
+    #: not use the slot's index for it).
+    tested: str
 
 
 @dataclass(frozen=True)
@@ -196,8 +208,9 @@ class Condition:
     value: Any
     #: ``"parameter"``, or ``"result"`` for a scalar result (``result__name``).
     source: str = "parameter"
-    #: What was made from the condition once (its predicate's SQL).
-    _made: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    #: What was made from the condition once: its predicate's SQL by alias,
+    #: its tests by slot.
+    _made: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def table(self) -> str:
@@ -213,13 +226,18 @@ class Condition:
         """The condition's name as the caller wrote it (``result__`` for results)."""
         return self.name if self.source == "parameter" else f"result__{self.name}"
 
-    def predicate(self, a: str) -> tuple[str, list[Any]]:
+    def predicate(self, a: str) -> tuple[str, tuple[Any, ...]]:
         """SQL over the parameters row aliased ``a``, with its arguments."""
-        made = self._made.get("predicate")
-        if made is None:  # encoded once: a query asks for it for each plan and probe
-            made = self._made["predicate"] = self._predicate()
-        sql, args = made
-        return (sql if a == "p" else _ALIAS.sub(f"{a}.", sql)), list(args)
+        made: tuple[str, tuple[Any, ...]] | None = self._made.get(a)
+        if made is None:  # made once: a query asks for it for each plan and probe
+            if a == "p":
+                sql, args = self._predicate()
+                made = sql, tuple(args)
+            else:
+                sql, made_args = self.predicate("p")
+                made = _ALIAS.sub(f"{a}.", sql), made_args
+            self._made[a] = made
+        return made
 
     def _predicate(self) -> tuple[str, list[Any]]:
         a = "p"
@@ -232,7 +250,7 @@ class Condition:
             return self._in(a)
         return self._order(a)
 
-    def on_slot(self, slot: int | None) -> tuple[str, list[Any]] | None:
+    def on_slot(self, slot: int | None) -> _OnSlot | None:
         """The predicate over the entry's slot ``slot``, if it decides this condition alone.
 
         Only predicates on ``num`` alone that no NULL satisfies qualify
@@ -243,20 +261,38 @@ class Condition:
         """
         if slot is None or self.source != "parameter":
             return None
+        key = ("slot", slot)
+        if key in self._made:
+            made: _OnSlot | None = self._made[key]
+            return made
         try:
             sql, args = self.predicate("p")
         except RunstoreError:
             return None  # the query reports it
-        safe = self._made.get("slot-safe")
-        if safe is None:
-            safe = self._made["slot-safe"] = not _SLOT_SAFE.sub("", sql).strip()
-        return (sql.replace("p.num", f"e.v{int(slot)}"), args) if safe else None
+        made = None
+        if _slot_safe(sql):
+            column = f"e.v{int(slot)}"
+            made = _OnSlot(sql.replace("p.num", column), args, column,
+                           sql.replace("p.num", "+" + column))
+        self._made[key] = made
+        return made
 
     def _form(self, value: Any) -> Indexed:
+        # 64-bit ints and finite floats, the usual values, as indexed(encode(value))
+        # makes them, without its walk (a test compares the two).
+        kind = type(value)
+        if kind is int and -_INT64 <= value < _INT64:
+            return Indexed("int", value, None, int.__repr__(value))
+        if kind is float and math.isfinite(value):
+            value += 0.0  # -0.0 is 0.0
+            return Indexed("float", value, None, float.__repr__(value))
         return indexed(self._tree(value))
 
     def _tree(self, value: Any) -> Tree:
-        return encode(value, f"the query value of {short_repr(self.name)}")
+        try:
+            return encode(value, "the query value")
+        except RunstoreError:  # said again, naming the condition (only then: short_repr costs)
+            return encode(value, f"the query value of {short_repr(self.name)}")
 
     def _in(self, a: str) -> tuple[str, list[Any]]:
         # Exact ints and canonical values go into IN lists, which SQLite answers
@@ -291,7 +327,10 @@ class Condition:
         return list(value.tolist() if isinstance(value, np.ndarray) else value)
 
     def _order(self, a: str) -> tuple[str, list[Any]]:
-        tree = self._tree(self.value)
+        value, kind = self.value, type(self.value)
+        if (kind is int and -_INT64 <= value < _INT64) or (kind is float and math.isfinite(value)):
+            return _numeric_order(a, self.op, value if kind is int else value + 0.0)
+        tree = self._tree(value)
         form = indexed(tree)
         if form.kind in ("int", "float") and form.number is not None:
             number = tree if isinstance(tree, (int, float)) else form.number
@@ -302,6 +341,12 @@ class Condition:
             f"{self.name}__{self.op}={short_repr(self.value)}: ordering compares numbers "
             f"or strings, not {form.kind} values; use {self.name}=... or "
             f"{self.name}__ne=... for exact matches")
+
+
+@functools.lru_cache(maxsize=256)  # the same few texts: "p.num = ?", ranges, lists
+def _slot_safe(sql: str) -> bool:
+    """Whether a predicate reads ``num`` alone and no NULL satisfies it (see on_slot)."""
+    return not _SLOT_SAFE.sub("", sql).strip()
 
 
 def _equal(a: str, form: Indexed) -> tuple[str, list[Any]]:
@@ -439,30 +484,60 @@ class _Probe:
     to ``limit`` rows: exact when fewer match, otherwise ``limit``.
     """
 
-    def __init__(self, condition: Condition, where: str, values: list[Any]) -> None:
-        self.condition, self.where, self.values = condition, where, values
+    __slots__ = ("condition", "sql", "args", "by_value", "count", "exact")
+
+    def __init__(self, condition: Condition) -> None:
+        where, values = condition.predicate("p")
+        self.condition = condition
         self.by_value = condition.source == "parameter"
-        self.count, self.exact = 0, False
-
-    def sql(self) -> str:
-        c = self.condition
         if self.by_value:  # the values read and their runs, in one value
-            return ("(SELECT COUNT(*) || ' ' || IFNULL(SUM(runs), 0) FROM (SELECT p.runs "
-                    f"FROM parameter_counts p WHERE p.name = ? AND {self.where} LIMIT ?))")
-        return f"(SELECT COUNT(*) FROM (SELECT 1 FROM {c.table} p WHERE p.{c.column} = ? " \
-               f"AND {self.where} LIMIT ?))"
-
-    def args(self, limit: int) -> list[Any]:
-        return [self.condition.name, *self.values, limit]
+            # (TOTAL, not SUM: counts a file tampered with cannot overflow.)
+            self.sql = ("(SELECT COUNT(*) || ' ' || CAST(TOTAL(runs) AS INTEGER) FROM (SELECT "
+                        f"p.runs FROM parameter_counts p WHERE p.name = ? AND {where} LIMIT ?))")
+        else:
+            self.sql = (f"(SELECT COUNT(*) FROM (SELECT 1 FROM {condition.table} p WHERE "
+                        f"p.{condition.column} = ? AND {where} LIMIT ?))")
+        #: The arguments, the last one (the bound) set by each round.
+        self.args = [condition.name, *values, _FIRST_PROBE]
+        self.count, self.exact = 0, False
 
     def read(self, found: Any, limit: int) -> None:
         """Take what a round with this ``limit`` returned."""
         if self.by_value:
-            values, runs = str(found).split()
+            values, runs = found.split()
             self.count, self.exact = int(runs), int(values) < limit
         else:
-            self.count = int(found)
-            self.exact = self.count < limit
+            self.count = found
+            self.exact = found < limit
+
+
+class Known:
+    """What queries read of a store in one state: counts (by probe) and slots (by batch).
+
+    Kept with a connection that only reads, and valid while its ``PRAGMA
+    data_version`` (read in the query's own transaction) is :attr:`version`:
+    that number changes when anything commits to the file, so nothing is
+    taken from here that the query's state would not give. A query whose
+    values were counted before then runs one statement, not two.
+    """
+
+    __slots__ = ("version", "counts", "slots")
+
+    #: Counts kept at most; more, and they are forgotten.
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.version: Any = None
+        self.counts: dict[tuple[Any, ...], Any] = {}
+        self.slots: dict[int, dict[str, int]] = {}
+
+    def at(self, version: Any) -> Known:
+        """These, for the state ``version``: forgotten if the store changed since."""
+        if version != self.version or len(self.counts) > self.LIMIT:
+            self.version = version
+            self.counts.clear()
+            self.slots.clear()
+        return self
 
 
 class Query:
@@ -474,19 +549,23 @@ class Query:
         self.slots: dict[str, int] | None = None
         self.conditions.sort(key=lambda c: (_PRIORITY[c.op], c.label))
 
-    def rows(self, conn: Connection, batch: int) -> list[tuple[Any, ...]]:
+    def rows(self, conn: Connection, batch: int, known: Known | None = None
+             ) -> list[tuple[Any, ...]]:
         """The matching runs' rows in batch order, as :meth:`sql` selects them.
 
         Names are checked only when nothing matches (a condition on a name
         no run has matches nothing): a query that finds runs costs no
-        statement beyond the probes of :meth:`order` and itself.
+        statement beyond the probes of :meth:`order` and itself. With
+        ``known`` (what earlier queries read of the store in the state
+        ``conn`` reads), counts and slots found there are not read again.
         """
         self._resolve_nested(conn)
         try:
             on_parameters = any(c.source == "parameter" for c in self.conditions)
-            matches = self.order(conn, batch if on_parameters else None)
-            slots = self.slots if self.slots is not None else (
-                slots_of(conn, batch) if on_parameters else {})
+            matches = self.order(conn, batch if on_parameters else None, known)
+            slots = self.slots
+            if slots is None:
+                slots = self._slots(conn, batch, known) if on_parameters else {}
             sql, args = self.sql(batch, slots)
         except RunstoreError:  # a value that cannot be compared
             self.check_names(conn)  # an unknown name is the error to report first
@@ -494,6 +573,15 @@ class Query:
         found = _fetch(conn, sql, args) if matches else []
         if not found:
             self.check_names(conn)
+        return found
+
+    @staticmethod
+    def _slots(conn: Connection, batch: int, known: Known | None) -> dict[str, int]:
+        if known is None:
+            return slots_of(conn, batch)
+        found = known.slots.get(batch)
+        if found is None:
+            found = known.slots[batch] = slots_of(conn, batch)
         return found
 
     def _resolve_nested(self, conn: Connection) -> None:
@@ -504,7 +592,8 @@ class Query:
             if condition.source == "result" and "__" in condition.name:
                 self.conditions[i] = self._resolve(conn, condition) or condition
 
-    def order(self, conn: Connection, batch: int | None = None) -> bool:
+    def order(self, conn: Connection, batch: int | None = None,
+              known: Known | None = None) -> bool:
         """Put the most selective condition first, whatever order they were written in.
 
         Each condition's matching runs are counted, up to a bound (see
@@ -520,26 +609,42 @@ class Query:
         of writing the conditions gives one plan. Returns False when a
         condition matches no run. With ``batch``, the first round also
         reads the batch's slots (:attr:`slots`, see :mod:`runstore.slots`).
+        With ``known``, counts and slots already read in this state of the
+        store are taken from there, and those read are kept there.
         """
         if len(self.conditions) < 2:
             return True
-        probes = [_Probe(c, *c.predicate("p")) for c in self.conditions]
-        sql = "SELECT " + ", ".join(probe.sql() for probe in probes)
+        probes = [_Probe(c) for c in self.conditions]
+        sql = "SELECT " + ", ".join([probe.sql for probe in probes])
+        if batch is not None and known is not None:
+            self.slots = known.slots.get(batch)
         limit = _FIRST_PROBE
         while True:
-            args = [arg for probe in probes for arg in probe.args(limit)]
-            if batch is not None and self.slots is None:
-                (found,) = _fetch(conn, f"{sql}, {SLOTS_JSON}", [*args, batch])
-                self.slots = parse_slots(found[-1])
+            keys = [(probe.sql, *probe.args) for probe in probes]
+            found: Sequence[Any]
+            if known is not None and (batch is None or self.slots is not None) and all(
+                    key in known.counts for key in keys):
+                found = [known.counts[key] for key in keys]  # counted before, in this state
             else:
-                (found,) = _fetch(conn, sql, args)
+                args = [arg for key in keys for arg in key[1:]]
+                if batch is not None and self.slots is None:
+                    (found,) = _fetch(conn, f"{sql}, {SLOTS_JSON}", [*args, batch])
+                    self.slots = parse_slots(found[-1])
+                    if known is not None:
+                        known.slots[batch] = self.slots
+                else:
+                    (found,) = _fetch(conn, sql, args)
+                if known is not None:
+                    known.counts.update(zip(keys, found))
             for probe, value in zip(probes, found):
                 probe.read(value, limit)
             exact = [p.count for p in probes if p.exact]
-            if exact and min(exact) <= min((p.count for p in probes if not p.exact),
-                                           default=min(exact)):
+            if exact and min(exact) <= min([p.count for p in probes if not p.exact],
+                                           default=exact[0]):
                 break
             limit *= 2
+            for probe in probes:
+                probe.args[-1] = limit
         rank = {id(p.condition): p.count for p in probes}
         self.conditions.sort(key=lambda c: (rank[id(c)], _PRIORITY[c.op], c.label))
         # No run matches a condition whose rows were counted to none. (A
@@ -549,17 +654,10 @@ class Query:
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
-        source = "parameter"
-        if key.startswith(RESULT_PREFIX) and len(key) > len(RESULT_PREFIX):
-            source, key = "result", key[len(RESULT_PREFIX):]
-        name, sep, op = key.rpartition("__")
-        if sep and op in OPERATORS:
-            return Condition(name, op, value, source)
-        if sep and name:
-            # Either a name that contains "__", or an unknown operator:
-            # check_names tells which, naming the valid ones.
-            return _MaybeOperator(key, "eq", value, source, base=name, suffix=op)
-        return Condition(key, "eq", value, source)
+        if type(value) in _SCALARS and len(key) <= 200 and (
+                type(value) is not str or len(value) <= 200):
+            return _parsed(key, value)  # made once, with what it makes (Condition._made)
+        return _parse(key, value)
 
     def check_names(self, conn: Connection) -> None:
         """Raise :class:`QueryError` for names no stored run has (resolving nested result keys)."""
@@ -622,18 +720,16 @@ class Query:
         if not self.conditions:
             return (select + "FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? "
                     "AND r.key = e.run_key ORDER BY e.position", [batch])
-        first, *rest = self.conditions  # see order()
-        on_entry = {id(c): found for c in self.conditions
-                    if (found := c.on_slot((slots or {}).get(c.name))) is not None}
-        drive = on_entry.get(id(first))
-        if drive is not None and " OR " not in drive[0]:
+        first = self.conditions[0]  # see order()
+        slots = slots or {}
+        on_entry = [c.on_slot(slots.get(c.name)) for c in self.conditions]
+        drive = on_entry[0]
+        if drive is not None and " OR " not in drive.sql:
             # CROSS JOIN fixes the join order: the slot's index drives. (Not
             # INDEXED BY: a file without that index is still answered.)
-            column = _SLOT_COLUMN.match(drive[0])
-            assert column is not None
             sql = (select + f"FROM entries e CROSS JOIN runs r WHERE e.batch_id = ? AND "
-                   f"e.{column.group(1)} IS NOT NULL AND {drive[0]}")
-            params: list[Any] = [batch, *drive[1]]
+                   f"{drive.column} IS NOT NULL AND {drive.sql}")
+            params: list[Any] = [batch, *drive.args]
             key = "e.run_key"
         else:
             where, args = first.predicate("p0")
@@ -643,17 +739,40 @@ class Query:
             params = [first.name, *args, batch]
             key = "p0.run_key"
         # Tests on the entry's own row first: they cost no lookup.
-        for condition in sorted(rest, key=lambda c: id(c) not in on_entry):
-            if id(condition) in on_entry:
+        for i in range(1, len(self.conditions)):
+            slot = on_entry[i]
+            if slot is not None:
                 # "+" keeps SQLite from driving through this slot's index instead.
-                where, args = on_entry[id(condition)]
-                sql += " AND " + _SLOT_COLUMN_ANYWHERE.sub(r"+\1", where)
-                params += args
-                continue
-            i = self.conditions.index(condition)
-            where, args = condition.predicate(f"p{i}")
-            sql += (f" AND EXISTS (SELECT 1 FROM {condition.table} p{i} WHERE p{i}.run_key = "
-                    f"{key} AND p{i}.{condition.column} = ? AND {where})")
-            params += [condition.name, *args]
+                sql += " AND " + slot.tested
+                params += slot.args
+        for i in range(1, len(self.conditions)):
+            if on_entry[i] is None:
+                condition = self.conditions[i]
+                where, args = condition.predicate(f"p{i}")
+                sql += (f" AND EXISTS (SELECT 1 FROM {condition.table} p{i} WHERE p{i}.run_key "
+                        f"= {key} AND p{i}.{condition.column} = ? AND {where})")
+                params += [condition.name, *args]
         # "+": sorting the hits is cheap; reading the batch in order to spare it is not.
         return sql + " AND r.key = e.run_key ORDER BY +e.position", params
+
+
+def _parse(key: str, value: Any) -> Condition:
+    source = "parameter"
+    if key.startswith(RESULT_PREFIX) and len(key) > len(RESULT_PREFIX):
+        source, key = "result", key[len(RESULT_PREFIX):]
+    name, sep, op = key.rpartition("__")
+    if sep and op in OPERATORS:
+        return Condition(name, op, value, source)
+    if sep and name:
+        # Either a name that contains "__", or an unknown operator:
+        # check_names tells which, naming the valid ones.
+        return _MaybeOperator(key, "eq", value, source, base=name, suffix=op)
+    return Condition(key, "eq", value, source)
+
+
+#: Values whose conditions are kept (:func:`_parsed`, short ones): immutable, hashed cheaply.
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+#: Conditions are immutable, so a query repeating one (a loop over another
+#: parameter's values) takes it, its predicate and its slot tests as made
+#: before. ``typed``: 1, 1.0 and True are different conditions.
+_parsed = functools.lru_cache(maxsize=1024, typed=True)(_parse)

@@ -16,6 +16,7 @@ every slot with ``parameters``, and ``--fix`` fills them again.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,11 +52,16 @@ def parse(text: str | None) -> dict[str, int]:
     written by something else may say anything): a name left out is
     queried through ``parameters``, as if it had no slot.
     """
+    return dict(_parse(text or "[]"))
+
+
+@functools.lru_cache(maxsize=64)  # every query reads them: the same few texts
+def _parse(text: str) -> tuple[tuple[str, int], ...]:
     taken: dict[int, list[str]] = {}
-    for name, slot in json.loads(text or "[]"):
+    for name, slot in json.loads(text):
         if type(slot) is int and 0 <= slot < SLOTS:
             taken.setdefault(slot, []).append(name)
-    return {names[0]: slot for slot, names in taken.items() if len(names) == 1}
+    return tuple((names[0], slot) for slot, names in taken.items() if len(names) == 1)
 
 
 def assign(conn: sa.Connection, batch: int) -> dict[str, int]:

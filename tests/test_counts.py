@@ -162,9 +162,9 @@ def test_counting_reads_an_index_of_the_counts_never_every_value_of_a_name(in_tm
         for conditions in ({"A": 1, "B": 7}, {"A": 1.0, "B__lt": 3}, {"B__in": [1, 2], "C": "x"},
                            {"A__ge": 1, "B__gt": 298}):
             query = Query(conditions)
-            probes = [_Probe(c, *c.predicate("p")) for c in query.conditions]
-            sql = "SELECT " + ", ".join(p.sql() for p in probes)
-            args = [a for p in probes for a in p.args(64)]
+            probes = [_Probe(c) for c in query.conditions]
+            sql = "SELECT " + ", ".join(p.sql for p in probes)
+            args = [a for p in probes for a in p.args]
             plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args)]
             searches = [step for step in plan if "parameter_counts" in step or " p " in step
                         or step.startswith(("SEARCH p", "SCAN p"))]
