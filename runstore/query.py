@@ -472,6 +472,8 @@ def _fetch(conn: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, .
 _PRIORITY = {"eq": 0, "in": 1, "lt": 2, "le": 2, "gt": 2, "ge": 2, "ne": 3}
 #: The first bound of the counts that find the most selective condition (then doubled).
 _FIRST_PROBE = 64
+#: The most arguments a probe kept in :class:`Known` may have (``__in`` lists are long).
+_KNOWN_ARGUMENTS = 64
 
 
 class _Probe:
@@ -634,8 +636,9 @@ class Query:
                         known.slots[batch] = self.slots
                 else:
                     (found,) = _fetch(conn, sql, args)
-                if known is not None:
-                    known.counts.update(zip(keys, found))
+                if known is not None:  # (not counts of long lists: their keys are large)
+                    known.counts.update((key, count) for key, count in zip(keys, found)
+                                        if len(key) <= _KNOWN_ARGUMENTS)
             for probe, value in zip(probes, found):
                 probe.read(value, limit)
             exact = [p.count for p in probes if p.exact]
@@ -654,8 +657,14 @@ class Query:
 
     @staticmethod
     def _parse(key: str, value: Any) -> Condition:
-        if type(value) in _SCALARS and len(key) <= 200 and (
-                type(value) is not str or len(value) <= 200):
+        # Conditions on small immutable values are kept (see _parsed): short
+        # strings, 64-bit ints, floats but -0.0 (equal to 0.0, it would be
+        # said as 0.0 in messages), booleans and None.
+        kind = type(value)
+        if len(key) <= 200 and (
+                (kind is str and len(value) <= 200) or (kind is int and -_INT64 <= value < _INT64)
+                or (kind is float and (value or math.copysign(1.0, value) > 0))
+                or kind is bool or value is None):
             return _parsed(key, value)  # made once, with what it makes (Condition._made)
         return _parse(key, value)
 
@@ -770,8 +779,6 @@ def _parse(key: str, value: Any) -> Condition:
     return Condition(key, "eq", value, source)
 
 
-#: Values whose conditions are kept (:func:`_parsed`, short ones): immutable, hashed cheaply.
-_SCALARS = frozenset({int, float, str, bool, type(None)})
 #: Conditions are immutable, so a query repeating one (a loop over another
 #: parameter's values) takes it, its predicate and its slot tests as made
 #: before. ``typed``: 1, 1.0 and True are different conditions.

@@ -1487,6 +1487,10 @@ class Store:
         The mark (``PRAGMA user_version = 1``) is how ``gc`` and ``check
         --fix`` tell a bundle from a store.
         """
+        # Leaving WAL needs the file to itself: no other connection of this
+        # store may stay open, not even idle (the kept reader, the pool's).
+        self._release_kept()
+        self.engine.dispose()
         raw = self.engine.raw_connection()  # outside any transaction (autocommit)
         try:
             raw.driver_connection.execute(  # type: ignore[union-attr]
@@ -1718,13 +1722,17 @@ class Store:
     def close(self) -> None:
         """Release the database connections (and, for the last handle of this process
         that writes the store, its writer record)."""
+        self._release_kept()
+        self.engine.dispose()
+        self._unclaim()
+
+    def _release_kept(self) -> None:
+        """Close the connection kept for queries (see :meth:`_kept_reader`)."""
         kept, self._kept = self._kept, None
         # (A forked process leaves its parent's connection alone.)
         if kept is not None and kept[0] == os.getpid():
             with self._kept_lock:  # once a query of another thread is done with it
                 kept[1].close()
-        self.engine.dispose()
-        self._unclaim()
 
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""

@@ -263,3 +263,37 @@ def test_a_transaction_left_open_on_the_kept_connection_is_ended_by_the_next_que
     batch.add_run(Sweep, {"A": 1, "B": 3, "C": 7})
     assert len(ids(batch, A=1, B=3)) == 3  # a new transaction: the new state
     assert not raw.in_transaction
+
+
+def test_a_store_queried_can_still_be_sealed(tmp_path):
+    """Sealing leaves WAL mode, which needs the file to itself: the kept reader is closed."""
+    made = sweep(tmp_path)
+    db = Path(made.store.path)
+    made.store.close()
+    store = Store(db)
+    assert len(store.query(1, {"A": 1, "B": 3})) == 2
+    store.seal()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()
+    assert len(runstore.open_bundle(db).get_runs_with(A=1, B=3)) == 2
+
+
+def test_what_queries_keep_stays_small(tmp_path):
+    """Counts of long __in lists, and conditions on big values, are not kept."""
+    batch = sweep(tmp_path)
+    runstore.query._parsed.cache_clear()
+    for shift in range(20):  # 1,000 values, B up to 9 + shift among them
+        assert len(ids(batch, B__in=list(range(shift - 990, shift + 10)), A=1, C=5)
+                   ) == min(20, 10 + shift)
+    known = batch.store._kept[2]
+    assert known.counts and max(len(key) for key in known.counts) <= 64
+    for exponent in range(30, 40):
+        assert ids(batch, B=10**exponent, A=1) == []
+        assert ids(batch, B="x" * 1000, A=1) == []
+    assert runstore.query._parsed.cache_info().currsize == 2  # A=1 and C=5 (lists: not kept)
+    # -0.0 is not kept as 0.0 is: a message says the value as it was given.
+    for value in (0.0, -0.0):
+        with pytest.raises(QueryError, match=rf"got {value}; for one value use B={value}"):
+            batch.get_runs_with(B__in=value, A=1)
