@@ -297,3 +297,18 @@ def test_what_queries_keep_stays_small(tmp_path):
     for value in (0.0, -0.0):
         with pytest.raises(QueryError, match=rf"got {value}; for one value use B={value}"):
             batch.get_runs_with(B__in=value, A=1)
+
+
+def test_a_loop_over_a_grid_counts_only_the_queries_that_bring_a_new_value(tmp_path):
+    batch = sweep(tmp_path)
+    seen = statements(batch.store)
+    for a in range(3):
+        for b in range(20):
+            assert len(ids(batch, A=a, B=b)) == 2
+    counting = [s for s in seen if "parameter_counts" in s]
+    assert len(counting) == 20 + 1 + 1  # B's 20 values with A=0, then A=1, then A=2
+    seen.clear()
+    for a in range(3):
+        for b in range(20):
+            assert len(ids(batch, B=b, A=a)) == 2
+    assert not [s for s in seen if "parameter_counts" in s]
