@@ -518,9 +518,10 @@ class Known:
 
     Kept with a connection that only reads, and valid while its ``PRAGMA
     data_version`` (read in the query's own transaction) is :attr:`version`:
-    that number changes when anything commits to the file, so nothing is
-    taken from here that the query's state would not give. A query whose
-    values were counted before then runs one statement, not two.
+    that number changes when any other connection, of any process, commits
+    to the file, so nothing is taken from here that the query's state would
+    not give. A query whose values were all counted before then runs one
+    statement, not two.
     """
 
     __slots__ = ("version", "counts", "slots")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -164,8 +166,14 @@ def test_a_forked_process_queries_on_its_own_connection(tmp_path):
             code = 0 if ids(batch, A=1, B=3) == expected and batch.store._kept is not kept else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 60
+    while not (waited := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not waited[0]:  # a child stuck on a lock another thread held at the fork
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish in 60 s")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
     assert ids(batch, A=1, B=3) == expected  # the parent's connection still serves it
 
 
