@@ -90,6 +90,7 @@ __all__ = [
     "NamedArrays",
     "Indexed",
     "indexed",
+    "indexed_number",
     "check_name",
     "short_repr",
 ]
@@ -882,6 +883,22 @@ def _approximate(number: int) -> float:
         return float(number)
     except OverflowError:
         return math.inf if number > 0 else -math.inf
+
+
+def indexed_number(value: Any) -> Indexed | None:
+    """``indexed(encode(value))`` of a 64-bit int or a finite float, else None.
+
+    The usual parameter, result and query values, made without the walk of
+    :func:`encode` (they encode as themselves, ``-0.0`` as ``0.0``).
+    """
+    kind = type(value)
+    if kind is int:
+        if -_INT64 <= value < _INT64:
+            return Indexed("int", value, None, int.__repr__(value))
+    elif kind is float and math.isfinite(value):
+        value += 0.0  # as encode() does: -0.0 is 0.0
+        return Indexed("float", value, None, float.__repr__(value))
+    return None
 
 
 def indexed(tree: Tree) -> Indexed:

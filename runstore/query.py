@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Union
 import numpy as np
 import sqlalchemy as sa
 
-from .encoding import FunctionRef, Indexed, Tree, encode, indexed, short_repr
+from .encoding import FunctionRef, Indexed, Tree, encode, indexed, indexed_number, short_repr
 from .errors import QueryError, RunstoreError
 from .slots import SLOTS_JSON, slots_of
 from .slots import parse as parse_slots
@@ -278,15 +278,8 @@ class Condition:
         return made
 
     def _form(self, value: Any) -> Indexed:
-        # 64-bit ints and finite floats, the usual values, as indexed(encode(value))
-        # makes them, without its walk (a test compares the two).
-        kind = type(value)
-        if kind is int and -_INT64 <= value < _INT64:
-            return Indexed("int", value, None, int.__repr__(value))
-        if kind is float and math.isfinite(value):
-            value += 0.0  # -0.0 is 0.0
-            return Indexed("float", value, None, float.__repr__(value))
-        return indexed(self._tree(value))
+        form = indexed_number(value)  # the usual values, without the encoding walk
+        return form if form is not None else indexed(self._tree(value))
 
     def _tree(self, value: Any) -> Tree:
         try:
@@ -327,10 +320,11 @@ class Condition:
         return list(value.tolist() if isinstance(value, np.ndarray) else value)
 
     def _order(self, a: str) -> tuple[str, list[Any]]:
-        value, kind = self.value, type(self.value)
-        if (kind is int and -_INT64 <= value < _INT64) or (kind is float and math.isfinite(value)):
-            return _numeric_order(a, self.op, value if kind is int else value + 0.0)
-        tree = self._tree(value)
+        quick = indexed_number(self.value)
+        if quick is not None:
+            assert quick.number is not None
+            return _numeric_order(a, self.op, quick.number)
+        tree = self._tree(self.value)
         form = indexed(tree)
         if form.kind in ("int", "float") and form.number is not None:
             number = tree if isinstance(tree, (int, float)) else form.number

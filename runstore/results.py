@@ -26,7 +26,6 @@ refused.
 from __future__ import annotations
 
 import base64
-import math
 import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from .encoding import (
     decode,
     encode,
     indexed,
+    indexed_number,
     short_repr,
 )
 from .errors import DecodingError, EncodingError, UnstorableValueError
@@ -126,15 +126,12 @@ def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
         kind = type(value)
         # Each value's query row, as indexed() makes it (its canonical JSON
         # as canonical_json() writes it), without looking up its type again.
-        if kind is float:
-            if not math.isfinite(value):
+        if kind is float or kind is int:
+            form = indexed_number(value)
+            if form is None:  # beyond 64 bits, or not finite
                 return None
-            value += 0.0  # as encode() does: -0.0 is 0.0
-            scalars[key] = Indexed("float", value, None, float.__repr__(value))
-        elif kind is int:
-            if not -_INT64 <= value < _INT64:
-                return None
-            scalars[key] = Indexed("int", value, None, int.__repr__(value))
+            scalars[key] = form
+            value = form.number  # (-0.0 is 0.0)
         elif kind is str:
             if not value.isascii():
                 return None
@@ -150,9 +147,6 @@ def _flat_result(result: dict[Any, Any]) -> EncodedResult | None:
     tree: Tree = ["dict", [[key, values[key]] for _, key in ordered]]
     text = ",".join([f"[{key_json},{scalars[key].canonical}]" for key_json, key in ordered])
     return EncodedResult(tree, f'["dict",[{text}]]', scalars, NamedArrays(), {})
-
-
-_INT64 = 2**63
 
 
 def _check_key(key: Any) -> None:
